@@ -1,0 +1,79 @@
+"""What every dctoolkit command shares: `--json`, `--user`, and finding a user's job."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.utils import OperationalError, ProgrammingError
+
+from dctoolkit.jobs.models import Job
+
+
+def os_user_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER", "user")
+
+
+class DctCommand(BaseCommand):
+    """Base for dctoolkit commands.  `--json` prints exactly one document on stdout."""
+
+    json_option = True
+    user_option = True
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        if self.json_option:
+            parser.add_argument("--json", action="store_true", help="print one JSON document and nothing else")
+        if self.user_option:
+            parser.add_argument(
+                "--user", default=None, help="act as this user (created on first use); default: your OS user name"
+            )
+        return parser
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        self.options = options
+        try:
+            return super().execute(*args, **options)
+        except (OperationalError, ProgrammingError) as exc:
+            # Expected trouble a person can fix; never a traceback.
+            raise CommandError(
+                f"the database is not reachable or not set up ({str(exc).strip().splitlines()[0]}); "
+                "run './dct migrate', and check DATABASE_URL"
+            ) from None
+
+    def acting_user(self) -> AbstractBaseUser:
+        name = self.options.get("user") or os_user_name()
+        user, _ = get_user_model().objects.get_or_create(username=name)
+        return user
+
+    def user_job(self, job_id: int | str, user: AbstractBaseUser | None = None) -> Job:
+        """The job, if the acting user may see it (their own; staff: any)."""
+        user = user or self.acting_user()
+        try:
+            job_id = int(job_id)
+        except (TypeError, ValueError):
+            raise CommandError(f"'{job_id}' is not a job id; job ids are numbers, as './dct jobs' shows") from None
+        jobs = Job.objects.select_related("owner", "node", "submission")
+        if not user.is_staff:
+            jobs = jobs.filter(owner=user)
+        job = jobs.filter(id=job_id).first()
+        if job is None:
+            raise CommandError(f"no job {job_id} of yours; './dct jobs --all' lists your jobs")
+        return job
+
+    def emit_json(self, document: Any) -> None:
+        self.stdout.write(json.dumps(document, indent=2, default=str))
+
+
+def render_table(rows: list[list[str]]) -> str:
+    """Aligned columns (the first row is the header); the last column is not padded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)

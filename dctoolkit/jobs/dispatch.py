@@ -1,0 +1,219 @@
+"""The scheduler's I/O: reads the database, claims jobs, sends Celery tasks.
+
+Each function is one step that returns how much work it did; the loop in
+`management/commands/scheduler.py` only repeats them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import redis
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Sum
+
+from dctoolkit.accounts.fairshare import decayed, running_charge
+from dctoolkit.accounts.models import Account
+from dctoolkit.celery import app
+from dctoolkit.nodes.liveness import is_lost
+from dctoolkit.nodes.models import Node, NodeState
+
+from . import transitions
+from .models import ACTIVE_STATES, Job, JobState, SchedulerLock
+from .scheduler import FreeNode, QueuedJob, pick_assignments
+
+log = logging.getLogger(__name__)
+
+RUN_TASK = "dctoolkit.run_job"
+WAKE_KEY = "dct:scheduler:wake"
+# A dispatched job that has not started after this long has lost its message
+# (Redis restarted empty, a worker died holding it): send it again.  The
+# attempt check on the node makes a duplicate harmless.
+RESEND_AFTER_SECONDS = 15
+# At most this many heads of each user's queue are read per pass: a pass can
+# place at most one job per free cpu, so reading more is wasted work.
+MAX_HEADS_PER_USER = 500
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What a node has in use now."""
+
+    cpus: int = 0
+    memory_mb: int = 0
+    gpus: tuple[int, ...] = ()
+    jobs: int = 0
+
+
+def capacity_in_use(node_ids: list[int] | None = None) -> dict[int, Capacity]:
+    """node id -> cpus, memory, GPU indices and job count taken by dispatched and running jobs."""
+    active = Job.objects.filter(state__in=ACTIVE_STATES, node__isnull=False)
+    if node_ids is not None:
+        active = active.filter(node_id__in=node_ids)
+    sums = active.values("node_id").annotate(cpus=Sum("request_cpus"), mem=Sum("request_memory_mb"), n=Count("id"))
+    gpus: dict[int, list[int]] = defaultdict(list)
+    for node_id, indices in active.filter(request_gpus__gt=0).values_list("node_id", "gpu_indices"):
+        gpus[node_id] += indices or []
+    return {
+        row["node_id"]: Capacity(row["cpus"] or 0, row["mem"] or 0, tuple(gpus[row["node_id"]]), row["n"])
+        for row in sums
+    }
+
+
+def free_nodes(now: datetime) -> dict[str, tuple[Node, FreeNode]]:
+    """Nodes that take jobs now, with their free capacity."""
+    nodes = list(Node.objects.filter(state=NodeState.ONLINE, drained=False, accepts_jobs=True))
+    used = capacity_in_use([n.id for n in nodes])
+    result = {}
+    for node in nodes:
+        if is_lost(node.last_heartbeat, now, settings.DCT_NODE_TIMEOUT_SECONDS):
+            continue
+        u = used.get(node.id, Capacity())
+        all_gpus = [g["index"] for g in node.gpus]
+        result[node.name] = (
+            node,
+            FreeNode(
+                name=node.name,
+                total_cpus=node.slots,
+                total_memory_mb=node.memory_total_mb,
+                free_cpus=node.slots - u.cpus,
+                free_memory_mb=node.memory_total_mb - u.memory_mb,
+                free_gpus=[i for i in all_gpus if i not in u.gpus],
+                total_gpus=len(all_gpus),
+                containers=tuple(node.containers),
+            ),
+        )
+    return result
+
+
+def effective_usage(user_ids: list[int], now: datetime) -> dict[int, float]:
+    """user id -> (decayed usage + running charge) / share."""
+    halflife = settings.DCT_FAIRSHARE_HALFLIFE_SECONDS
+    accounts = {a.user_id: a for a in Account.objects.filter(user_id__in=user_ids)}
+    running: dict[int, list] = defaultdict(list)
+    for owner_id, cpus, started in Job.objects.filter(state=JobState.RUNNING, owner_id__in=user_ids).values_list(
+        "owner_id", "request_cpus", "started_at"
+    ):
+        running[owner_id].append((cpus, started))
+    usage = {}
+    for uid in user_ids:
+        account = accounts.get(uid)
+        past = decayed(account.usage, account.usage_at, now, halflife) if account else 0.0
+        share = account.share if account else 1.0
+        usage[uid] = (past + running_charge(running[uid], now)) / max(share, 1e-9)
+    return usage
+
+
+def queue_heads(per_user: int) -> dict[int, list[QueuedJob]]:
+    """owner id -> their oldest `per_user` queued jobs, oldest first."""
+    owners = Job.objects.filter(state=JobState.QUEUED).values_list("owner_id", flat=True).distinct()
+    heads: dict[int, list[QueuedJob]] = {}
+    fields = ("id", "owner_id", "request_cpus", "request_memory_mb", "request_gpus", "pinned_node", "container")
+    for owner_id in owners.order_by():
+        rows = (
+            Job.objects.filter(state=JobState.QUEUED, owner_id=owner_id).order_by("id").values_list(*fields)[:per_user]
+        )
+        heads[owner_id] = [QueuedJob(*row) for row in rows]
+    return heads
+
+
+def schedule_pass(now: datetime) -> int:
+    """Fill every free slot from the queue in fair-share order; returns the number dispatched."""
+    sends: list[tuple[int, int, str]] = []
+    with transaction.atomic():
+        SchedulerLock.objects.select_for_update().get_or_create(id=1)
+        nodes = free_nodes(now)
+        free_cpus = sum(max(free.free_cpus, 0) for _, free in nodes.values())
+        if free_cpus <= 0:
+            return 0
+        heads = queue_heads(min(free_cpus, MAX_HEADS_PER_USER))
+        if not heads:
+            return 0
+        usage = effective_usage(list(heads), now)
+        for a in pick_assignments(heads, [free for _, free in nodes.values()], usage):
+            node = nodes[a.node][0]
+            attempt = transitions.claim(a.job_id, node.id, list(a.gpu_indices), now)
+            if attempt is not None:
+                sends.append((a.job_id, attempt, node.name))
+    for job_id, attempt, node_name in sends:
+        send_run(job_id, attempt, node_name)
+    return len(sends)
+
+
+def send_run(job_id: int, attempt: int, node_name: str) -> bool:
+    """Put the run message on the node's own queue; False (logged) when Redis is away."""
+    try:
+        app.send_task(RUN_TASK, args=[job_id, attempt], queue=node_name, ignore_result=True)
+        return True
+    except Exception as exc:  # kombu raises many kinds; the resend step retries
+        log.warning("could not send job %s attempt %s to %s: %s", job_id, attempt, node_name, exc)
+        return False
+
+
+def resend_stale(now: datetime) -> int:
+    """Send again the dispatched jobs that never started (their message was lost)."""
+    cutoff = now - timedelta(seconds=RESEND_AFTER_SECONDS)
+    stale = Job.objects.filter(state=JobState.DISPATCHED, dispatched_at__lt=cutoff, node__state=NodeState.ONLINE)
+    count = 0
+    for job_id, attempt, node_name in stale.values_list("id", "attempts", "node__name")[:1000]:
+        if Job.objects.filter(id=job_id, state=JobState.DISPATCHED, attempts=attempt).update(dispatched_at=now):
+            log.info("job %s attempt %s never started on %s: sending again", job_id, attempt, node_name)
+            count += send_run(job_id, attempt, node_name)
+    return count
+
+
+def sweep_lost_nodes(now: datetime) -> int:
+    """Mark silent nodes offline and requeue their jobs; returns the number of jobs moved."""
+    moved = 0
+    cutoff = now - timedelta(seconds=settings.DCT_NODE_TIMEOUT_SECONDS)
+    for node in Node.objects.filter(state=NodeState.ONLINE, last_heartbeat__lt=cutoff):
+        if not Node.objects.filter(id=node.id, state=NodeState.ONLINE, last_heartbeat__lt=cutoff).update(
+            state=NodeState.OFFLINE
+        ):
+            continue  # it came back meanwhile
+        log.warning("node %s is offline (no heartbeat since %s)", node.name, node.last_heartbeat)
+        moved += requeue_node_jobs(node, "node lost", now)
+    return moved
+
+
+def requeue_node_jobs(node: Node, reason: str, now: datetime, states: tuple = ACTIVE_STATES) -> int:
+    """Send the node's jobs in `states` back to the queue (or to failed past the attempt limit)."""
+    moved = 0
+    for job_id, attempt in Job.objects.filter(node=node, state__in=states).values_list("id", "attempts"):
+        if transitions.requeue(job_id, attempt, reason, now):
+            moved += 1
+    return moved
+
+
+_redis: redis.Redis | None = None
+
+
+def _redis_client() -> redis.Redis:
+    global _redis
+    if _redis is None:
+        _redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2)
+    return _redis
+
+
+def wake_scheduler() -> None:
+    """Tell the scheduler there is work (a submit, a job end); harmless when Redis is away."""
+    try:
+        client = _redis_client()
+        client.pipeline().lpush(WAKE_KEY, 1).ltrim(WAKE_KEY, 0, 0).execute()
+    except redis.RedisError as exc:
+        log.debug("could not wake the scheduler: %s", exc)
+
+
+def wait_for_wake(timeout_seconds: float) -> bool:
+    """Block until woken or the timeout passes; True when woken."""
+    try:
+        return _redis_client().blpop([WAKE_KEY], timeout=timeout_seconds) is not None
+    except redis.RedisError as exc:
+        log.warning("Redis is not answering (%s); retrying", exc)
+        time.sleep(min(timeout_seconds, 1.0))
+        return False

@@ -1,0 +1,59 @@
+"""./dct scheduler: the control loop (one or more may run; passes never overlap)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from django.db import close_old_connections
+from django.utils import timezone
+
+from dctoolkit.cli import DctCommand
+from dctoolkit.jobs import dispatch
+
+log = logging.getLogger("dctoolkit.scheduler")
+
+# Longest sleep between passes when nothing wakes the scheduler; also the
+# pace of the liveness sweep and the re-send of lost messages.
+IDLE_SECONDS = 1.0
+
+
+class Command(DctCommand):
+    help = "Run the scheduler: dispatch queued jobs, watch node liveness, re-send lost messages."
+    json_option = False
+    user_option = False
+
+    def add_arguments(self, parser):
+        parser.add_argument("--once", action="store_true", help="run one round of every step and exit")
+
+    def handle(self, *args, **options):
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        log.info("scheduler started")
+        while not stop.is_set():
+            busy = self.round()
+            if options["once"]:
+                break
+            if not busy:
+                dispatch.wait_for_wake(IDLE_SECONDS)
+        log.info("scheduler stopped")
+
+    def round(self) -> bool:
+        """One round of every step; True when any did work (so the next comes at once)."""
+        close_old_connections()
+        did = 0
+        for step in (dispatch.sweep_lost_nodes, dispatch.resend_stale, dispatch.schedule_pass, notify_step):
+            try:
+                did += step(timezone.now())
+            except Exception:  # the database or Redis away: logged, retried next round
+                log.exception("scheduler step %s failed; retrying", step.__name__)
+                close_old_connections()
+        return did > 0
+
+
+def notify_step(now) -> int:
+    from dctoolkit.jobs.notify import send_due
+
+    return send_due(now)

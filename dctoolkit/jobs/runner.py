@@ -1,0 +1,282 @@
+"""Runs one job in its own folder, with its limits, and collects what it left.
+
+No ORM here: `tasks.py` reads the job, builds a RunSpec, and records the
+RunResult.  The job's stdout and stderr go straight to files in shared
+storage, so they can be followed while it runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from . import sandbox
+
+log = logging.getLogger(__name__)
+
+# How often a running job's limits and stop requests are checked: cancel must
+# take effect within 2 s, and each check costs a database read.
+CHECK_SECONDS = 0.5
+# After SIGTERM to a cancelled job's process group, this long before SIGKILL.
+TERM_GRACE_SECONDS = 1.0
+_PR_SET_PDEATHSIG = 1
+
+# Variables from the node's own environment a job may inherit; nothing else
+# (not SECRET_KEY, DATABASE_URL, REDIS_URL, EMAIL_*, tokens) reaches a job.
+ENV_ALLOWLIST = ("LANG", "LC_ALL", "TZ", "LD_LIBRARY_PATH", "CUDA_HOME", "NVIDIA_DRIVER_CAPABILITIES")
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+
+
+class StopReason:
+    MAX_RUNTIME = "max_runtime"
+    MEMORY = "memory"
+    CANCEL = "cancel"
+    HOLD = "hold"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    job_id: int
+    workdir: Path
+    argv: list[str]
+    env: dict[str, str]
+    stdout_path: Path
+    stderr_path: Path
+    max_runtime_seconds: float | None = None
+    memory_limit_mb: float | None = None
+    fence: sandbox.Fence | None = None
+
+
+@dataclass
+class RunResult:
+    exit_code: int | None
+    wall_seconds: float
+    cpu_seconds: float
+    max_rss_mb: float
+    stopped: str = ""  # a StopReason, or "" when the job ended by itself
+    start_error: str = ""
+
+
+@dataclass
+class _Watch:
+    peak_rss_mb: float = 0.0
+    stopped: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def build_env(
+    job_env: dict[str, str], *, workdir: str, extra: dict[str, str], node_env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """A job's environment: an allowlist of the node's, then ours, then the user's own."""
+    node_env = os.environ if node_env is None else node_env
+    env = {k: node_env[k] for k in ENV_ALLOWLIST if k in node_env}
+    env.update(
+        {
+            "PATH": DEFAULT_PATH,
+            "HOME": workdir,
+            "TMPDIR": "/tmp",
+            "LANG": env.get("LANG", "C.UTF-8"),
+            "PYTHONUNBUFFERED": "1",  # so stdout streams while the job runs
+        }
+    )
+    env.update(extra)
+    env.update(job_env)
+    return env
+
+
+def _die_with_worker() -> None:
+    # Runs in the child between fork and exec: if the node worker dies (even
+    # by SIGKILL), the kernel kills the job's first process too.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def run(spec: RunSpec, should_stop: Callable[[], str]) -> RunResult:
+    """Run `spec` to its end, or until a limit or `should_stop()` (a StopReason or "") ends it."""
+    argv = sandbox.fenced_command(spec.argv, spec.fence) if spec.fence else spec.argv
+    started = time.monotonic()
+    with open(spec.stdout_path, "wb") as out, open(spec.stderr_path, "wb") as err:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=spec.workdir,
+                env=spec.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,  # its own process group, killed as one
+                # bwrap's --die-with-parent does this for fenced jobs
+                preexec_fn=None if spec.fence else _die_with_worker,
+                close_fds=True,
+            )
+        except OSError as exc:
+            return RunResult(None, 0.0, 0.0, 0.0, start_error=f"could not start {spec.argv[0]}: {exc.strerror}")
+    done = threading.Event()
+    outcome: dict = {}
+
+    def reap() -> None:
+        _, status, usage = os.wait4(proc.pid, 0)
+        outcome.update(status=status, usage=usage)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        done.set()
+
+    threading.Thread(target=reap, name=f"reap-{spec.job_id}", daemon=True).start()
+    watch = _Watch()
+    _watch_until_done(proc, spec, started, done, watch, should_stop)
+    wall = time.monotonic() - started
+    usage = outcome["usage"]
+    return RunResult(
+        exit_code=proc.returncode,
+        wall_seconds=wall,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        max_rss_mb=round(watch.peak_rss_mb, 1),
+        stopped=watch.stopped,
+    )
+
+
+def _watch_until_done(
+    proc: subprocess.Popen,
+    spec: RunSpec,
+    started: float,
+    done: threading.Event,
+    watch: _Watch,
+    should_stop: Callable[[], str],
+) -> None:
+    # Look early and often at first, so that short jobs still get a peak
+    # memory figure; then settle at CHECK_SECONDS.
+    delay = 0.01
+    next_stop_check = started + CHECK_SECONDS
+    while not done.wait(delay):
+        delay = min(delay * 3, CHECK_SECONDS)
+        if watch.stopped:
+            continue
+        rss, peak = tree_memory_mb(proc.pid)
+        watch.peak_rss_mb = max(watch.peak_rss_mb, peak)
+        now = time.monotonic()
+        if spec.max_runtime_seconds and now - started > spec.max_runtime_seconds:
+            watch.stopped = StopReason.MAX_RUNTIME
+        elif spec.memory_limit_mb and rss > spec.memory_limit_mb:
+            watch.stopped = StopReason.MEMORY
+        elif now >= next_stop_check:
+            next_stop_check = now + CHECK_SECONDS
+            try:
+                watch.stopped = should_stop()
+            except Exception:  # a database hiccup must not kill the job
+                log.exception("job %s: stop check failed; will retry", spec.job_id)
+        if watch.stopped:
+            log.info("job %s: stopping (%s)", spec.job_id, watch.stopped)
+            threading.Thread(target=kill_tree, args=(proc.pid, done), daemon=True).start()
+
+
+def tree_memory_mb(pid: int) -> tuple[float, float]:
+    """(resident now, sum of each process's peak) in MB, over `pid` and its descendants.
+
+    Read from /proc (VmRSS, VmHWM): a process's peak survives between two
+    looks, and is not polluted by the worker's own memory the way a forked
+    child's ru_maxrss is.
+    """
+    try:
+        root = psutil.Process(pid)
+        pids = [pid, *(p.pid for p in root.children(recursive=True))]
+    except psutil.Error:
+        return 0.0, 0.0
+    rss_kb = peak_kb = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        rss_kb += int(line.split()[1])
+                    elif line.startswith("VmHWM:"):
+                        peak_kb += int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+    return rss_kb / 1024, peak_kb / 1024
+
+
+def kill_tree(pid: int, done: threading.Event | None = None) -> None:
+    """SIGTERM the job's process group and every descendant, then SIGKILL what is left.
+
+    Descendants are signalled one by one as well, because a daemon that
+    called setsid() has left the group.
+    """
+    _signal_tree(pid, signal.SIGTERM)
+    if done is not None:
+        done.wait(TERM_GRACE_SECONDS)
+    _signal_tree(pid, signal.SIGKILL)
+
+
+def _signal_tree(pid: int, sig: int) -> None:
+    try:
+        victims = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        victims = []
+    try:
+        os.killpg(pid, sig)
+    except OSError:
+        pass
+    for p in victims:
+        try:
+            p.send_signal(sig)
+        except psutil.Error:
+            pass
+
+
+def stage_inputs(source_folder: Path, names: list[str], workdir: Path, executable: str) -> None:
+    """Copy the job's files into its fresh working folder; the executable gets its run bit."""
+    workdir.mkdir(parents=True, exist_ok=False)
+    for stored in [executable, *names]:
+        shutil.copyfile(source_folder / stored, workdir / Path(stored).name)
+    exe = workdir / Path(executable).name
+    exe.chmod(exe.stat().st_mode | 0o755)
+
+
+def snapshot(workdir: Path) -> dict[str, int]:
+    """Relative path -> mtime_ns of every regular file (links are not followed)."""
+    files: dict[str, int] = {}
+    for root, _dirs, names in os.walk(workdir, followlinks=False):
+        for name in names:
+            path = Path(root, name)
+            if path.is_file() and not path.is_symlink():
+                files[str(path.relative_to(workdir))] = path.stat().st_mtime_ns
+    return files
+
+
+def collect_outputs(workdir: Path, before: dict[str, int], wanted: list[str], dest: Path) -> list[str]:
+    """Copy the job's outputs into `dest`; returns the wanted paths that were missing.
+
+    With `wanted` empty, every file the job created or changed comes back.
+    Symbolic links are never followed: a job cannot smuggle out a file it
+    could not read itself.
+    """
+    after = snapshot(workdir)
+    missing: list[str] = []
+    if wanted:
+        chosen = []
+        for want in wanted:
+            hits = [p for p in after if p == want or p.startswith(want.rstrip("/") + "/")]
+            if not hits:
+                missing.append(want)
+            chosen += hits
+    else:
+        chosen = [p for p, mtime in after.items() if before.get(p) != mtime]
+    for rel in sorted(set(chosen)):
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(workdir / rel, target, follow_symlinks=False)
+    return missing

@@ -1,0 +1,153 @@
+"""The one JSON shape of jobs and nodes, shared by `--json`, the API and the portal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import Count
+
+from dctoolkit.nodes.liveness import display_state, is_lost
+from dctoolkit.nodes.models import Node, NodeState
+
+from .dispatch import Capacity, capacity_in_use, effective_usage
+from .models import Job, JobState
+from .reasons import NodeView, Request, WaitFacts, explain_wait
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 with time zone and microseconds (the contract's time format)."""
+    return value.isoformat(timespec="microseconds") if value else None
+
+
+def run_seconds(job: Job, now: datetime) -> float | None:
+    """Wall seconds: counts up while running, fixed once ended."""
+    if job.state == JobState.RUNNING and job.started_at:
+        return round((now - job.started_at).total_seconds(), 3)
+    return job.run_seconds
+
+
+def job_dict(job: Job, now: datetime, reason: str | None = None) -> dict:
+    """A job as the contract shapes it (`reason`: why it waits, or why it ended)."""
+    return {
+        "id": job.id,
+        "name": job.name,
+        "owner": job.owner.username,
+        "state": job.state,
+        "node": job.node.name if job.node_id else None,
+        "exit_code": job.exit_code,
+        "attempts": job.attempts,
+        "reason": job.reason if reason is None else reason,
+        "submitted_at": iso(job.submitted_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "run_seconds": run_seconds(job, now),
+        "cpu_seconds": job.cpu_seconds,
+        "max_rss_mb": job.max_rss_mb,
+        "request_cpus": job.request_cpus,
+        "request_memory_mb": job.request_memory_mb,
+        "request_gpus": job.request_gpus,
+        "max_runtime_seconds": job.max_runtime_seconds,
+        "pinned_node": job.pinned_node or None,
+        "process": job.process,
+        "submission": job.submission_id,
+        "executable": job.executable.rsplit("/", 1)[-1],
+        "arguments": job.arguments,
+        "gpu_indices": job.gpu_indices,
+        "sandboxed": job.sandboxed,
+    }
+
+
+def node_views(now: datetime) -> tuple[list[tuple[Node, Capacity]], list[NodeView]]:
+    nodes = list(Node.objects.all())
+    used = capacity_in_use()
+    rows, views = [], []
+    for node in nodes:
+        cap = used.get(node.id, Capacity())
+        online = node.state == NodeState.ONLINE and not is_lost(
+            node.last_heartbeat, now, settings.DCT_NODE_TIMEOUT_SECONDS
+        )
+        rows.append((node, cap))
+        views.append(
+            NodeView(
+                name=node.name,
+                online=online,
+                takes_jobs=online and not node.drained and node.accepts_jobs,
+                total_cpus=node.slots,
+                total_memory_mb=node.memory_total_mb,
+                total_gpus=len(node.gpus),
+                free_cpus=node.slots - cap.cpus,
+                free_memory_mb=node.memory_total_mb - cap.memory_mb,
+                free_gpus=len(node.gpus) - len(cap.gpus),
+                drained=node.drained,
+                containers=tuple(node.containers),
+            )
+        )
+    return rows, views
+
+
+def node_dict(node: Node, cap: Capacity, now: datetime) -> dict:
+    online = node.state == NodeState.ONLINE and not is_lost(node.last_heartbeat, now, settings.DCT_NODE_TIMEOUT_SECONDS)
+    free = node.slots - cap.cpus
+    return {
+        "name": node.name,
+        "state": display_state(
+            online=online, drained=node.drained, accepts_jobs=node.accepts_jobs, free_cpus=free, running_jobs=cap.jobs
+        ),
+        "cpus": node.cpus,
+        "threads": node.threads,
+        "slots": node.slots,
+        "memory_total_mb": node.memory_total_mb,
+        "memory_available_mb": node.memory_available_mb,
+        "disk_free_mb": node.disk_free_mb,
+        "gpus": node.gpus,
+        "cuda": node.cuda or None,
+        "load": node.load,
+        "running_jobs": cap.jobs,
+        "free_cpus": max(free, 0),
+        "free_memory_mb": max(node.memory_total_mb - cap.memory_mb, 0),
+        "free_gpus": max(len(node.gpus) - len(cap.gpus), 0),
+        "last_heartbeat": iso(node.last_heartbeat),
+        "sandbox": node.sandbox,
+        "accepts_jobs": node.accepts_jobs,
+        "containers": node.containers,
+        "hostname": node.hostname,
+    }
+
+
+def nodes_payload(now: datetime) -> list[dict]:
+    rows, _ = node_views(now)
+    return [node_dict(node, cap, now) for node, cap in rows]
+
+
+def jobs_payload(jobs: Iterable[Job], now: datetime) -> list[dict]:
+    """Jobs as dicts; waiting ones get their reason to wait."""
+    jobs = list(jobs)
+    waiting = [j for j in jobs if j.state in (JobState.QUEUED, JobState.HELD)]
+    if not waiting:
+        return [job_dict(j, now) for j in jobs]
+    _, views = node_views(now)
+    owners = {j.owner_id for j in waiting}
+    counts = dict(Job.objects.filter(state=JobState.QUEUED).values_list("owner_id").annotate(n=Count("id")).order_by())
+    usage = effective_usage(list(counts), now)
+    reasons = {}
+    for owner_id in owners:
+        lower = sum(n for uid, n in counts.items() if uid != owner_id and usage[uid] < usage.get(owner_id, 0.0))
+        own_queued = list(
+            Job.objects.filter(state=JobState.QUEUED, owner_id=owner_id).order_by("id").values_list("id", flat=True)
+        )
+        rank = {job_id: i for i, job_id in enumerate(own_queued)}
+        for j in (j for j in waiting if j.owner_id == owner_id):
+            facts = WaitFacts(nodes=tuple(views), ahead_own=rank.get(j.id, 0), ahead_others=lower)
+            request = Request(
+                state=j.state,
+                cpus=j.request_cpus,
+                memory_mb=j.request_memory_mb,
+                gpus=j.request_gpus,
+                node=j.pinned_node,
+                container=j.container,
+                previous=j.reason if j.state == JobState.QUEUED else "",
+            )
+            reasons[j.id] = explain_wait(request, facts)
+    return [job_dict(j, now, reasons.get(j.id)) for j in jobs]

@@ -1,0 +1,185 @@
+"""The Celery task a node runs: check the attempt is still its own, then run the job."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from celery import shared_task
+from celery.signals import worker_ready, worker_shutting_down
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from dctoolkit.nodes import agent
+
+from . import runner, sandbox, transitions
+from .dispatch import wake_scheduler
+from .models import Job, JobState, KillRequest
+
+log = logging.getLogger(__name__)
+
+
+@worker_ready.connect
+def _on_worker_ready(sender, **kwargs) -> None:
+    try:
+        queues = list(sender.app.amqp.queues.consume_from)
+        name = agent.node_name_from_queues(queues)
+        slots = int(os.environ.get("DCT_NODE_SLOTS") or getattr(sender.controller, "concurrency", 0) or 0)
+        identity = agent.start(name, slots or None)
+    except BaseException as exc:
+        # A worker that is not a registered node must not take jobs: stop it.
+        log.critical("node start-up failed: %s; stopping this worker", exc)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    log.info(
+        "node %s ready: %d slots, sandbox %s%s",
+        identity.name,
+        identity.slots,
+        "on" if identity.sandbox else "OFF",
+        f" ({identity.sandbox_problem})" if identity.sandbox_problem else "",
+    )
+
+
+@worker_shutting_down.connect
+def _on_worker_shutting_down(**kwargs) -> None:
+    agent.stop()
+
+
+@shared_task(name="dctoolkit.run_job", acks_late=True, ignore_result=True)
+def run_job(job_id: int, attempt: int) -> str:
+    """Run attempt `attempt` of job `job_id` here, if it is still dispatched to this node."""
+    close_old_connections()
+    identity = agent.current
+    if identity is None:
+        raise RuntimeError("this worker is not a node: start it with worker_entry.py --node NAME")
+    if not identity.accepts_jobs or not transitions.start(job_id, attempt, identity.name, timezone.now()):
+        log.info("job %s attempt %s is no longer dispatched to %s: skipped", job_id, attempt, identity.name)
+        return "skipped"
+    job = Job.objects.select_related("submission").get(id=job_id)
+    try:
+        state = execute(job, attempt, identity)
+    except Exception as exc:
+        log.exception("job %s attempt %s: internal error", job_id, attempt)
+        transitions.finish(job_id, attempt, JobState.FAILED, timezone.now(), reason=f"internal error on node: {exc}")
+        state = JobState.FAILED
+    finally:
+        wake_scheduler()
+    return str(state)
+
+
+def execute(job: Job, attempt: int, identity: agent.NodeIdentity) -> JobState:
+    """Stage, run, collect and record one attempt; returns the state it ended in."""
+    folder = job.folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    workdir = Path(settings.DCT_SCRATCH) / identity.name / f"job-{job.id}-{attempt}"
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    try:
+        runner.stage_inputs(job.submission.folder(), job.inputs, workdir, job.executable)
+    except OSError as exc:
+        reason = f"could not stage input files: {exc}"
+        transitions.finish(job.id, attempt, JobState.FAILED, timezone.now(), reason=reason)
+        return JobState.FAILED
+    try:
+        before = runner.snapshot(workdir)
+        result = runner.run(build_spec(job, workdir, identity), lambda: _stop_request(job.id))
+        outputs = folder / "outputs"
+        if outputs.exists():
+            shutil.rmtree(outputs)
+        missing = runner.collect_outputs(workdir, before, job.output, outputs)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return record(job, attempt, result, missing, sandboxed=identity.sandbox)
+
+
+def build_spec(job: Job, workdir: Path, identity: agent.NodeIdentity) -> runner.RunSpec:
+    fence = None
+    if identity.sandbox:
+        network = job.network or settings.DCT_DEFAULT_NETWORK
+        fence = sandbox.Fence(
+            workdir=str(workdir),
+            network=network != "none",
+            container=job.container,
+            extra_paths=sandbox.parse_sandbox_paths(settings.DCT_SANDBOX_PATHS),
+            gpu_devices=job.request_gpus > 0,
+        )
+    inside = sandbox.inside_workdir(fence) if fence else str(workdir)
+    executable = Path(job.executable).name
+    if executable.endswith(".py"):
+        python = "python3" if job.container else sys.executable
+        argv = [python, executable, *job.arguments]
+    else:
+        argv = [f"./{executable}", *job.arguments]
+    extra = {
+        "DCT_JOB_ID": str(job.id),
+        "DCT_PROCESS": str(job.process),
+        "DCT_ATTEMPT": str(job.attempts),
+        "OMP_NUM_THREADS": str(job.request_cpus),
+        "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in job.gpu_indices),
+    }
+    folder = job.folder()
+    return runner.RunSpec(
+        job_id=job.id,
+        workdir=workdir,
+        argv=argv,
+        env=runner.build_env(job.environment, workdir=inside, extra=extra),
+        stdout_path=folder / "stdout",
+        stderr_path=folder / "stderr",
+        max_runtime_seconds=job.max_runtime_seconds,
+        memory_limit_mb=job.request_memory_mb,
+        fence=fence,
+    )
+
+
+def _stop_request(job_id: int) -> str:
+    if agent.shutting_down.is_set():
+        return runner.StopReason.SHUTDOWN
+    kill = Job.objects.filter(id=job_id).values_list("kill_requested", flat=True).first()
+    return {KillRequest.CANCEL: runner.StopReason.CANCEL, KillRequest.HOLD: runner.StopReason.HOLD}.get(kill, "")
+
+
+def record(job: Job, attempt: int, result: runner.RunResult, missing: list[str], sandboxed: bool) -> JobState:
+    """Write one attempt's outcome to the database (conditional on the attempt)."""
+    now = timezone.now()
+    measured = dict(
+        exit_code=result.exit_code,
+        run_seconds=round(result.wall_seconds, 3),
+        cpu_seconds=round(result.cpu_seconds, 3),
+        max_rss_mb=result.max_rss_mb,
+        sandboxed=sandboxed,
+    )
+    if result.stopped == runner.StopReason.SHUTDOWN:
+        return transitions.requeue(job.id, attempt, "node shut down while the job ran", now) or JobState.QUEUED
+    if result.stopped == runner.StopReason.HOLD:
+        return transitions.requeue(job.id, attempt, "held by its owner", now, hold=True) or JobState.HELD
+    state, reason = outcome(job, result, missing)
+    if transitions.finish(job.id, attempt, state, now, reason=reason, **measured):
+        from dctoolkit.accounts.usage import charge_job
+
+        charge_job(job.owner_id, job.request_cpus, result.wall_seconds, now)
+    return state
+
+
+def outcome(job: Job, result: runner.RunResult, missing: list[str]) -> tuple[JobState, str]:
+    """The final state and the reason a person reads."""
+    if result.start_error:
+        return JobState.FAILED, result.start_error
+    if result.stopped == runner.StopReason.CANCEL:
+        return JobState.CANCELLED, "cancelled by its owner"
+    if result.stopped == runner.StopReason.MAX_RUNTIME:
+        return JobState.FAILED, f"killed: ran past max_runtime ({job.max_runtime_seconds:g}s)"
+    if result.stopped == runner.StopReason.MEMORY:
+        return JobState.FAILED, (
+            f"killed: used more memory than request_memory ({job.request_memory_mb} MB); ask for more"
+        )
+    notes = f"; output not created: {', '.join(missing)}" if missing else ""
+    if result.exit_code == 0:
+        return JobState.SUCCEEDED, notes.lstrip("; ")
+    if result.exit_code is not None and result.exit_code < 0:
+        return JobState.FAILED, f"killed by signal {-result.exit_code}{notes}"
+    return JobState.FAILED, f"exit status {result.exit_code}{notes}"

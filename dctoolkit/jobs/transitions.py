@@ -1,0 +1,100 @@
+"""Every job state change, each one conditional UPDATE whose row count says who won.
+
+Losing a race (another scheduler claimed the job, the user cancelled it, the
+node was declared lost) is a normal outcome: the function returns False and
+the caller leaves the job alone.  The attempt number in the WHERE clause is
+what keeps one dispatch from running twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from .models import ACTIVE_STATES, FINAL_STATES, Job, JobState, KillRequest
+
+
+def claim(job_id: int, node_id: int, gpu_indices: list[int], now: datetime) -> int | None:
+    """queued -> dispatched to `node_id`; returns the new attempt number, or None if lost."""
+    won = Job.objects.filter(id=job_id, state=JobState.QUEUED).update(
+        state=JobState.DISPATCHED,
+        node_id=node_id,
+        gpu_indices=gpu_indices,
+        attempts=F("attempts") + 1,
+        dispatched_at=now,
+        reason="",
+    )
+    if not won:
+        return None
+    return Job.objects.filter(id=job_id).values_list("attempts", flat=True).first()
+
+
+def start(job_id: int, attempt: int, node_name: str, now: datetime) -> bool:
+    """dispatched -> running, only if this attempt is still dispatched to this node."""
+    return bool(
+        Job.objects.filter(
+            id=job_id, state=JobState.DISPATCHED, attempts=attempt, node__name=node_name, kill_requested=""
+        ).update(state=JobState.RUNNING, started_at=now)
+    )
+
+
+def finish(job_id: int, attempt: int, state: JobState, now: datetime, reason: str = "", **results) -> bool:
+    """running -> a final state (or back to queued/held), recording what the run measured."""
+    return bool(
+        Job.objects.filter(id=job_id, state=JobState.RUNNING, attempts=attempt).update(
+            state=state, finished_at=now if state in FINAL_STATES else None, reason=reason, kill_requested="", **results
+        )
+    )
+
+
+def requeue(job_id: int, attempt: int, reason: str, now: datetime, hold: bool = False) -> JobState | None:
+    """A dispatched or running attempt that did not end on its own goes back to the queue.
+
+    After DCT_MAX_ATTEMPTS dispatches it fails instead, with `reason`.  A
+    cancel that was pending wins.  Returns the new state, or None if the
+    attempt was no longer active.
+    """
+    active = Job.objects.filter(id=job_id, state__in=ACTIVE_STATES, attempts=attempt)
+    if active.filter(kill_requested=KillRequest.CANCEL).update(
+        state=JobState.CANCELLED, finished_at=now, reason="cancelled by its owner", kill_requested=""
+    ):
+        return JobState.CANCELLED
+    if hold or active.filter(kill_requested=KillRequest.HOLD).exists():
+        if active.update(state=JobState.HELD, reason="held by its owner", kill_requested="", node=None):
+            return JobState.HELD
+        return None
+    if attempt >= settings.DCT_MAX_ATTEMPTS:
+        if active.update(state=JobState.FAILED, finished_at=now, reason=f"{reason} (after {attempt} attempts)"):
+            return JobState.FAILED
+        return None
+    if active.update(state=JobState.QUEUED, reason=reason, started_at=None, gpu_indices=[]):
+        return JobState.QUEUED
+    return None
+
+
+def cancel(job: Job, now: datetime | None = None) -> bool:
+    """Cancel a job; a running one is killed by its node within a couple of seconds."""
+    now = now or timezone.now()
+    waiting = Q(state__in=(JobState.QUEUED, JobState.HELD)) | Q(state=JobState.DISPATCHED)
+    if Job.objects.filter(waiting, id=job.id).update(
+        state=JobState.CANCELLED, finished_at=now, reason="cancelled by its owner", kill_requested=""
+    ):
+        return True
+    return bool(Job.objects.filter(id=job.id, state=JobState.RUNNING).update(kill_requested=KillRequest.CANCEL))
+
+
+def hold(job: Job) -> bool:
+    """Keep a job out of scheduling; a running one is stopped and comes back held."""
+    if Job.objects.filter(id=job.id, state__in=(JobState.QUEUED, JobState.DISPATCHED)).update(
+        state=JobState.HELD, reason="held by its owner", node=None
+    ):
+        return True
+    return bool(Job.objects.filter(id=job.id, state=JobState.RUNNING).update(kill_requested=KillRequest.HOLD))
+
+
+def release(job: Job) -> bool:
+    """held -> queued."""
+    return bool(Job.objects.filter(id=job.id, state=JobState.HELD).update(state=JobState.QUEUED, reason=""))

@@ -1,0 +1,64 @@
+"""Sizes and durations as people write them (`512MB`, `4GB`, `90s`, `2h`)."""
+
+from __future__ import annotations
+
+import re
+
+
+class UnitError(ValueError):
+    """A size or duration that cannot be read; the message lists accepted forms."""
+
+
+_SIZE_UNITS_MB = {
+    "": 1,
+    "k": 1 / 1024,
+    "kb": 1 / 1024,
+    "m": 1,
+    "mb": 1,
+    "g": 1024,
+    "gb": 1024,
+    "t": 1024**2,
+    "tb": 1024**2,
+}
+_TIME_UNITS_S = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+_NUMBER_UNIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size_mb(text: str) -> int:
+    """`512MB`, `4GB`, `1.5G`, `2048` (bare numbers are MB) -> whole megabytes (at least 1)."""
+    match = _NUMBER_UNIT.match(text)
+    unit = match.group(2).lower() if match else None
+    if not match or unit not in _SIZE_UNITS_MB:
+        raise UnitError(f"'{text.strip()}' is not a size; write it like 512MB, 4GB or 2048 (a bare number is MB)")
+    return max(1, round(float(match.group(1)) * _SIZE_UNITS_MB[unit]))
+
+
+def parse_duration(text: str) -> float:
+    """`90s`, `10m`, `2h`, `1d`, `1h30m`, `45` (bare numbers are seconds) -> seconds (> 0)."""
+    cleaned = text.strip().lower().replace(" ", "")
+    parts = re.findall(r"(\d+(?:\.\d+)?)([a-z]*)", cleaned)
+    if not cleaned or "".join(n + u for n, u in parts) != cleaned or any(u not in _TIME_UNITS_S for _, u in parts):
+        raise UnitError(f"'{text.strip()}' is not a duration; write it like 90s, 10m, 2h, 1d or 1h30m")
+    seconds = sum(float(n) * _TIME_UNITS_S[u] for n, u in parts)
+    if seconds <= 0:
+        raise UnitError(f"'{text.strip()}' is not a positive duration; write it like 90s, 10m or 2h")
+    return seconds
+
+
+def format_mb(mb: float | None) -> str:
+    """A size for people: `512 MB`, `4.0 GB`."""
+    if mb is None:
+        return "-"
+    return f"{mb / 1024:.1f} GB" if mb >= 1024 else f"{mb:.0f} MB"
+
+
+def format_seconds(seconds: float | None) -> str:
+    """A duration for people: `42s`, `3m05s`, `2h01m`."""
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{seconds:.2f}s" if seconds < 1 else f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"

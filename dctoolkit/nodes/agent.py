@@ -1,0 +1,144 @@
+"""The node side of a worker: who it is, its registration, and its heartbeats.
+
+Wired to Celery's worker signals in `dctoolkit/jobs/tasks.py`, so it works
+both under `worker_entry.py` and under a plain `celery -A dctoolkit worker -Q node-1`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from dctoolkit.jobs import sandbox
+
+from .metrics import probe_machine
+from .models import Node, NodeState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NodeIdentity:
+    name: str
+    slots: int
+    worker_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    sandbox: bool = False
+    sandbox_problem: str = ""
+    containers: list[str] = field(default_factory=list)
+
+    @property
+    def accepts_jobs(self) -> bool:
+        return self.sandbox or not settings.DCT_REQUIRE_SANDBOX
+
+
+# Set once when the worker starts; read by the job task.
+current: NodeIdentity | None = None
+shutting_down = threading.Event()
+_stop_heartbeats = threading.Event()
+
+
+def node_name_from_queues(queues: list[str]) -> str:
+    """The node a worker serves: its one queue other than `control`."""
+    names = [q for q in queues if q not in ("control", "celery")]
+    if len(names) != 1:
+        raise SystemExit(
+            f"a node worker consumes exactly one node queue (got {names or 'none'}); "
+            "start it with 'python worker_entry.py --node NAME' or 'celery -A dctoolkit worker -Q NAME'"
+        )
+    return names[0]
+
+
+def start(name: str, slots: int | None = None) -> NodeIdentity:
+    """Probe the machine and the sandbox, register the node, and start heartbeats."""
+    global current
+    ok, problem = sandbox.probe()
+    containers = []
+    for path in settings.DCT_CONTAINERS:
+        why = sandbox.container_problem(path)
+        if why:
+            log.warning("DCT_CONTAINERS: %s; not offered", why)
+        else:
+            containers.append(path)
+    metrics = probe_machine()
+    current = NodeIdentity(
+        name=name,
+        slots=slots or int(os.environ.get("DCT_NODE_SLOTS") or 0) or metrics.threads,
+        sandbox=ok,
+        sandbox_problem=problem,
+        containers=containers,
+    )
+    if not ok:
+        if settings.DCT_REQUIRE_SANDBOX:
+            log.error("node %s: sandbox off (%s); DCT_REQUIRE_SANDBOX=1, so it takes no jobs", name, problem)
+        else:
+            log.warning("node %s: sandbox off (%s); jobs run UNFENCED (DCT_REQUIRE_SANDBOX=0)", name, problem)
+    register(current)
+    threading.Thread(target=_heartbeat_loop, name="heartbeat", daemon=True).start()
+    return current
+
+
+def register(identity: NodeIdentity) -> None:
+    """Create or refresh the node row.  Jobs it was running under an earlier worker died with it."""
+    from dctoolkit.jobs.dispatch import requeue_node_jobs, wake_scheduler
+    from dctoolkit.jobs.models import JobState
+
+    node, created = Node.objects.get_or_create(name=identity.name)
+    if not created and node.worker_id and node.worker_id != identity.worker_id:
+        moved = requeue_node_jobs(node, "node restarted", timezone.now(), states=(JobState.RUNNING,))
+        if moved:
+            log.warning("node %s restarted: %d job(s) it was running go back to the queue", identity.name, moved)
+    Node.objects.filter(id=node.id).update(started_at=timezone.now())
+    beat(identity)
+    wake_scheduler()
+
+
+def beat(identity: NodeIdentity) -> None:
+    """One heartbeat: this machine's metrics, and the node is online."""
+    m = probe_machine(str(settings.DCT_SCRATCH) if settings.DCT_SCRATCH.exists() else "/")
+    was = Node.objects.filter(name=identity.name).values_list("state", flat=True).first()
+    Node.objects.update_or_create(
+        name=identity.name,
+        defaults=dict(
+            hostname=socket.gethostname(),
+            state=NodeState.ONLINE,
+            slots=identity.slots,
+            cpus=m.cpus,
+            threads=m.threads,
+            memory_total_mb=m.memory_total_mb,
+            memory_available_mb=m.memory_available_mb,
+            disk_free_mb=m.disk_free_mb,
+            load=m.load,
+            gpus=m.gpus,
+            cuda=m.cuda,
+            sandbox=identity.sandbox,
+            containers=identity.containers,
+            accepts_jobs=identity.accepts_jobs,
+            worker_id=identity.worker_id,
+            last_heartbeat=timezone.now(),
+        ),
+    )
+    if was == NodeState.OFFLINE:
+        log.info("node %s is back online", identity.name)
+
+
+def _heartbeat_loop() -> None:
+    while not _stop_heartbeats.wait(settings.DCT_HEARTBEAT_SECONDS):
+        try:
+            close_old_connections()
+            beat(current)
+        except Exception:  # database away: log and try again next beat
+            log.exception("heartbeat failed; retrying in %ss", settings.DCT_HEARTBEAT_SECONDS)
+
+
+def stop() -> None:
+    """The worker is shutting down: stop heartbeats, and running jobs go back to the queue."""
+    shutting_down.set()
+    _stop_heartbeats.set()

