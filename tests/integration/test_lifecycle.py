@@ -46,15 +46,15 @@ def test_failing_job_ends_failed_with_its_traceback_in_stderr(cluster, tmp_path)
 
 
 def test_two_jobs_run_at_once_on_two_nodes_and_a_third_waits(cluster, tmp_path):
-    sleeper = "#!/bin/sh\nsleep 2\necho done $1\n"
+    sleeper = "#!/bin/sh\nsleep 4\necho done $1\n"
     jobs = cluster.submit(tmp_path, "executable = nap.sh\narguments = $(Process)\nqueue = 3\n", {"nap.sh": sleeper})
     ids = [j["id"] for j in jobs]
 
-    # While two run, the third is held back in the database, with a reason.
     def two_running():
-        js = [cluster.job(i) for i in ids]
+        js = [j for j in cluster.json("jobs")["jobs"] if j["id"] in ids]
         return js if sum(j["state"] == "running" for j in js) == 2 else None
 
+    # While two run, the third is kept queued in the database, with a reason.
     running = wait_until(two_running, 30, "two jobs running")
     waiting = [j for j in running if j["state"] == "queued"]
     assert len(waiting) == 1 and waiting[0]["reason"], running

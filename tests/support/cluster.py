@@ -181,6 +181,15 @@ class Cluster:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
+    def signal_node(self, name: str, sig: int) -> None:
+        """Send `sig` to the node worker's whole process group (SIGSTOP freezes it, SIGCONT thaws it)."""
+        os.killpg(self.nodes[name].pid, sig)
+
+    def restart_redis(self) -> None:
+        """Stop Redis and start an empty one on the same port (it keeps nothing on disk)."""
+        self.redis.stop()
+        self.redis.start()
+
     def stop(self) -> None:
         for proc in [*self.nodes.values(), *self.others]:
             if proc.poll() is None:

@@ -1,0 +1,111 @@
+"""Fair share, limits and control, with real node workers."""
+
+import signal
+from datetime import datetime
+
+import pytest
+
+from tests.support.cluster import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def started(job):
+    return datetime.fromisoformat(job["started_at"])
+
+
+def test_a_newcomer_waits_for_at_most_one_of_a_heavy_users_jobs(fresh_cluster, tmp_path):
+    c = fresh_cluster
+    c.start_node("node-1", slots=1)
+    alice = c.submit(tmp_path / "a", "executable = one.sh\nqueue = 8\n", {"one.sh": "#!/bin/sh\nsleep 1\n"})
+    c.wait_job(alice[0]["id"], states=("running",))
+    (bob,) = c.submit(tmp_path / "b", "executable = one.sh\n", {"one.sh": "#!/bin/sh\nsleep 1\n"}, user="bob")
+    bob_done = c.wait_job(bob["id"], user="bob", timeout=60)
+    alice_jobs = [c.wait_job(j["id"], timeout=60) for j in alice]
+    before_bob = [j for j in alice_jobs if started(j) < started(bob_done)]
+    assert len(before_bob) <= 2, "bob waited for the running job and at most one more"
+    usage = {u["user"]: u for u in c.json("usage")["users"]}
+    assert usage["alice"]["usage"] > usage["bob"]["usage"] > 0
+
+
+def test_two_users_with_equal_usage_alternate(fresh_cluster, tmp_path):
+    c = fresh_cluster
+    c.start_node("node-1", slots=1)
+    # Hold the node with a blocker so that both users' jobs are queued before any starts.
+    (blocker,) = c.submit(tmp_path / "x", "executable = b.sh\n", {"b.sh": "#!/bin/sh\nsleep 60\n"}, user="zed")
+    c.wait_job(blocker["id"], states=("running",), user="zed")
+    a = c.submit(tmp_path / "a", "executable = q.sh\nqueue = 3\n", {"q.sh": "#!/bin/sh\nsleep 0.3\n"}, user="ann")
+    b = c.submit(tmp_path / "b", "executable = q.sh\nqueue = 3\n", {"q.sh": "#!/bin/sh\nsleep 0.3\n"}, user="ben")
+    c.cli("cancel", str(blocker["id"]), user="zed")
+    done = [c.wait_job(j["id"], user=u) for u, js in (("ann", a), ("ben", b)) for j in js]
+    order = [j["owner"] for j in sorted(done, key=started)]
+    assert all(order[i] != order[i + 1] for i in range(len(order) - 1)), order
+
+
+def test_max_runtime_kills_the_job_and_names_the_limit(cluster, tmp_path):
+    script = "#!/bin/sh\n(sleep 120; echo child) &\nsleep 120\n"
+    (job,) = cluster.submit(tmp_path, "executable = slow.sh\nmax_runtime = 2s\n", {"slow.sh": script})
+    done = cluster.wait_job(job["id"], timeout=30)
+    assert done["state"] == "failed"
+    assert done["reason"] == "killed: ran past max_runtime (2s)"
+    assert 2 <= done["run_seconds"] < 10
+
+
+def test_a_job_over_its_memory_request_is_killed_and_told_why(cluster, tmp_path):
+    hog = (
+        "import time\nblock = bytearray(300 * 1024 * 1024)\nblock[::4096] = b'x' * len(block[::4096])\ntime.sleep(30)\n"
+    )
+    (job,) = cluster.submit(tmp_path, "executable = hog.py\nrequest_memory = 100MB\n", {"hog.py": hog})
+    done = cluster.wait_job(job["id"], timeout=30)
+    assert done["state"] == "failed"
+    assert done["reason"] == "killed: used more memory than request_memory (100 MB); ask for more"
+    assert done["max_rss_mb"] > 100
+
+
+def test_hold_of_a_running_job_stops_it_and_requeues_it_held(cluster, tmp_path):
+    (job,) = cluster.submit(tmp_path, "executable = h.sh\n", {"h.sh": "#!/bin/sh\necho run $DCT_ATTEMPT\nsleep 60\n"})
+    cluster.wait_job(job["id"], states=("running",))
+    cluster.cli("hold", str(job["id"]))
+    held = cluster.wait_job(job["id"], states=("held",), timeout=10)
+    assert held["attempts"] == 1 and held["node"] is None
+    cluster.cli("release", str(job["id"]))
+    again = cluster.wait_job(job["id"], states=("running",))
+    assert again["attempts"] == 2
+    cluster.cli("cancel", str(job["id"]))
+    assert cluster.wait_job(job["id"], timeout=10)["state"] == "cancelled"
+
+
+def test_redis_restarted_empty_while_jobs_are_dispatched_loses_none(tmp_path):
+    from tests.support.cluster import Cluster
+
+    c = Cluster(tmp_path / "c", node_timeout=120).start()
+    try:
+        c.start_node("node-1", slots=2)
+        c.signal_node("node-1", signal.SIGSTOP)  # it cannot take the messages now
+        jobs = c.submit(tmp_path / "s", "executable = r.sh\nqueue = 2\n", {"r.sh": "#!/bin/sh\necho ran\n"})
+        ids = [j["id"] for j in jobs]
+        wait_until(lambda: all(c.job(i)["state"] == "dispatched" for i in ids), 20, "both jobs dispatched")
+        c.restart_redis()  # the messages are gone
+        c.signal_node("node-1", signal.SIGCONT)
+        done = [c.wait_job(i, timeout=90) for i in ids]
+        assert [j["state"] for j in done] == ["succeeded", "succeeded"]
+        assert [j["attempts"] for j in done] == [1, 1], "re-sent, not re-dispatched"
+        assert [c.cli("logs", str(i)).stdout for i in ids] == ["ran\n", "ran\n"]
+    finally:
+        c.stop()
+
+
+def test_scheduler_restart_loses_no_job_and_runs_none_twice(fresh_cluster, tmp_path):
+    c = fresh_cluster
+    c.start_node("node-1", slots=2)
+    script = "#!/bin/sh\necho once $DCT_PROCESS\nsleep 1\n"
+    jobs = c.submit(tmp_path, "executable = s.sh\nqueue = 6\n", {"s.sh": script})
+    c.wait_job(jobs[0]["id"], states=("running", "succeeded"))
+    for proc in list(c.others):  # kill -9 every scheduler, then start a fresh one
+        proc.kill()
+        proc.wait()
+    c.others.clear()
+    c.start_scheduler()
+    done = [c.wait_job(j["id"], timeout=90) for j in jobs]
+    assert all(j["state"] == "succeeded" and j["attempts"] == 1 for j in done), done
+    assert [c.cli("logs", str(j["id"])).stdout for j in jobs] == [f"once {i}\n" for i in range(6)]
