@@ -3,7 +3,8 @@
 import csv
 import sys
 
-rows = list(csv.DictReader(open("data.csv")))
+with open("data.csv") as f:
+    rows = list(csv.DictReader(f))
 total = sum(float(r["value"]) for r in rows)
 print(f"hello from job {sys.argv[1:]}: {len(rows)} rows, total {total}")
 with open("summary.txt", "w") as f:
