@@ -147,6 +147,13 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
     Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+if _db["ENGINE"] == "django.db.backends.mysql":
+    # PyMySQL (pure Python) stands in for mysqlclient, which needs a C toolchain
+    # and the MariaDB headers on every node.
+    import pymysql
+
+    pymysql.install_as_MySQLdb()
+    _db.setdefault("OPTIONS", {}).update({"charset": "utf8mb4", "isolation_level": "read committed"})
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

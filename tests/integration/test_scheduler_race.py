@@ -79,9 +79,10 @@ CHECK = textwrap.dedent(
     from django.db.models import Max, Sum
     from dctoolkit.jobs.models import Job, JobState
     active = Job.objects.filter(state=JobState.DISPATCHED)
+    per_node = active.values("node__name").annotate(cpus=Sum("request_cpus"))
     print(json.dumps({
         "max_attempts": Job.objects.aggregate(m=Max("attempts"))["m"],
-        "per_node": {r["node__name"]: r["cpus"] for r in active.values("node__name").annotate(cpus=Sum("request_cpus"))},
+        "per_node": {r["node__name"]: r["cpus"] for r in per_node},
         "finished": Job.objects.filter(state=JobState.SUCCEEDED).count(),
         "queued": Job.objects.filter(state=JobState.QUEUED).count(),
     }))
@@ -102,6 +103,7 @@ def test_concurrent_passes_never_double_dispatch_or_overfill(tmp_path):
             assert p.wait(120) == 0, p.stderr.read()
         check = run_python(c, CHECK)
         out, err = check.communicate(timeout=60)
+        assert check.returncode == 0, err
         facts = json.loads(out)
         assert facts["max_attempts"] == 1, f"a job was dispatched twice: {facts}"
         assert facts["finished"] > 0, "the finisher freed slots while the schedulers ran"

@@ -106,11 +106,11 @@ class Database:
                 conn.execute(sql)
         else:
             import dj_database_url
-            import MySQLdb  # type: ignore[import-not-found]
+            import pymysql
 
             cfg = dj_database_url.parse(self.base)
-            conn = MySQLdb.connect(
-                host=cfg["HOST"], user=cfg["USER"], passwd=cfg["PASSWORD"], port=int(cfg["PORT"] or 3306)
+            conn = pymysql.connect(
+                host=cfg["HOST"], user=cfg["USER"], password=cfg["PASSWORD"] or "", port=int(cfg["PORT"] or 3306)
             )
             conn.cursor().execute(sql)
             conn.close()
