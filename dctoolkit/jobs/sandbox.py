@@ -83,11 +83,23 @@ def probe() -> tuple[bool, str]:
     return True, ""
 
 
-def python_paths() -> list[str]:
-    """The folders the worker's Python lives in, so `.py` jobs keep its packages."""
-    paths = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-    paths.add(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
-    return sorted(p for p in paths if p not in ("/", "/usr") and os.path.isdir(p))
+def python_paths() -> list[tuple[str, str]]:
+    """(host folder, path inside) for the worker's Python, so `.py` jobs keep its packages.
+
+    Each prefix appears both at its real path and at the path the worker
+    knows it by (a virtualenv reached through a symbolic link keeps working).
+    """
+    seen = (sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.dirname(sys.executable)))
+    pairs = set()
+    for path in seen:
+        real = os.path.realpath(path)
+        for inside in {os.path.abspath(path), real}:
+            if inside not in ("/", "/usr") and os.path.isdir(real):
+                pairs.add((real, inside))
+    real_exe = os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))
+    if real_exe not in ("/", "/usr"):
+        pairs.add((real_exe, real_exe))
+    return sorted(pairs, key=lambda pair: pair[1])
 
 
 def _base_args(fence: Fence) -> list[str]:
@@ -114,8 +126,8 @@ def _base_args(fence: Fence) -> list[str]:
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     if not fence.container:
         # After the private /tmp: the Python may itself live under /tmp.
-        for path in python_paths():
-            args += ["--ro-bind", path, path]
+        for real, inside in python_paths():
+            args += ["--ro-bind", real, inside]
     if fence.gpu_devices:
         for dev in sorted(glob.glob("/dev/nvidia*")):
             args += ["--dev-bind", dev, dev]
