@@ -147,6 +147,13 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
     Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+if _db["ENGINE"] == "django.db.backends.postgresql":
+    # Across a network, a dead link must turn into an error within seconds
+    # (not TCP's minutes), so a cut-off node notices and fences itself.
+    _db.setdefault("OPTIONS", {}).update(
+        {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
+         "keepalives_count": 2, "tcp_user_timeout": 5000}
+    )  # fmt: skip
 if _db["ENGINE"] == "django.db.backends.mysql":
     # PyMySQL (pure Python) stands in for mysqlclient, which needs a C toolchain
     # and the MariaDB headers on every node.
@@ -217,7 +224,13 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Longer than any job may run: a message unacked this long is re-delivered,
 # and the attempt check keeps that from running the job twice.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7 * 24 * 3600}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 7 * 24 * 3600,
+    "socket_timeout": 10,
+    "socket_connect_timeout": 5,
+    "socket_keepalive": True,
+    "health_check_interval": 10,
+}
 
 # --- dctoolkit ------------------------------------------------------------
 DCT_STORAGE = Path(os.environ.get("DCT_STORAGE") or VAR_DIR / "storage").resolve()

@@ -44,6 +44,7 @@ class StopReason:
     CANCEL = "cancel"
     HOLD = "hold"
     SHUTDOWN = "shutdown"
+    LOST = "lost"  # the node lost contact with the database: its jobs run elsewhere now
 
 
 @dataclass(frozen=True)

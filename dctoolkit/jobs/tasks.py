@@ -12,7 +12,7 @@ from pathlib import Path
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutting_down
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from dctoolkit.nodes import agent
@@ -63,6 +63,10 @@ def run_job(job_id: int, attempt: int) -> str:
     job = Job.objects.select_related("submission").get(id=job_id)
     try:
         state = execute(job, attempt, identity)
+    except DatabaseError as exc:
+        # The database went away mid-run: the attempt is the scheduler's to requeue.
+        log.warning("job %s attempt %s: database unreachable (%s); left to the scheduler", job_id, attempt, exc)
+        state = JobState.RUNNING
     except Exception as exc:
         log.exception("job %s attempt %s: internal error", job_id, attempt)
         transitions.finish(job_id, attempt, JobState.FAILED, timezone.now(), reason=f"internal error on node: {exc}")
@@ -139,6 +143,8 @@ def build_spec(job: Job, workdir: Path, identity: agent.NodeIdentity) -> runner.
 def _stop_request(job_id: int) -> str:
     if agent.shutting_down.is_set():
         return runner.StopReason.SHUTDOWN
+    if agent.lost_contact():
+        return runner.StopReason.LOST
     kill = Job.objects.filter(id=job_id).values_list("kill_requested", flat=True).first()
     return {KillRequest.CANCEL: runner.StopReason.CANCEL, KillRequest.HOLD: runner.StopReason.HOLD}.get(kill, "")
 
@@ -155,6 +161,10 @@ def record(job: Job, attempt: int, result: runner.RunResult, missing: list[str],
     )
     if result.stopped == runner.StopReason.SHUTDOWN:
         return transitions.requeue(job.id, attempt, "node shut down while the job ran", now) or JobState.QUEUED
+    if result.stopped == runner.StopReason.LOST:
+        # The database is out of reach; the scheduler requeues the attempt.
+        log.warning("job %s attempt %s stopped: node %s lost contact", job.id, attempt, agent.current.name)
+        return JobState.QUEUED
     if result.stopped == runner.StopReason.HOLD:
         return transitions.requeue(job.id, attempt, "held by its owner", now, hold=True) or JobState.HELD
     state, reason = outcome(job, result, missing)

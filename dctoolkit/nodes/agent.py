@@ -10,11 +10,12 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from dctoolkit.jobs import sandbox
@@ -43,6 +44,17 @@ class NodeIdentity:
 current: NodeIdentity | None = None
 shutting_down = threading.Event()
 _stop_heartbeats = threading.Event()
+_last_beat_ok = time.monotonic()
+# A node that has not reached the database for this share of
+# DCT_NODE_TIMEOUT_SECONDS kills its own jobs: the scheduler is about to
+# declare it lost and run them elsewhere, and two copies must never run.
+SELF_FENCE_SHARE = 0.8
+
+
+def lost_contact() -> bool:
+    """True when this node's heartbeats have failed long enough that its jobs are being requeued."""
+    silent = time.monotonic() - _last_beat_ok
+    return silent > settings.DCT_NODE_TIMEOUT_SECONDS * SELF_FENCE_SHARE
 
 
 def node_name_from_queues(queues: list[str]) -> str:
@@ -58,7 +70,7 @@ def node_name_from_queues(queues: list[str]) -> str:
 
 def start(name: str, slots: int | None = None) -> NodeIdentity:
     """Probe the machine and the sandbox, register the node, and start heartbeats."""
-    global current
+    global current, _last_beat_ok
     ok, problem = sandbox.probe()
     containers = []
     for path in settings.DCT_CONTAINERS:
@@ -81,6 +93,7 @@ def start(name: str, slots: int | None = None) -> NodeIdentity:
         else:
             log.warning("node %s: sandbox off (%s); jobs run UNFENCED (DCT_REQUIRE_SANDBOX=0)", name, problem)
     register(current)
+    _last_beat_ok = time.monotonic()
     threading.Thread(target=_heartbeat_loop, name="heartbeat", daemon=True).start()
     return current
 
@@ -130,12 +143,15 @@ def beat(identity: NodeIdentity) -> None:
 
 
 def _heartbeat_loop() -> None:
+    global _last_beat_ok
     while not _stop_heartbeats.wait(settings.DCT_HEARTBEAT_SECONDS):
         try:
             close_old_connections()
             beat(current)
-        except Exception:  # database away: log and try again next beat
-            log.exception("heartbeat failed; retrying in %ss", settings.DCT_HEARTBEAT_SECONDS)
+            _last_beat_ok = time.monotonic()
+        except Exception as exc:  # database away: log and try again next beat
+            log.warning("heartbeat failed (%s); retrying in %ss", exc, settings.DCT_HEARTBEAT_SECONDS)
+            connections.close_all()
 
 
 def stop() -> None:

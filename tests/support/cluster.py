@@ -124,7 +124,7 @@ class Database:
 class Cluster:
     """Redis, a database, the scheduler and nodes, in a private folder."""
 
-    def __init__(self, workdir: Path, heartbeat: int = 1, node_timeout: int = 4, extra_env: dict | None = None) -> None:
+    def __init__(self, workdir: Path, heartbeat: int = 1, node_timeout: int = 6, extra_env: dict | None = None) -> None:
         self.workdir = workdir
         self.redis = Redis(workdir / "redis")
         self.db = Database(workdir)
@@ -168,8 +168,17 @@ class Cluster:
         self.others.append(proc)
         return proc
 
-    def start_node(self, name: str, slots: int = 1, wait: bool = True, env: dict | None = None) -> subprocess.Popen:
-        proc = self._spawn(name, [PYTHON, "worker_entry.py", "--node", name, "--slots", str(slots)], env)
+    def start_node(
+        self,
+        name: str,
+        slots: int = 1,
+        wait: bool = True,
+        env: dict | None = None,
+        wrap: Callable[[list[str]], list[str]] | None = None,
+    ) -> subprocess.Popen:
+        """Start a node worker; `wrap` runs it elsewhere (say, in another network namespace)."""
+        argv = [PYTHON, "worker_entry.py", "--node", name, "--slots", str(slots)]
+        proc = self._spawn(name, wrap(argv) if wrap else argv, env)
         self.nodes[name] = proc
         if wait:
             wait_until(lambda: self.node(name, state_in=("available", "busy")), 60, f"node {name} to register")
