@@ -60,12 +60,15 @@ def _secret_key() -> str:
     key = os.environ.get("SECRET_KEY")
     if key:
         return key
+    if PRODUCTION:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set: with DCT_PRODUCTION=1 put a long random SECRET_KEY in the environment or .env "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(50))')."
+        )
     # Development: keep one random key per checkout, readable by its owner only.
     path = VAR_DIR / "secret_key"
     if path.exists():
         return path.read_text().strip()
-    if PRODUCTION:
-        raise ImproperlyConfigured("SECRET_KEY is not set: production settings need a secret key.")
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(50)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
