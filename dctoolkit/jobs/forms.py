@@ -48,15 +48,13 @@ class MultipleFileField(forms.FileField):
 
 
 def style_fields(form: forms.Form) -> None:
-    """Bootstrap classes on every widget; fields with errors are marked invalid."""
-    for name, field in form.fields.items():
+    """Bootstrap classes on every widget.  (A field with errors is marked at render time:
+    its container gets the form's error_css_class, which dct.css colours.)"""
+    form.error_css_class = "has-error"
+    for field in form.fields.values():
         widget = field.widget
-        if isinstance(widget, forms.RadioSelect):
-            continue
-        css = "form-select" if isinstance(widget, forms.Select) else "form-control"
-        if form.is_bound and name in form.errors:
-            css += " is-invalid"
-        widget.attrs["class"] = css
+        if not isinstance(widget, forms.RadioSelect):
+            widget.attrs["class"] = "form-select" if isinstance(widget, forms.Select) else "form-control"
 
 
 def _one_line(value: str, label: str) -> str:
