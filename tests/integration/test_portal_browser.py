@@ -53,7 +53,7 @@ print(f"read {len(rows)} numbers, total {total}")
 print("warming up", file=sys.stderr)
 open("result.txt", "w").write(f"total={total}\\n")
 """
-NAP = b"import time\ntime.sleep(120)\nprint('woke up')\n"
+NAP = b"import time\nfor i in range(240):\n    print('tick', i, flush=True)\n    time.sleep(0.5)\n"
 
 
 def _answers(url: str) -> bool:
@@ -92,6 +92,12 @@ def requests_seen() -> list[str]:
 
 
 @pytest.fixture(scope="module")
+def facts() -> dict:
+    """What one test learns and a later one needs (the finished job's page)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 def page(browser, portal, requests_seen):
     """One desktop session, in the viewer's time zone, shared by the tests in order."""
     context = browser.new_context(base_url=portal, viewport=DESKTOP, timezone_id=VIEWER_ZONE, locale="en-GB")
@@ -101,6 +107,28 @@ def page(browser, portal, requests_seen):
     pg.on("dialog", lambda d: d.accept())  # the Cancel button asks "Cancel job N?"
     yield pg
     context.close()
+
+
+@pytest.fixture
+def phone(browser, page, portal, requests_seen):
+    """A phone-sized page, logged in as the desktop session is."""
+    context = browser.new_context(
+        base_url=portal,
+        viewport=PHONE,
+        is_mobile=True,
+        has_touch=True,
+        timezone_id=VIEWER_ZONE,
+        storage_state=page.context.storage_state(),
+    )
+    context.on("request", lambda r: requests_seen.append(r.url))
+    context.set_default_timeout(20_000)
+    yield context.new_page()
+    context.close()
+
+
+def fits_a_phone(pg, name: str) -> None:
+    overflow = pg.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, f"{name} is {overflow}px wider than a phone"
 
 
 def shoot(page, name: str) -> None:
@@ -162,7 +190,7 @@ def test_a_bad_request_is_refused_beside_its_field(page):
     shoot(page, "submit-error-desktop")
 
 
-def test_submit_a_python_job_with_a_data_file_watch_it_and_collect_its_output(page, tmp_path):
+def test_submit_a_python_job_with_a_data_file_watch_it_and_collect_its_output(page, facts, tmp_path):
     nav(page, "Submit")
     page.set_input_files("#id_executable", upload("fit.py", FIT))
     page.set_input_files("#id_data", upload("data.csv", b"1\n2\n3.5\n"))
@@ -170,6 +198,7 @@ def test_submit_a_python_job_with_a_data_file_watch_it_and_collect_its_output(pa
     shoot(page, "submit-desktop")
     page.get_by_role("button", name="Submit", exact=True).click()
     job_id = job_id_from(page.url)
+    facts["job_path"] = urlsplit(page.url).path
 
     # The page updates itself (htmx polling): no reload here.
     page.locator('[data-testid="job-state"]', has_text="succeeded").wait_for(timeout=120_000)
@@ -202,7 +231,7 @@ def test_times_show_in_the_viewers_time_zone(page):
     assert stamp.inner_text() != iso[:19].replace("T", " ") + " UTC", "still the server's text"
 
 
-def test_queue_shows_running_and_waiting_jobs_live_and_cancel_stops_them(page):
+def test_queue_shows_running_and_waiting_jobs_live_and_cancel_stops_them(page, phone):
     nav(page, "Submit")
     page.set_input_files("#id_executable", upload("nap.py", NAP))
     page.fill("#id_copies", "3")
@@ -224,7 +253,13 @@ def test_queue_shows_running_and_waiting_jobs_live_and_cancel_stops_them(page):
     shoot(page, "home-desktop")
     page.get_by_role("link", name="nap-0").click()
     page.locator('[data-testid="job-state"]', has_text="running").wait_for()
+    # The stdout tail grows on the page while the job runs.
+    page.locator('[data-testid="stdout"]', has_text="tick 4").wait_for(timeout=30_000)
     shoot(page, "job-running-desktop")
+    for name, path in (("queue", "/queue/"), ("nodes", "/nodes/"), ("home", "/"), ("job-running", page.url)):
+        phone.goto(path)
+        fits_a_phone(phone, name)
+        shoot(phone, f"{name}-busy-phone")
 
     for name in ("nap-2", "nap-1", "nap-0"):
         nav(page, "Home")
@@ -244,7 +279,7 @@ def test_every_page_is_within_two_clicks_of_home(page):
     nav(page, "Home")
     page.get_by_role("link", name="fit-browser").click()
     assert page.locator('[data-testid="output-file"]').count() == 1
-    assert page.get_by_role("link", name="download stdout").count() == 1
+    assert page.get_by_role("link", name="stdout", exact=True).count() == 1
 
 
 def test_usage_page_has_the_fair_share_table_and_a_chart(page):
@@ -256,25 +291,17 @@ def test_usage_page_has_the_fair_share_table_and_a_chart(page):
     shoot(page, "usage-desktop")
 
 
-def test_every_page_fits_a_phone(browser, page, portal):
-    phone = browser.new_context(
-        base_url=portal, viewport=PHONE, is_mobile=True, has_touch=True, storage_state=page.context.storage_state()
-    )
-    try:
-        pg = phone.new_page()
-        job_path = urlsplit(page.url).path if "/jobs/" in page.url else None
-        for name, path in [*PAGES.items(), ("Job", job_path)]:
-            if path is None:
-                continue
-            pg.goto(path)
-            overflow = pg.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
-            assert overflow <= 1, f"{name} is {overflow}px wider than a phone"
-            shoot(pg, f"{name.lower()}-phone")
-        pg.locator(".navbar-toggler").click()
-        pg.locator("#dct-nav").get_by_role("link", name="Queue", exact=True).wait_for(state="visible")
-        shoot(pg, "menu-phone")
-    finally:
-        phone.close()
+def test_every_page_fits_a_phone(phone, facts):
+    for name, path in [*PAGES.items(), ("Job", facts["job_path"])]:
+        phone.goto(path)
+        fits_a_phone(phone, name)
+        shoot(phone, f"{name.lower()}-phone")
+    phone.locator(".navbar-toggler").click()
+    phone.locator("#dct-nav.show").wait_for()
+    phone.locator("#dct-nav").get_by_role("link", name="Queue", exact=True).wait_for(state="visible")
+    shoot(phone, "menu-phone")
+    nav(phone, "Queue")
+    assert urlsplit(phone.url).path == "/queue/"
 
 
 def test_no_request_left_this_machine(requests_seen):

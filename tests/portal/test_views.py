@@ -279,7 +279,7 @@ def test_usage_page_shows_the_fair_share_table_and_chart_data(client, owner, oth
     chart = response.context["chart"]
     assert chart["datasets"] == [{"label": "bob", "data": [0.0] * 29 + [2.0]}]
     assert 'id="usage-data"' in response.text
-    assert "2.00" in response.text
+    assert "2h 00m" in response.text
 
 
 # --- submit -------------------------------------------------------------------------------

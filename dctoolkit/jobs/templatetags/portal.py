@@ -76,9 +76,3 @@ def percent(part: float | None, whole: float | None) -> int:
     if not part or not whole:
         return 0
     return max(0, min(100, round(100 * part / whole)))
-
-
-@register.filter
-def cpu_hours(cpu_seconds: float | None) -> str:
-    """cpu-seconds as cpu-hours with two decimals."""
-    return f"{(cpu_seconds or 0) / 3600:.2f}"
