@@ -16,12 +16,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from playwright import sync_api as playwright_api
 
 from tests.support.cluster import PYTHON, ROOT, Cluster, free_port, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install -r requirements.txt")
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless, and nothing that phones home (updates, sync, field trials).
