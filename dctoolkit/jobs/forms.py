@@ -131,6 +131,9 @@ class SubmitForm(forms.Form):
         for key in ("name", "email", "node", "arguments", "max_runtime"):
             if data.get(key):
                 lines.append((key, data[key].strip()))
+        if data.get("name") and "#" in data["name"] and '"' not in data["name"]:
+            # Quoted, so that a '#' in the name does not start a comment.
+            lines = [(k, f'"{v}"' if k == "name" else v) for k, v in lines]
         # An empty resource field means the submission file's default.
         if data["request_cpus"] is not None:
             lines.append(("request_cpus", str(data["request_cpus"])))

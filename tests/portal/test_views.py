@@ -322,6 +322,12 @@ def test_submit_program_with_data_file_queues_a_job(client, owner, node):
     assert (job.submission.folder() / "data.csv").read_bytes() == b"1,2\n"
 
 
+def test_submit_keeps_a_hash_in_the_name(client, owner):
+    client.force_login(owner)
+    client.post("/submit/", program_form(name="run #1"))
+    assert Job.objects.get(owner=owner).name == "run #1"
+
+
 def test_submit_copies_queues_n_jobs(client, owner):
     client.force_login(owner)
     response = client.post("/submit/", program_form(copies="3", arguments="$(Process)"))
