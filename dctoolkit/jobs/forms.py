@@ -7,6 +7,7 @@ from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
 from .submission import SubmissionError
+from .submit import MAX_FILE_BYTES
 
 # Characters a file name may not carry into a generated submission file: ','
 # separates data files, '#' starts a comment, quotes and newlines end values.
@@ -55,6 +56,20 @@ def style_fields(form: forms.Form) -> None:
         widget = field.widget
         if not isinstance(widget, forms.RadioSelect):
             widget.attrs["class"] = "form-select" if isinstance(widget, forms.Select) else "form-control"
+
+
+def _as_list(value) -> list:
+    if not value:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _within_size(uploads: list[UploadedFile]) -> list[UploadedFile]:
+    for upload in uploads:
+        if upload.size > MAX_FILE_BYTES:
+            limit = MAX_FILE_BYTES // 1024**3
+            raise forms.ValidationError(f"'{upload.name}' is larger than {limit} GB, the most one uploaded file may be.")
+    return uploads
 
 
 def _one_line(value: str, label: str) -> str:
@@ -114,11 +129,21 @@ class SubmitForm(forms.Form):
         if not data.get("executable"):
             self.add_error("executable", "Choose the program to run (a .py file or a script).")
         for field in ("executable", "data"):
-            uploads = data.get(field) or []
-            for upload in uploads if isinstance(uploads, list) else [uploads]:
+            for upload in _as_list(data.get(field)):
                 if UNSAFE_NAME_CHARS & set(upload.name):
                     self.add_error(field, f"'{upload.name}': rename the file without , # or quotes in its name.")
         return data
+
+    def clean_files(self) -> list[UploadedFile]:
+        return _within_size(self.cleaned_data["files"])
+
+    def clean_data(self) -> list[UploadedFile]:
+        return _within_size(self.cleaned_data["data"])
+
+    def clean_executable(self) -> UploadedFile | None:
+        upload = self.cleaned_data["executable"]
+        _within_size(_as_list(upload))
+        return upload
 
     # --- the submission file this form stands for --------------------------------
 

@@ -240,17 +240,18 @@ def job_action(request: HttpRequest, job_id: int, action: str) -> HttpResponse:
     job = user_job(request, job_id)
     if action not in ACTIONS:
         raise Http404("no such action")
-    if ACTIONS[action](job):
-        wake_scheduler()
-        messages.success(request, f"Job {job.id}: {action} done.")
+    done = ACTIONS[action](job)
+    job.refresh_from_db()
+    word = {"cancel": "cancelled", "hold": "held", "release": "released"}[action]
+    if not done:
+        messages.warning(request, f"Job {job.id} is {job.state}; it cannot be {word} now.")
+    elif job.state == JobState.RUNNING:
+        # A running job is stopped by its node, which notices within a couple of seconds.
+        messages.info(request, f"Job {job.id} is being stopped on {job.node}; it will show as {word} shortly.")
     else:
-        job.refresh_from_db()
-        messages.warning(request, f"Job {job.id} is {job.state}; it cannot be {action_word(action)} now.")
+        wake_scheduler()
+        messages.success(request, f"Job {job.id} {word}.")
     return redirect("job-detail", job_id=job.id)
-
-
-def action_word(action: str) -> str:
-    return {"cancel": "cancelled", "hold": "held", "release": "released"}[action]
 
 
 @login_required

@@ -317,6 +317,25 @@ def test_every_page_fits_a_phone(phone, facts):
     assert urlsplit(phone.url).path == "/queue/"
 
 
+def test_staff_see_everyones_jobs_and_the_flower_link(browser, portal, cluster, requests_seen):
+    cluster.cli("adduser", "boss", "--staff", input="staff-password-99\n")
+    context = browser.new_context(base_url=portal, viewport=DESKTOP, timezone_id=VIEWER_ZONE)
+    context.on("request", lambda r: requests_seen.append(r.url))
+    try:
+        staff = context.new_page()
+        staff.goto("/accounts/login/")
+        staff.fill("input[name=username]", "boss")
+        staff.fill("input[name=password]", "staff-password-99")
+        staff.get_by_role("button", name="Log in").click()
+        flower = staff.locator("#dct-nav").get_by_role("link", name="Flower", exact=True)
+        assert flower.get_attribute("href") == "/flower/"
+        nav(staff, "Completed")
+        assert "fit-browser" in staff.locator("table").inner_text() and USER in staff.locator("table").inner_text()
+        shoot(staff, "completed-staff-desktop")
+    finally:
+        context.close()
+
+
 def test_no_request_left_this_machine(requests_seen):
     assert any("/static/vendor/bootstrap" in url for url in requests_seen), "the pages were not styled"
     assert any("/static/vendor/htmx" in url for url in requests_seen)

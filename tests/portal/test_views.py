@@ -261,10 +261,18 @@ def test_cancel_hold_and_release_buttons(client, owner):
     assert Job.objects.get(id=job.id).state == JobState.QUEUED
     response = client.post(f"/jobs/{job.id}/cancel/", follow=True)
     assert Job.objects.get(id=job.id).state == JobState.CANCELLED
-    assert "cancel done" in response.text
+    assert f"Job {job.id} cancelled." in response.text
     again = client.post(f"/jobs/{job.id}/release/", follow=True)
     assert "cannot be released" in again.text
     assert client.post(f"/jobs/{job.id}/explode/").status_code == 404
+
+
+def test_cancelling_a_running_job_says_its_node_stops_it(client, owner, node):
+    job = make_job(owner, state=JobState.RUNNING, node=node)
+    client.force_login(owner)
+    response = client.post(f"/jobs/{job.id}/cancel/", follow=True)
+    assert "being stopped on node-1" in response.text
+    assert Job.objects.get(id=job.id).kill_requested == "cancel"
 
 
 def test_usage_page_shows_the_fair_share_table_and_chart_data(client, owner, other):
