@@ -68,7 +68,9 @@ def _within_size(uploads: list[UploadedFile]) -> list[UploadedFile]:
     for upload in uploads:
         if upload.size > MAX_FILE_BYTES:
             limit = MAX_FILE_BYTES // 1024**3
-            raise forms.ValidationError(f"'{upload.name}' is larger than {limit} GB, the most one uploaded file may be.")
+            raise forms.ValidationError(
+                f"'{upload.name}' is larger than {limit} GB, the most one uploaded file may be."
+            )
     return uploads
 
 
