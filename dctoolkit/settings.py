@@ -250,6 +250,10 @@ DCT_DEFAULT_NETWORK = os.environ.get("DCT_DEFAULT_NETWORK", "host")
 if DCT_DEFAULT_NETWORK not in {"host", "none"}:
     raise ImproperlyConfigured(f"DCT_DEFAULT_NETWORK={DCT_DEFAULT_NETWORK!r}: use host or none.")
 DCT_MAX_QUEUE = _env_int("DCT_MAX_QUEUE", 100_000, minimum=1)
+# The portal: self-service sign-up (staff turn it off on a shared machine) and
+# where the staff's Flower link points (./dct up starts Flower on DCT_FLOWER_PORT).
+DCT_ALLOW_SIGNUP = _env_bool("DCT_ALLOW_SIGNUP", True)
+DCT_FLOWER_URL = os.environ.get("DCT_FLOWER_URL") or f"http://localhost:{_env_int('DCT_FLOWER_PORT', 5555)}/"
 # Remote command line (the API client); unset means the CLI talks to the database.
 DCT_SERVER = os.environ.get("DCT_SERVER", "").rstrip("/")
 DCT_TOKEN = os.environ.get("DCT_TOKEN", "")

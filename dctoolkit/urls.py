@@ -4,12 +4,23 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from dctoolkit.accounts import views as account_views
 from dctoolkit.jobs import views as job_views
+from dctoolkit.nodes import views as node_views
 
 urlpatterns = [
     path("", job_views.home, name="home"),
     path("jobs/<int:job_id>/", job_views.job_detail, name="job-detail"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("jobs/<int:job_id>/files/<path:path>", job_views.job_file, name="job-file"),
+    path("jobs/<int:job_id>/<str:action>/", job_views.job_action, name="job-action"),
+    path("queue/", job_views.queue_page, name="queue"),
+    path("completed/", job_views.completed, name="completed"),
+    path("submit/", job_views.submit_page, name="submit"),
+    path("nodes/", node_views.nodes_page, name="nodes"),
+    path("usage/", account_views.usage, name="usage"),
+    path("flower/", job_views.flower, name="flower"),
+    path("accounts/signup/", account_views.signup, name="signup"),
+    path("accounts/login/", account_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
 ]

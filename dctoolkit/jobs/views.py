@@ -1,36 +1,301 @@
-"""Portal pages (the first, minimal version: home and a job's page)."""
+"""Portal pages about jobs: home, queue, completed, a job's page with its files, and submit.
+
+Every page needs a login.  A user sees only their own jobs (another's job is
+404, as in the API); staff see everyone's.  Pages with live parts answer an
+htmx request (header HX-Request) with just that part, which the page polls.
+"""
 
 from __future__ import annotations
 
+import mimetypes
+from datetime import datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.core.paginator import Paginator
+from django.db.models import Count, QuerySet
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 
-from .models import Job
+from . import transitions
+from .dispatch import effective_usage, wake_scheduler
+from .forms import SubmitForm
+from .models import ACTIVE_STATES, FINAL_STATES, Job, JobState
 from .serializers import jobs_payload, nodes_payload
+from .submission import SubmissionError
+from .submit import UploadedFiles, prepare, queue
+
+COMPLETED_PER_PAGE = 25
+RECENT_JOBS = 10
+# How much of stdout/stderr a page shows: the tail, so a chatty job stays readable.
+TAIL_BYTES = 64 * 1024
+ACTIONS = {"cancel": transitions.cancel, "hold": transitions.hold, "release": transitions.release}
 
 
-def visible_jobs(user):
-    jobs = Job.objects.select_related("owner", "node")
+def visible_jobs(user) -> QuerySet[Job]:
+    """The jobs `user` may see: their own, or everyone's for staff."""
+    jobs = Job.objects.select_related("owner", "node", "submission")
     return jobs if user.is_staff else jobs.filter(owner=user)
+
+
+def user_job(request: HttpRequest, job_id: int) -> Job:
+    """The job if the viewer may see it, else 404 (never 403: another's job does not exist for you)."""
+    job = visible_jobs(request.user).filter(id=job_id).first()
+    if job is None:
+        raise Http404("no such job")
+    return job
+
+
+def is_htmx(request: HttpRequest) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def cluster_summary(nodes: list[dict]) -> dict:
+    """Cluster at a glance: nodes up, slots busy, queue length."""
+    up = [n for n in nodes if n["state"] != "offline"]
+    slots = sum(n["slots"] for n in up)
+    return {
+        "nodes_up": len(up),
+        "nodes_total": len(nodes),
+        "slots_total": slots,
+        "slots_busy": slots - sum(n["free_cpus"] for n in up),
+        "queued": Job.objects.filter(state=JobState.QUEUED).count(),
+        "running": Job.objects.filter(state__in=ACTIVE_STATES).count(),
+    }
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
-    jobs = jobs_payload(list(visible_jobs(request.user).order_by("-id")[:20]), now)
-    return render(request, "home.html", {"jobs": jobs, "nodes": nodes_payload(now)})
+    mine = Job.objects.select_related("owner", "node").filter(owner=request.user).order_by("-id")
+    context = {
+        "jobs": jobs_payload(list(mine[:RECENT_JOBS]), now),
+        "summary": cluster_summary(nodes_payload(now)),
+        "counts": dict(mine.order_by().values_list("state").annotate(n=Count("id"))),
+    }
+    template = "partials/home_live.html" if is_htmx(request) else "home.html"
+    return render(request, template, context)
+
+
+def queue_positions(now: datetime) -> dict[int, int]:
+    """job id -> place in the queue (1 = next), in fair-share order: users with lower usage
+    first, each user's jobs in submission order (the same facts `reason` is built from)."""
+    queued = list(Job.objects.filter(state=JobState.QUEUED).order_by("id").values_list("id", "owner_id"))
+    usage = effective_usage(list({owner for _, owner in queued}), now)
+    seen: dict[int, int] = {}
+    keyed = []
+    for job_id, owner in queued:
+        keyed.append((usage[owner], owner, seen.get(owner, 0), job_id))
+        seen[owner] = seen.get(owner, 0) + 1
+    keyed.sort(key=lambda k: (k[0], k[1], k[2]))
+    return {job_id: place for place, (*_, job_id) in enumerate(keyed, start=1)}
+
+
+@login_required
+def queue_page(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    jobs = visible_jobs(request.user)
+    running = jobs_payload(jobs.filter(state__in=ACTIVE_STATES).order_by("started_at", "id"), now)
+    waiting = jobs_payload(jobs.filter(state__in=(JobState.QUEUED, JobState.HELD)).order_by("id"), now)
+    positions = queue_positions(now)
+    for job in waiting:
+        job["position"] = positions.get(job["id"])
+    waiting.sort(key=lambda j: (j["position"] is None, j["position"] or 0, j["id"]))
+    context = {"running": running, "waiting": waiting, "queue_length": len(positions)}
+    template = "partials/queue_live.html" if is_htmx(request) else "queue.html"
+    return render(request, template, context)
+
+
+@login_required
+def completed(request: HttpRequest) -> HttpResponse:
+    state = request.GET.get("state", "")
+    jobs = visible_jobs(request.user).filter(state__in=FINAL_STATES).order_by("-finished_at", "-id")
+    if state in FINAL_STATES:
+        jobs = jobs.filter(state=state)
+    else:
+        state = ""
+    page = Paginator(jobs, COMPLETED_PER_PAGE).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "jobs": jobs_payload(page.object_list, timezone.now()),
+        "state": state,
+        "states": [s.value for s in FINAL_STATES],
+    }
+    return render(request, "completed.html", context)
+
+
+def read_tail(path: Path) -> tuple[str, bool]:
+    """The last TAIL_BYTES of a text file, and whether anything was cut off."""
+    if not path.is_file():
+        return "", False
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(0, size - TAIL_BYTES))
+        data = f.read()
+    return data.decode(errors="replace"), size > TAIL_BYTES
+
+
+def output_files(job: Job) -> list[dict]:
+    """The job's collected output files: path (relative to outputs/) and size."""
+    root = job.folder() / "outputs"
+    if not root.is_dir():
+        return []
+    return [
+        {"path": p.relative_to(root).as_posix(), "size": p.stat().st_size}
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    ]
+
+
+def submitted_files(job: Job) -> list[dict]:
+    """The executable and data files the job was submitted with (kept in its submission's folder)."""
+    folder = job.submission.folder()
+    names = [job.executable, *job.inputs]
+    return [
+        {"name": name, "role": "executable" if i == 0 else "data", "size": _size(folder / name)}
+        for i, name in enumerate(names)
+    ]
+
+
+def _size(path: Path) -> int | None:
+    return path.stat().st_size if path.is_file() else None
+
+
+def job_context(job: Job) -> dict:
+    data = jobs_payload([job], timezone.now())[0]
+    stdout, stdout_cut = read_tail(job.folder() / "stdout")
+    stderr, stderr_cut = read_tail(job.folder() / "stderr")
+    return {
+        "job": data,
+        "live": job.state not in FINAL_STATES,
+        "stdout": stdout,
+        "stderr": stderr,
+        "stdout_cut": stdout_cut,
+        "stderr_cut": stderr_cut,
+        "outputs": output_files(job),
+        "can": {
+            "cancel": job.state not in FINAL_STATES,
+            "hold": job.state in (JobState.QUEUED, JobState.DISPATCHED, JobState.RUNNING),
+            "release": job.state == JobState.HELD,
+        },
+    }
 
 
 @login_required
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = visible_jobs(request.user).filter(id=job_id).first()
-    if job is None:
-        raise Http404("no such job")
-    data = jobs_payload([job], timezone.now())[0]
-    texts = {}
-    for name in ("stdout", "stderr"):
-        path = job.folder() / name
-        texts[name] = path.read_text(errors="replace")[-100_000:] if path.is_file() else ""
-    return render(request, "job_detail.html", {"job": data, **texts})
+    job = user_job(request, job_id)
+    context = job_context(job)
+    if is_htmx(request):
+        return render(request, "partials/job_live.html", context)
+    context["files"] = submitted_files(job)
+    context["submission_text"] = job.submission.text
+    return render(request, "job_detail.html", context)
+
+
+def job_file_path(job: Job, path: str) -> Path | None:
+    """Where a downloadable file of the job lies, or None when `path` names nothing it may serve.
+
+    stdout, stderr, outputs/<path> (inside the job's outputs folder, no
+    symlinks, no escape) and inputs/<name> (a file the job was submitted with).
+    """
+    folder = job.folder()
+    if path in ("stdout", "stderr"):
+        return folder / path
+    if path.startswith("outputs/"):
+        root = (folder / "outputs").resolve()
+        target = (root / path.removeprefix("outputs/")).resolve()
+        if not target.is_relative_to(root) or target == root:
+            return None
+        return target
+    if path.startswith("inputs/"):
+        name = path.removeprefix("inputs/")
+        if name in (job.executable, *job.inputs):
+            return job.submission.folder() / name
+    return None
+
+
+@login_required
+def job_file(request: HttpRequest, job_id: int, path: str) -> HttpResponse:
+    job = user_job(request, job_id)
+    if path == "submission.txt":
+        response = HttpResponse(job.submission.text, content_type="text/plain; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{Path(job.submission.source_name).name}"'
+        return response
+    target = job_file_path(job, path)
+    if target is None or not target.is_file() or target.is_symlink():
+        raise Http404("no such file")
+    download_name = f"job{job.id}-{target.name}" if path in ("stdout", "stderr") else target.name
+    kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    return FileResponse(open(target, "rb"), as_attachment=True, filename=download_name, content_type=kind)
+
+
+@login_required
+@require_POST
+def job_action(request: HttpRequest, job_id: int, action: str) -> HttpResponse:
+    job = user_job(request, job_id)
+    if action not in ACTIONS:
+        raise Http404("no such action")
+    done = ACTIONS[action](job)
+    job.refresh_from_db()
+    word = {"cancel": "cancelled", "hold": "held", "release": "released"}[action]
+    if not done:
+        messages.warning(request, f"Job {job.id} is {job.state}; it cannot be {word} now.")
+    elif job.state == JobState.RUNNING:
+        # A running job is stopped by its node, which notices within a couple of seconds.
+        messages.info(request, f"Job {job.id} is being stopped on {job.node}; it will show as {word} shortly.")
+    else:
+        wake_scheduler()
+        messages.success(request, f"Job {job.id} {word}.")
+    return redirect("job-detail", job_id=job.id)
+
+
+@login_required
+def submit_page(request: HttpRequest) -> HttpResponse:
+    nodes = nodes_payload(timezone.now())
+    form = SubmitForm(request.POST or None, request.FILES or None, nodes=nodes)
+    if request.method == "POST" and form.is_valid():
+        jobs = submit_form(form, request.user)
+        if jobs:
+            messages.success(request, submitted_message(jobs))
+            target = reverse("job-detail", args=[jobs[0].id]) if len(jobs) == 1 else reverse("queue")
+            return HttpResponseRedirect(target)
+    return render(request, "submit.html", {"form": form, "nodes": nodes})
+
+
+def submit_form(form: SubmitForm, owner) -> list[Job]:
+    """Queue what a valid form describes, through the command line's own checks; on a
+    SubmissionError put it beside its field and return no jobs."""
+    if form.cleaned_data["mode"] == "file":
+        upload = form.cleaned_data["submission"]
+        try:
+            text = upload.read().decode()
+        except UnicodeDecodeError:
+            form.add_error("submission", "The submission file is not text; upload the key = value file.")
+            return []
+        source, fields = Path(upload.name).name, {}
+    else:
+        text, source, fields = form.submission_text()
+    try:
+        return queue(prepare(text, source, UploadedFiles(form.uploads())), owner)
+    except SubmissionError as error:
+        form.add_submission_error(error, fields)
+        return []
+
+
+def submitted_message(jobs: list[Job]) -> str:
+    if len(jobs) == 1:
+        return f"Job {jobs[0].id} submitted."
+    return f"{len(jobs)} jobs submitted: {jobs[0].id} to {jobs[-1].id}."
+
+
+@login_required
+def flower(request: HttpRequest) -> HttpResponse:
+    """Staff only: to Flower (Celery's own monitor), which runs beside the portal."""
+    if not request.user.is_staff:
+        raise Http404("no such page")
+    return HttpResponseRedirect(settings.DCT_FLOWER_URL)

@@ -1,0 +1,198 @@
+"""The submit form: builds a submission file from its fields, so that the portal's jobs go
+through exactly the checks the command line's do, and puts each error beside its field."""
+
+from __future__ import annotations
+
+from django import forms
+from django.core.files.uploadedfile import UploadedFile
+
+from .submission import SubmissionError
+from .submit import MAX_FILE_BYTES
+
+# Characters a file name may not carry into a generated submission file: ','
+# separates data files, '#' starts a comment, quotes and newlines end values.
+UNSAFE_NAME_CHARS = set(",#\"'\n\r")
+
+# Which form field each submission key came from (for errors located by line).
+KEY_FIELDS = {
+    "executable": "executable",
+    "data": "data",
+    "email": "email",
+    "node": "node",
+    "arguments": "arguments",
+    "request_cpus": "request_cpus",
+    "request_memory": "request_memory",
+    "request_gpus": "request_gpus",
+    "max_runtime": "max_runtime",
+    "queue": "copies",
+    "name": "name",
+}
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Any number of files in one field (an empty list when none)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("widget", MultipleFileInput())
+        kwargs.setdefault("required", False)
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None) -> list[UploadedFile]:
+        if not data:
+            return []
+        items = data if isinstance(data, list | tuple) else [data]
+        return [super(MultipleFileField, self).clean(item, initial) for item in items]
+
+
+def style_fields(form: forms.Form) -> None:
+    """Bootstrap classes on every widget.  (A field with errors is marked at render time:
+    its container gets the form's error_css_class, which dct.css colours.)"""
+    form.error_css_class = "has-error"
+    for field in form.fields.values():
+        widget = field.widget
+        if not isinstance(widget, forms.RadioSelect):
+            widget.attrs["class"] = "form-select" if isinstance(widget, forms.Select) else "form-control"
+
+
+def _as_list(value) -> list:
+    if not value:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _within_size(uploads: list[UploadedFile]) -> list[UploadedFile]:
+    for upload in uploads:
+        if upload.size > MAX_FILE_BYTES:
+            limit = MAX_FILE_BYTES // 1024**3
+            raise forms.ValidationError(
+                f"'{upload.name}' is larger than {limit} GB, the most one uploaded file may be."
+            )
+    return uploads
+
+
+def _one_line(value: str, label: str) -> str:
+    if "\n" in value or "\r" in value:
+        raise forms.ValidationError(f"{label} must fit on one line.")
+    return value
+
+
+class SubmitForm(forms.Form):
+    """Either program + data files + resources ("program"), or a submission file with its files ("file")."""
+
+    MODES = (("program", "Program and data files"), ("file", "A submission file"))
+
+    mode = forms.ChoiceField(choices=MODES, initial="program", widget=forms.RadioSelect)
+    executable = forms.FileField(required=False, help_text="A .py file, or a script with a #! line.")
+    data = MultipleFileField(label="Data files", help_text="Copied into the job's folder beside the program.")
+    submission = forms.FileField(required=False, label="Submission file", help_text="key = value lines, as job.txt.")
+    files = MultipleFileField(label="Files it names", help_text="Every executable and data file the file names.")
+    name = forms.CharField(required=False, max_length=200, help_text="Default: the program's name.")
+    email = forms.EmailField(required=False, help_text="Mailed when the job ends.")
+    node = forms.ChoiceField(required=False, choices=[("", "Any node that fits")])
+    request_cpus = forms.IntegerField(label="CPU cores", required=False, min_value=1, max_value=1024, initial=1)
+    request_memory = forms.CharField(
+        label="Memory", required=False, initial="256MB", max_length=20, help_text="e.g. 512MB, 4GB"
+    )
+    request_gpus = forms.IntegerField(label="GPUs", required=False, min_value=0, max_value=64, initial=0)
+    max_runtime = forms.CharField(
+        label="Time limit", required=False, max_length=20, help_text="e.g. 90s, 10m, 2h; empty: none"
+    )
+    arguments = forms.CharField(required=False, max_length=8000, help_text="Shell-quoted, as on a command line.")
+    copies = forms.IntegerField(
+        label="Number of copies",
+        required=False,
+        min_value=1,
+        max_value=10_000,
+        initial=1,
+        help_text="$(Process) is 0..N-1.",
+    )
+
+    def __init__(self, *args, nodes: list[dict] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["node"].choices = [("", "Any node that fits"), *((n["name"], node_label(n)) for n in nodes or [])]
+        style_fields(self)
+
+    def clean_name(self) -> str:
+        return _one_line(self.cleaned_data["name"], "The name")
+
+    def clean_arguments(self) -> str:
+        return _one_line(self.cleaned_data["arguments"], "The arguments")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("mode") == "file":
+            if not data.get("submission"):
+                self.add_error("submission", "Choose a submission file to upload.")
+            return data
+        if not data.get("executable"):
+            self.add_error("executable", "Choose the program to run (a .py file or a script).")
+        for field in ("executable", "data"):
+            for upload in _as_list(data.get(field)):
+                if UNSAFE_NAME_CHARS & set(upload.name):
+                    self.add_error(field, f"'{upload.name}': rename the file without , # or quotes in its name.")
+        return data
+
+    def clean_files(self) -> list[UploadedFile]:
+        return _within_size(self.cleaned_data["files"])
+
+    def clean_data(self) -> list[UploadedFile]:
+        return _within_size(self.cleaned_data["data"])
+
+    def clean_executable(self) -> UploadedFile | None:
+        upload = self.cleaned_data["executable"]
+        _within_size(_as_list(upload))
+        return upload
+
+    # --- the submission file this form stands for --------------------------------
+
+    def submission_text(self) -> tuple[str, str, dict[int, str]]:
+        """(text, source name, field of each line) for the program mode."""
+        data = self.cleaned_data
+        lines: list[tuple[str, str]] = [("executable", data["executable"].name)]
+        if data["data"]:
+            lines.append(("data", ", ".join(f.name for f in data["data"])))
+        for key in ("name", "email", "node", "arguments", "max_runtime"):
+            if data.get(key):
+                lines.append((key, data[key].strip()))
+        if data.get("name") and "#" in data["name"] and '"' not in data["name"]:
+            # Quoted, so that a '#' in the name does not start a comment.
+            lines = [(k, f'"{v}"' if k == "name" else v) for k, v in lines]
+        # An empty resource field means the submission file's default.
+        if data["request_cpus"] is not None:
+            lines.append(("request_cpus", str(data["request_cpus"])))
+        if data["request_memory"].strip():
+            lines.append(("request_memory", data["request_memory"].strip()))
+        if data["request_gpus"] is not None:
+            lines.append(("request_gpus", str(data["request_gpus"])))
+        if data["copies"] not in (None, 1):
+            lines.append(("queue", str(data["copies"])))
+        text = "".join(f"{key} = {value}\n" for key, value in lines)
+        fields = {number: KEY_FIELDS[key] for number, (key, _) in enumerate(lines, start=1)}
+        return text, "portal form", fields
+
+    def uploads(self) -> dict[str, UploadedFile]:
+        """The uploaded files by name, as UploadedFiles matches them."""
+        data = self.cleaned_data
+        if data["mode"] == "file":
+            return {f.name: f for f in data["files"]}
+        return {f.name: f for f in [data["executable"], *data["data"]]}
+
+    def add_submission_error(self, error: SubmissionError, fields: dict[int, str]) -> None:
+        """Put a SubmissionError beside the field it concerns."""
+        if self.cleaned_data["mode"] == "file":
+            field = "files" if "not found" in error.message else "submission"
+            self.add_error(field, str(error))
+        else:
+            self.add_error(fields.get(error.line), error.message)
+
+
+def node_label(node: dict) -> str:
+    """'node-1 — 4 cores, 7.6 GB, 1 GPU (available)': a node and what it offers."""
+    gpus = len(node["gpus"])
+    memory = node["memory_total_mb"] / 1024
+    gpu_text = f", {gpus} GPU{'s' if gpus != 1 else ''}" if gpus else ""
+    return f"{node['name']} — {node['slots']} slots, {memory:.1f} GB{gpu_text} ({node['state']})"
