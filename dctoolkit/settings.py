@@ -245,6 +245,8 @@ DCT_FAIRSHARE_HALFLIFE_SECONDS = _env_duration("DCT_FAIRSHARE_HALFLIFE", "1d")
 DCT_BASE_URL = os.environ.get("DCT_BASE_URL", "http://localhost:8000").rstrip("/")
 DCT_REQUIRE_SANDBOX = _env_bool("DCT_REQUIRE_SANDBOX", PRODUCTION)
 DCT_SANDBOX_PATHS = os.environ.get("DCT_SANDBOX_PATHS", "")
+# GPUs a node declares instead of probing NVML: a count or comma-separated names.
+DCT_GPUS = os.environ.get("DCT_GPUS", "")
 DCT_CONTAINERS = [p.strip() for p in os.environ.get("DCT_CONTAINERS", "").split(",") if p.strip()]
 DCT_DEFAULT_NETWORK = os.environ.get("DCT_DEFAULT_NETWORK", "host")
 if DCT_DEFAULT_NETWORK not in {"host", "none"}:

@@ -63,11 +63,27 @@ _gpu_cache: tuple[list[Gpu], str] | None = None
 
 
 def probe_gpus() -> tuple[list[Gpu], str]:
-    """(GPUs, CUDA driver version) via NVML, else TensorFlow, else ([], "").  Cached: GPUs do not come and go."""
+    """(GPUs, CUDA driver version): declared by DCT_GPUS, else NVML, else TensorFlow, else ([], "").
+
+    Cached: GPUs do not come and go while a worker runs.
+    """
     global _gpu_cache
     if _gpu_cache is None:
-        _gpu_cache = _probe_nvml() or _probe_tensorflow() or ([], "")
+        from django.conf import settings
+
+        declared = declared_gpus(settings.DCT_GPUS)
+        _gpu_cache = (declared, "") if declared else _probe_nvml() or _probe_tensorflow() or ([], "")
     return _gpu_cache
+
+
+def declared_gpus(text: str) -> list[Gpu]:
+    """GPUs a node declares instead of probing (like Slurm's gres.conf): `2`, or names `A100,A100`."""
+    text = text.strip()
+    if not text:
+        return []
+    if text.isdigit():
+        return [Gpu(index=i, name="declared GPU") for i in range(int(text))]
+    return [Gpu(index=i, name=name.strip()) for i, name in enumerate(text.split(",")) if name.strip()]
 
 
 def _probe_nvml() -> tuple[list[Gpu], str] | None:

@@ -109,3 +109,20 @@ def test_scheduler_restart_loses_no_job_and_runs_none_twice(fresh_cluster, tmp_p
     done = [c.wait_job(j["id"], timeout=90) for j in jobs]
     assert all(j["state"] == "succeeded" and j["attempts"] == 1 for j in done), done
     assert [c.cli("logs", str(j["id"])).stdout for j in jobs] == [f"once {i}\n" for i in range(6)]
+
+
+def test_gpus_are_allocated_by_index_and_each_job_sees_only_its_own(fresh_cluster, tmp_path):
+    c = fresh_cluster
+    c.start_node("gpu-1", slots=4, env={"DCT_GPUS": "2"})
+    assert len(c.node("gpu-1")["gpus"]) == 2
+    script = "#!/bin/sh\necho gpus=$CUDA_VISIBLE_DEVICES\nsleep 3\n"
+    jobs = c.submit(tmp_path, "executable = g.sh\nrequest_gpus = 1\nqueue = 3\n", {"g.sh": script})
+    done = [c.wait_job(j["id"], timeout=60) for j in jobs]
+    seen = [c.cli("logs", str(j["id"])).stdout.strip() for j in jobs]
+    assert sorted(seen[:2]) == ["gpus=0", "gpus=1"], seen
+    assert seen[2] in ("gpus=0", "gpus=1")
+    third = max(done, key=started)
+    assert started(third) >= min(datetime.fromisoformat(j["finished_at"]) for j in done if j is not third)
+    (cpu_job,) = c.submit(tmp_path / "c", "executable = g.sh\n", {"g.sh": script})
+    c.wait_job(cpu_job["id"], timeout=60)
+    assert c.cli("logs", str(cpu_job["id"])).stdout.strip() == "gpus="
