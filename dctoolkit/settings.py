@@ -222,7 +222,10 @@ DCT_FAIRSHARE_HALFLIFE_SECONDS = _env_duration("DCT_FAIRSHARE_HALFLIFE", "1d")
 DCT_BASE_URL = os.environ.get("DCT_BASE_URL", "http://localhost:8000").rstrip("/")
 DCT_REQUIRE_SANDBOX = _env_bool("DCT_REQUIRE_SANDBOX", PRODUCTION)
 DCT_SANDBOX_PATHS = os.environ.get("DCT_SANDBOX_PATHS", "")
-DCT_CONTAINERS = [p.strip() for p in os.environ.get("DCT_CONTAINERS", "").split(",") if p.strip()]
+# The bubblewrap binary; unset: `bwrap` on PATH.  A path that is not an
+# executable turns the sandbox off on that node (and says so).
+DCT_BWRAP = os.environ.get("DCT_BWRAP", "")
+DCT_CONTAINERS = [os.path.normpath(p.strip()) for p in os.environ.get("DCT_CONTAINERS", "").split(",") if p.strip()]
 DCT_DEFAULT_NETWORK = os.environ.get("DCT_DEFAULT_NETWORK", "host")
 if DCT_DEFAULT_NETWORK not in {"host", "none"}:
     raise ImproperlyConfigured(f"DCT_DEFAULT_NETWORK={DCT_DEFAULT_NETWORK!r}: use host or none.")

@@ -6,7 +6,6 @@ import logging
 import os
 import shutil
 import signal
-import sys
 from pathlib import Path
 
 from celery import shared_task
@@ -107,11 +106,12 @@ def build_spec(job: Job, workdir: Path, identity: agent.NodeIdentity) -> runner.
             container=job.container,
             extra_paths=sandbox.parse_sandbox_paths(settings.DCT_SANDBOX_PATHS),
             gpu_devices=job.request_gpus > 0,
+            hidden=hidden_paths(),
         )
     inside = sandbox.inside_workdir(fence) if fence else str(workdir)
     executable = Path(job.executable).name
     if executable.endswith(".py"):
-        python = "python3" if job.container else sys.executable
+        python = "python3" if job.container else sandbox.python_executable()
         argv = [python, executable, *job.arguments]
     else:
         argv = [f"./{executable}", *job.arguments]
@@ -134,6 +134,15 @@ def build_spec(job: Job, workdir: Path, identity: agent.NodeIdentity) -> runner.
         memory_limit_mb=job.request_memory_mb,
         fence=fence,
     )
+
+
+def hidden_paths() -> tuple[str, ...]:
+    """Host folders no job may see: the project, var/, shared storage, scratch, the SQLite file's folder."""
+    paths = [settings.BASE_DIR, settings.VAR_DIR, settings.DCT_STORAGE, settings.DCT_SCRATCH]
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3") and db["NAME"] != ":memory:":
+        paths.append(Path(db["NAME"]).parent)
+    return tuple(sorted({str(Path(p).resolve()) for p in paths}))
 
 
 def _stop_request(job_id: int) -> str:
