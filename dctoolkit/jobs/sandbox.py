@@ -180,11 +180,12 @@ def _base_args(fence: Fence) -> list[str]:
                 args += ["--symlink", os.readlink(path), path]
             elif os.path.isdir(path):
                 args += ["--ro-bind", path, path]
-        for path in python_paths():
-            args += ["--ro-bind", path, path]
         for path in private_entries():
             args += ["--tmpfs", path] if os.path.isdir(path) else ["--ro-bind", "/dev/null", path]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    # After the private /tmp, so that a Python environment under /tmp stays.
+    for path in python_paths() if not fence.container else ():
+        args += ["--ro-bind", path, path]
     if fence.gpu_devices:
         for dev in sorted(glob.glob("/dev/nvidia*")):
             args += ["--dev-bind", dev, dev]

@@ -281,6 +281,26 @@ def test_hidden_folders_under_bound_system_and_staff_paths_are_covered(tmp_path)
         shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.mark.parametrize("where", ["system folder", "/tmp"])
+def test_a_python_environment_inside_the_hidden_project_stays_visible(where, tmp_path, monkeypatch):
+    home = _system_folder() if where == "system folder" else Path(tempfile.mkdtemp(dir=tmp_path))
+    try:
+        project = home / "project"
+        (project / ".venv").mkdir(parents=True)
+        (project / ".env").write_text("SECRET_KEY=x\n")
+        (project / ".venv" / "tool.txt").write_text("venv file\n")
+        real = sandbox.python_paths()
+        # As when the project, with its .venv, lies under /opt: the .venv must be bound again over the cover.
+        monkeypatch.setattr(sandbox, "python_paths", lambda: [*real, str(project / ".venv")])
+        workdir = tmp_path / "job"
+        workdir.mkdir()
+        fence = sandbox.Fence(workdir=str(workdir), hidden=(str(project),))
+        done = _fenced(["sh", "-c", f"ls -A {project}; cat {project}/.venv/tool.txt"], fence)
+        assert done.stdout == ".venv\nvenv file\n", (done.stdout, done.stderr)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def test_a_path_under_tmp_is_shown_after_the_private_tmp(tmp_path):
     shared = tmp_path / "under-tmp"
     shared.mkdir()
