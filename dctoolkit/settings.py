@@ -222,6 +222,12 @@ DCT_FAIRSHARE_HALFLIFE_SECONDS = _env_duration("DCT_FAIRSHARE_HALFLIFE", "1d")
 DCT_BASE_URL = os.environ.get("DCT_BASE_URL", "http://localhost:8000").rstrip("/")
 DCT_REQUIRE_SANDBOX = _env_bool("DCT_REQUIRE_SANDBOX", PRODUCTION)
 DCT_SANDBOX_PATHS = os.environ.get("DCT_SANDBOX_PATHS", "")
+try:
+    from dctoolkit.jobs.sandbox import SandboxConfigError, parse_sandbox_paths
+
+    parse_sandbox_paths(DCT_SANDBOX_PATHS)
+except SandboxConfigError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 # The bubblewrap binary; unset: `bwrap` on PATH.  A path that is not an
 # executable turns the sandbox off on that node (and says so).
 DCT_BWRAP = os.environ.get("DCT_BWRAP", "")

@@ -75,6 +75,14 @@ def execute(job: Job, attempt: int, identity: agent.NodeIdentity) -> JobState:
     """Stage, run, collect and record one attempt; returns the state it ended in."""
     folder = job.folder()
     folder.mkdir(parents=True, exist_ok=True)
+    if job.network == "none" and not identity.sandbox:
+        # Only the sandbox can cut a job off the network: running it would quietly break its promise.
+        reason = (
+            f"network = none needs the sandbox, which is off on {identity.name} ({identity.sandbox_problem}); "
+            "submit it again pinned to a node whose sandbox is on (see './dct nodes')"
+        )
+        transitions.finish(job.id, attempt, JobState.FAILED, timezone.now(), reason=reason, sandboxed=False)
+        return JobState.FAILED
     workdir = Path(settings.DCT_SCRATCH) / identity.name / f"job-{job.id}-{attempt}"
     if workdir.exists():
         shutil.rmtree(workdir)

@@ -320,11 +320,15 @@ def test_a_path_under_tmp_is_shown_after_the_private_tmp(tmp_path):
 def test_a_node_without_bubblewrap_says_so_and_runs_unfenced_only_when_allowed(tmp_path):
     c = Cluster(tmp_path / "cluster").start()
     try:
-        c.start_node("open", env={"DCT_BWRAP": "/nonexistent/bwrap", "DCT_REQUIRE_SANDBOX": "0"})
+        rootfs = _make_rootfs(tmp_path / "root")
+        unfenced = {"DCT_BWRAP": "/nonexistent/bwrap", "DCT_REQUIRE_SANDBOX": "0", "DCT_CONTAINERS": str(rootfs)}
+        c.start_node("open", env=unfenced)
         c.start_node("strict", wait=False, env={"DCT_BWRAP": "/nonexistent/bwrap", "DCT_REQUIRE_SANDBOX": "1"})
         strict = wait_until(lambda: c.node("strict", state_in=("refusing",)), 60, "node strict to refuse jobs")
         assert strict["sandbox"] is False and strict["accepts_jobs"] is False
-        assert c.node("open")["sandbox"] is False and c.node("open")["accepts_jobs"] is True
+        open_node = c.node("open")
+        assert open_node["sandbox"] is False and open_node["accepts_jobs"] is True
+        assert open_node["containers"] == [], "a container is a sandbox's root: none without the sandbox"
         text = c.cli("nodes").stdout
         assert "OFF" in text.split("open", 1)[1].splitlines()[0], text
         log = (c.logs / "strict.log").read_text()
@@ -339,6 +343,11 @@ def test_a_node_without_bubblewrap_says_so_and_runs_unfenced_only_when_allowed(t
         assert c.cli("logs", str(ran["id"])).stdout == "/root\n", "unfenced: the host's own /"
         shown = c.cli("job", str(ran["id"])).stdout
         assert "sandboxed" in shown and "no" in shown.split("sandboxed", 1)[1].splitlines()[0], shown
+        (cut,) = c.submit(tmp_path / "n", "executable = t.sh\nnode = open\nnetwork = none\n", {"t.sh": "#!/bin/sh\n"})
+        refused = c.wait_job(cut["id"])
+        assert refused["state"] == "failed" and refused["reason"].startswith("network = none needs the sandbox"), (
+            refused
+        )
         waiting = c.job(held["id"], user="bob")
         assert waiting["state"] == "queued" and waiting["node"] is None, waiting
         assert "strict" in waiting["reason"], waiting
