@@ -118,24 +118,30 @@ def python_paths() -> list[str]:
 
 
 def private_entries() -> tuple[str, ...]:
-    """Files and folders under PRIVATE_SCAN_PATHS that not every user may read (cached briefly)."""
+    """Files and folders under PRIVATE_SCAN_PATHS that not every user may read (cached briefly).
+
+    A folder counts as private when others may not both list and enter it.
+    """
     now = time.monotonic()
     if _private_cache and now - _private_cache[0] < PRIVATE_SCAN_SECONDS:
         return _private_cache[1]
     found: list[str] = []
     for top in PRIVATE_SCAN_PATHS:
         for root, dirs, files in os.walk(top):
-            for name in [*dirs, *files]:
-                path = os.path.join(root, name)
-                try:
-                    mode = os.lstat(path).st_mode
-                except OSError:
-                    continue
-                if not stat.S_ISLNK(mode) and not mode & stat.S_IROTH:
-                    found.append(path)
-            dirs[:] = [d for d in dirs if os.path.join(root, d) not in found]
+            private_dirs = {d for d in dirs if _private(os.path.join(root, d), stat.S_IROTH | stat.S_IXOTH)}
+            found += [os.path.join(root, d) for d in sorted(private_dirs)]
+            found += [os.path.join(root, f) for f in files if _private(os.path.join(root, f), stat.S_IROTH)]
+            dirs[:] = [d for d in dirs if d not in private_dirs]  # covered whole: no need to look inside
     _private_cache[:] = [now, tuple(found)]
     return _private_cache[1]
+
+
+def _private(path: str, wanted: int) -> bool:
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISLNK(mode) and mode & wanted != wanted
 
 
 _private_cache: list = []
