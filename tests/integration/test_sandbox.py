@@ -58,9 +58,9 @@ def _make_rootfs(root: Path) -> Path:
 def sc(tmp_path_factory):
     """The cluster: `node-1` plain; `node-x` with a container, staff paths and no network by default."""
     home = _system_folder()
-    extras = tmp_path_factory.mktemp("extras")
-    ro, rw = extras / "datasets", extras / "scratch"
-    ro.mkdir()
+    # The read-only one where the sandbox binds nothing else (/var is never bound); the writable one under /tmp.
+    ro = Path(tempfile.mkdtemp(prefix="dct-datasets-", dir="/var/tmp"))
+    rw = tmp_path_factory.mktemp("extras") / "scratch"
     rw.mkdir()
     (ro / "readme.txt").write_text("dataset contents\n")
     rootfs = _make_rootfs(tmp_path_factory.mktemp("box") / "root")
@@ -81,6 +81,7 @@ def sc(tmp_path_factory):
     finally:
         c.stop()
         shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(ro, ignore_errors=True)
 
 
 def _run(c: Cluster, folder: Path, text: str, files: dict[str, str], user: str = "alice") -> tuple[dict, str, str]:
