@@ -184,6 +184,14 @@ def test_cancel_kills_a_setsid_daemon_too(sc, tmp_path):
     wait_until(lambda: not _marker_processes(marker), 10, "every process of the cancelled job to be gone")
 
 
+def test_a_daemon_left_behind_ends_with_its_job(sc, tmp_path):
+    marker = f"{uuid.uuid4().int % 10**6}.5"
+    script = f"#!/bin/sh\n(setsid sh -c 'sleep 3{marker}; : daemon' &)\nsleep 1\necho left it\n"
+    done, out, _ = _run(sc, tmp_path, "executable = d.sh\nnode = node-1\n", {"d.sh": script})
+    assert done["state"] == "succeeded" and out == "left it\n", done
+    wait_until(lambda: not _marker_processes(marker), 10, "the daemon to end with its job")
+
+
 def test_network_none_cannot_reach_the_nodes_redis_and_the_default_can(sc, tmp_path):
     probe = (
         "import socket, sys\n"
