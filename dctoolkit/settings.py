@@ -247,7 +247,16 @@ DCT_REQUIRE_SANDBOX = _env_bool("DCT_REQUIRE_SANDBOX", PRODUCTION)
 DCT_SANDBOX_PATHS = os.environ.get("DCT_SANDBOX_PATHS", "")
 # GPUs a node declares instead of probing NVML: a count or comma-separated names.
 DCT_GPUS = os.environ.get("DCT_GPUS", "")
-DCT_CONTAINERS = [p.strip() for p in os.environ.get("DCT_CONTAINERS", "").split(",") if p.strip()]
+try:
+    from dctoolkit.jobs.sandbox import SandboxConfigError, parse_sandbox_paths
+
+    parse_sandbox_paths(DCT_SANDBOX_PATHS)
+except SandboxConfigError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+# The bubblewrap binary; unset: `bwrap` on PATH.  A path that is not an
+# executable turns the sandbox off on that node (and says so).
+DCT_BWRAP = os.environ.get("DCT_BWRAP", "")
+DCT_CONTAINERS = [os.path.normpath(p.strip()) for p in os.environ.get("DCT_CONTAINERS", "").split(",") if p.strip()]
 DCT_DEFAULT_NETWORK = os.environ.get("DCT_DEFAULT_NETWORK", "host")
 if DCT_DEFAULT_NETWORK not in {"host", "none"}:
     raise ImproperlyConfigured(f"DCT_DEFAULT_NETWORK={DCT_DEFAULT_NETWORK!r}: use host or none.")

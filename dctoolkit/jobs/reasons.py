@@ -65,6 +65,10 @@ def _shortfall(r: Request, n: NodeView) -> str:
     return f"needs {r.gpus} GPUs, {n.name} has {n.free_gpus} free"
 
 
+# Why an online, undrained node takes no jobs (agent.NodeIdentity.accepts_jobs).
+REFUSING = "cannot fence jobs (sandbox off) and DCT_REQUIRE_SANDBOX=1 keeps it from running any"
+
+
 def explain_wait(r: Request, facts: WaitFacts) -> str:
     """One sentence: why this queued or held job is not running yet."""
     prefix = f"requeued ({r.previous}); " if r.previous and r.state == "queued" else ""
@@ -83,8 +87,12 @@ def _why(r: Request, facts: WaitFacts) -> str:
             return f"pinned to {n.name}, which is offline"
         if n.drained:
             return f"pinned to {n.name}, which is drained; it takes jobs again after './dct resume {n.name}'"
+        if not n.takes_jobs:
+            return f"pinned to {n.name}, which {REFUSING}"
     usable = [n for n in nodes if n.takes_jobs]
     if not usable:
+        if any(n.online and not n.drained for n in nodes):
+            return f"no online node takes jobs: each online one {REFUSING}"
         return "no node is online to run it; start one with 'python worker_entry.py --node NAME'"
     if not any(_fits(r, n, free=False) for n in usable):
         return _never_fits(r, usable)

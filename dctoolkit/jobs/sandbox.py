@@ -6,7 +6,11 @@ What a job sees (README, "What a job can see"):
 - the paths staff add with DCT_SANDBOX_PATHS, read-only or `:rw`;
 - its own PID, IPC and UTS namespaces; with `network = none` its own empty network;
 - no capabilities, even when the node runs as root.
-Shared storage, the project folder, the database, `.env`, and other jobs are not there at all.
+Shared storage, the project folder, the database, `.env`, and other jobs are not there at all:
+they are never bound, and where one lies under a bound folder (`/opt/dctoolkit`, a
+DCT_SANDBOX_PATHS entry) an empty tmpfs covers it.  Whatever in `/etc` not every user of the
+machine may read (`/etc/shadow`, a Redis or PostgreSQL config) is covered too, since a node
+running as root would otherwise read it as the file's owner.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ import functools
 import glob
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +30,11 @@ from pathlib import Path
 # /lib and friends are symlinks and are recreated as such.
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
 CONTAINER_WORKDIR = "/tmp/job"
+# Folders whose entries that not everyone may read are covered inside the sandbox.
+PRIVATE_SCAN_PATHS = ("/etc",)
+# How long a scan of PRIVATE_SCAN_PATHS is reused: a scan takes ~30 ms, too
+# much for every job, and a new secret in /etc is covered within this delay.
+PRIVATE_SCAN_SECONDS = 60.0
 
 
 class SandboxConfigError(ValueError):
@@ -45,6 +56,9 @@ class Fence:
     container: str = ""
     extra_paths: tuple[ExtraPath, ...] = ()
     gpu_devices: bool = False
+    # Host folders the job must never see (project, var/, storage, scratch,
+    # the database's folder), covered wherever a bound folder would show them.
+    hidden: tuple[str, ...] = ()
 
 
 def parse_sandbox_paths(text: str) -> tuple[ExtraPath, ...]:
@@ -62,8 +76,18 @@ def parse_sandbox_paths(text: str) -> tuple[ExtraPath, ...]:
     return tuple(paths)
 
 
+def _configured_bwrap() -> str:
+    from django.conf import settings
+
+    return getattr(settings, "DCT_BWRAP", "") if settings.configured else ""
+
+
 @functools.cache
 def bwrap_path() -> str | None:
+    """The bubblewrap binary: DCT_BWRAP when set (and executable), else `bwrap` on PATH."""
+    configured = _configured_bwrap()
+    if configured:
+        return configured if os.path.isfile(configured) and os.access(configured, os.X_OK) else None
     return shutil.which("bwrap")
 
 
@@ -72,6 +96,9 @@ def probe() -> tuple[bool, str]:
     """(True, "") when bubblewrap can fence a job on this machine, else (False, why not)."""
     bwrap = bwrap_path()
     if not bwrap:
+        configured = _configured_bwrap()
+        if configured:
+            return False, f"DCT_BWRAP={configured} is not an executable file; point it at bubblewrap's bwrap"
         return False, "bubblewrap (bwrap) is not installed; install Debian's 'bubblewrap' package"
     argv = [bwrap, *_base_args(Fence(workdir="/tmp")), "true"]
     try:
@@ -83,23 +110,59 @@ def probe() -> tuple[bool, str]:
     return True, ""
 
 
-def python_paths() -> list[tuple[str, str]]:
-    """(host folder, path inside) for the worker's Python, so `.py` jobs keep its packages.
+def python_paths() -> list[str]:
+    """The folders the worker's Python lives in, so `.py` jobs keep its packages."""
+    paths = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    paths.add(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
+    return sorted(p for p in paths if p not in ("/", "/usr") and os.path.isdir(p))
 
-    Each prefix appears both at its real path and at the path the worker
-    knows it by (a virtualenv reached through a symbolic link keeps working).
+
+def private_entries() -> tuple[str, ...]:
+    """Files and folders under PRIVATE_SCAN_PATHS that not every user may read (cached briefly).
+
+    A folder counts as private when others may not both list and enter it.
     """
-    seen = (sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.dirname(sys.executable)))
-    pairs = set()
-    for path in seen:
-        real = os.path.realpath(path)
-        for inside in {os.path.abspath(path), real}:
-            if inside not in ("/", "/usr") and os.path.isdir(real):
-                pairs.add((real, inside))
-    real_exe = os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))
-    if real_exe not in ("/", "/usr"):
-        pairs.add((real_exe, real_exe))
-    return sorted(pairs, key=lambda pair: pair[1])
+    now = time.monotonic()
+    if _private_cache and now - _private_cache[0] < PRIVATE_SCAN_SECONDS:
+        return _private_cache[1]
+    found: list[str] = []
+    for top in PRIVATE_SCAN_PATHS:
+        for root, dirs, files in os.walk(top):
+            private_dirs = {d for d in dirs if _private(os.path.join(root, d), stat.S_IROTH | stat.S_IXOTH)}
+            found += [os.path.join(root, d) for d in sorted(private_dirs)]
+            found += [os.path.join(root, f) for f in files if _private(os.path.join(root, f), stat.S_IROTH)]
+            dirs[:] = [d for d in dirs if d not in private_dirs]  # covered whole: no need to look inside
+    _private_cache[:] = [now, tuple(found)]
+    return _private_cache[1]
+
+
+def _private(path: str, wanted: int) -> bool:
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISLNK(mode) and mode & wanted != wanted
+
+
+_private_cache: list = []
+
+
+def python_executable() -> str:
+    """The worker's Python, by a path that exists inside the sandbox.
+
+    The folder is resolved (a project's `.venv` may be a symbolic link to a
+    folder elsewhere, and only that folder is bound), but not the file: a
+    virtualenv's python must be started by its own path to find its packages.
+    """
+    return os.path.join(os.path.realpath(os.path.dirname(sys.executable)), os.path.basename(sys.executable))
+
+
+def _system_binds(fence: Fence) -> list[tuple[str, str]]:
+    """(host path, path inside) of every folder bound read-only from the host."""
+    if fence.container:
+        return []
+    binds = [(p, p) for p in SYSTEM_PATHS if os.path.isdir(p) and not os.path.islink(p)]
+    return binds + [(p, p) for p in python_paths()]
 
 
 def _base_args(fence: Fence) -> list[str]:
@@ -123,15 +186,41 @@ def _base_args(fence: Fence) -> list[str]:
                 args += ["--symlink", os.readlink(path), path]
             elif os.path.isdir(path):
                 args += ["--ro-bind", path, path]
+        for path in private_entries():
+            args += ["--tmpfs", path] if os.path.isdir(path) else ["--ro-bind", "/dev/null", path]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    if not fence.container:
-        # After the private /tmp: the Python may itself live under /tmp.
-        for real, inside in python_paths():
-            args += ["--ro-bind", real, inside]
+    # After the private /tmp, so that a Python environment under /tmp stays.
+    for path in python_paths() if not fence.container else ():
+        args += ["--ro-bind", path, path]
     if fence.gpu_devices:
         for dev in sorted(glob.glob("/dev/nvidia*")):
             args += ["--dev-bind", dev, dev]
     return args
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def covers(fence: Fence) -> list[str]:
+    """Where, inside the sandbox, a hidden folder would show through a bound one: each gets an empty tmpfs."""
+    binds = _system_binds(fence) + [(os.path.realpath(e.path), e.path) for e in _extra_paths_shown(fence)]
+    spots = set()
+    for hidden in (os.path.realpath(h) for h in fence.hidden):
+        for source, inside in binds:
+            if _under(hidden, source) and os.path.isdir(hidden):
+                spots.add(os.path.normpath(inside + "/" + os.path.relpath(hidden, source)))
+    return sorted(spots)
+
+
+def _extra_paths_shown(fence: Fence) -> list[ExtraPath]:
+    # A container's root is read-only, so bubblewrap can make no mount point
+    # in it: there a staff path shows only where the container has a folder
+    # for it, or under the private /tmp.
+    if not fence.container:
+        return list(fence.extra_paths)
+    root = Path(fence.container)
+    return [e for e in fence.extra_paths if _under(e.path, "/tmp") or (root / e.path.lstrip("/")).is_dir()]
 
 
 def inside_workdir(fence: Fence) -> str:
@@ -146,8 +235,17 @@ def fenced_command(argv: list[str], fence: Fence) -> list[str]:
         raise RuntimeError("bubblewrap is not installed")
     args = [bwrap, *_base_args(fence)]
     # Staff paths go after the private /tmp, so a path under /tmp is visible.
-    for extra in fence.extra_paths:
+    for extra in _extra_paths_shown(fence):
         args += ["--bind-try" if extra.writable else "--ro-bind-try", extra.path, extra.path]
+    # Covers go after every bind that could show a hidden folder; the Python
+    # environment (often the project's own .venv) and the job's folder (under
+    # the hidden scratch folder) are bound again on top of them.
+    spots = covers(fence)
+    for spot in spots:
+        args += ["--tmpfs", spot]
+    for path in python_paths() if not fence.container else ():
+        if any(_under(path, spot) for spot in spots):
+            args += ["--ro-bind", path, path]
     inside = inside_workdir(fence)
     args += ["--bind", fence.workdir, inside, "--chdir", inside, "--setenv", "HOME", inside]
     return [*args, "--", *argv]
@@ -160,4 +258,8 @@ def container_problem(path: str) -> str | None:
         return f"{path} is not a folder"
     if not (root / "bin").exists() and not (root / "usr" / "bin").exists():
         return f"{path} has no bin/ or usr/bin/: it does not look like a root filesystem"
+    # The root is bound read-only, so bubblewrap needs these mount points there.
+    missing = [name for name in ("proc", "dev", "tmp") if not (root / name).is_dir()]
+    if missing:
+        return f"{path} has no {', '.join(m + '/' for m in missing)} folder (make them: mkdir {path}/{{proc,dev,tmp}})"
     return None

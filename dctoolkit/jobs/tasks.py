@@ -6,7 +6,6 @@ import logging
 import os
 import shutil
 import signal
-import sys
 from pathlib import Path
 
 from celery import shared_task
@@ -80,6 +79,14 @@ def execute(job: Job, attempt: int, identity: agent.NodeIdentity) -> JobState:
     """Stage, run, collect and record one attempt; returns the state it ended in."""
     folder = job.folder()
     folder.mkdir(parents=True, exist_ok=True)
+    if job.network == "none" and not identity.sandbox:
+        # Only the sandbox can cut a job off the network: running it would quietly break its promise.
+        reason = (
+            f"network = none needs the sandbox, which is off on {identity.name} ({identity.sandbox_problem}); "
+            "submit it again pinned to a node whose sandbox is on (see './dct nodes')"
+        )
+        transitions.finish(job.id, attempt, JobState.FAILED, timezone.now(), reason=reason, sandboxed=False)
+        return JobState.FAILED
     workdir = Path(settings.DCT_SCRATCH) / identity.name / f"job-{job.id}-{attempt}"
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -111,11 +118,12 @@ def build_spec(job: Job, workdir: Path, identity: agent.NodeIdentity) -> runner.
             container=job.container,
             extra_paths=sandbox.parse_sandbox_paths(settings.DCT_SANDBOX_PATHS),
             gpu_devices=job.request_gpus > 0,
+            hidden=hidden_paths(),
         )
     inside = sandbox.inside_workdir(fence) if fence else str(workdir)
     executable = Path(job.executable).name
     if executable.endswith(".py"):
-        python = "python3" if job.container else sys.executable
+        python = "python3" if job.container else sandbox.python_executable()
         argv = [python, executable, *job.arguments]
     else:
         argv = [f"./{executable}", *job.arguments]
@@ -138,6 +146,15 @@ def build_spec(job: Job, workdir: Path, identity: agent.NodeIdentity) -> runner.
         memory_limit_mb=job.request_memory_mb,
         fence=fence,
     )
+
+
+def hidden_paths() -> tuple[str, ...]:
+    """Host folders no job may see: the project, var/, shared storage, scratch, the SQLite file's folder."""
+    paths = [settings.BASE_DIR, settings.VAR_DIR, settings.DCT_STORAGE, settings.DCT_SCRATCH]
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3") and db["NAME"] != ":memory:":
+        paths.append(Path(db["NAME"]).parent)
+    return tuple(sorted({str(Path(p).resolve()) for p in paths}))
 
 
 def _stop_request(job_id: int) -> str:

@@ -74,11 +74,15 @@ def start(name: str, slots: int | None = None) -> NodeIdentity:
     ok, problem = sandbox.probe()
     containers = []
     for path in settings.DCT_CONTAINERS:
-        why = sandbox.container_problem(path)
+        # A container is a sandbox's root: without the sandbox there is none to offer.
+        why = sandbox.container_problem(path) if ok else "the sandbox is off"
         if why:
             log.warning("DCT_CONTAINERS: %s; not offered", why)
         else:
             containers.append(path)
+    for extra in sandbox.parse_sandbox_paths(settings.DCT_SANDBOX_PATHS):
+        if not os.path.isdir(extra.path):
+            log.warning("DCT_SANDBOX_PATHS: %s is not a folder on this machine; jobs will not see it", extra.path)
     metrics = probe_machine()
     current = NodeIdentity(
         name=name,

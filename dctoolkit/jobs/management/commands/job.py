@@ -26,6 +26,8 @@ class Command(DctCommand):
         data["max_rss_mb"] = format_mb(data["max_rss_mb"])
         data["request_memory_mb"] = format_mb(data["request_memory_mb"])
         data["folder"] = str(job.folder())
+        if job.sandboxed is not None:
+            data["sandboxed"] = "yes" if job.sandboxed else "no: its node could not use bubblewrap, so it ran UNFENCED"
         width = max(len(k) for k in data)
         for key, value in data.items():
             if value in (None, "", [], {}):
