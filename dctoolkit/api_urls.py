@@ -1,11 +1,20 @@
 """URLs of the REST API, mounted at /api/ (DESIGN.md, "Contract — HTTP API")."""
 
-from django.urls import path
+from django.http import HttpRequest, JsonResponse
+from django.urls import path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from dctoolkit.accounts.api import UsageView
 from dctoolkit.jobs import api as jobs
 from dctoolkit.nodes.api import NodesView
+
+
+@csrf_exempt  # it changes nothing; a POST to a wrong address is 404, not a CSRF 403
+def not_found(request: HttpRequest, rest: str) -> JsonResponse:
+    """Any other /api/ address: a JSON 404 (not the portal's HTML page), as API clients expect."""
+    return JsonResponse({"detail": f"no API endpoint at {request.path}; see /api/docs/"}, status=404)
+
 
 urlpatterns = [
     path("jobs/", jobs.JobsView.as_view(), name="api-jobs"),
@@ -22,4 +31,5 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    re_path(r"^(?P<rest>.*)$", not_found),
 ]
