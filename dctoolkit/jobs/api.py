@@ -8,14 +8,12 @@ refuses) or 413 (upload too big); DRF's own 401/404 carry `{"detail": "..."}`.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404, HttpResponse
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
@@ -24,7 +22,8 @@ from rest_framework.views import APIView
 
 from . import schema
 from .dispatch import wake_scheduler
-from .models import Job, JobState
+from .history import FilterError, filter_jobs
+from .models import Job
 from .serializers import jobs_payload
 from .submission import SubmissionError
 from .submit import MAX_FILE_BYTES, UploadedFiles, prepare, queue
@@ -62,6 +61,7 @@ class JobsView(APIView):
         parameters=[
             OpenApiParameter("state", str, description="only these states, comma-separated (queued,running)"),
             OpenApiParameter("page", int, description="page number, from 1"),
+            OpenApiParameter("submission", int, description="only the jobs of this submission"),
             OpenApiParameter("name", str, description="only jobs whose name contains this"),
             OpenApiParameter("since", str, description="submitted at or after this date or ISO time"),
             OpenApiParameter("until", str, description="submitted before the end of this date, or this ISO time"),
@@ -140,43 +140,6 @@ def too_big() -> Response:
         "send smaller files, or ask the administrator to raise DCT_MAX_UPLOAD_MB",
         413,
     )
-
-
-class FilterError(ValueError):
-    """A bad query parameter; the message says which and how to write it."""
-
-
-def filter_jobs(jobs: QuerySet[Job], params) -> QuerySet[Job]:
-    """Narrow by `state` (comma-separated), `name` (contains), `since`/`until` (date or ISO time)."""
-    if params.get("state"):
-        states = [s.strip() for s in params["state"].split(",") if s.strip()]
-        unknown = [s for s in states if s not in JobState.values]
-        if unknown:
-            raise FilterError(f"unknown state '{unknown[0]}'; use one of {', '.join(JobState.values)}")
-        jobs = jobs.filter(state__in=states)
-    if params.get("name"):
-        jobs = jobs.filter(name__icontains=params["name"])
-    if params.get("since"):
-        jobs = jobs.filter(submitted_at__gte=parse_when(params["since"], "since", end_of_day=False))
-    if params.get("until"):
-        jobs = jobs.filter(submitted_at__lt=parse_when(params["until"], "until", end_of_day=True))
-    return jobs
-
-
-def parse_when(text: str, name: str, end_of_day: bool) -> datetime:
-    """A date (`2026-11-25`: its start, or the next day's start for `until`) or an ISO time."""
-    try:
-        day = parse_date(text)
-        moment = None if day else parse_datetime(text)
-    except ValueError:
-        moment = day = None
-    if day is not None:
-        moment = datetime.combine(day, time.min)
-        if end_of_day:
-            moment += timedelta(days=1)
-    if moment is None:
-        raise FilterError(f"{name}={text!r} is not a date; write it like 2026-11-25 or 2026-11-25T14:00:00+00:00")
-    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, timezone.get_current_timezone())
 
 
 class JobView(APIView):

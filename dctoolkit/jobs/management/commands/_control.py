@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from dctoolkit.cli import DctCommand
+from dctoolkit.cli import DctCommand, parse_job_id
 from dctoolkit.jobs.dispatch import wake_scheduler
 from dctoolkit.jobs.models import Job
 from dctoolkit.jobs.serializers import jobs_payload
@@ -14,6 +14,7 @@ from dctoolkit.jobs.transitions import CONTROLS
 
 class ControlCommand(DctCommand):
     verb = ""  # a key of transitions.CONTROLS
+    remote_capable = True
 
     def add_arguments(self, parser):
         parser.add_argument("ids", nargs="+", metavar="ID", help="job ids")
@@ -21,7 +22,7 @@ class ControlCommand(DctCommand):
     def handle(self, *args, **options):
         control = CONTROLS[self.verb]
         if self.remote:
-            rows, failures = self.remote.control(self.verb, options["ids"])
+            rows, failures = self.remote.control(self.verb, [parse_job_id(i) for i in options["ids"]])
         else:
             rows, failures = self.control_locally(control, options["ids"])
         if options["json"]:
