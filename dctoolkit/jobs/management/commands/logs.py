@@ -26,18 +26,10 @@ class Command(DctCommand):
         stream = "stderr" if options["stderr"] else "stdout"
         read = self.remote_reader(options["id"], stream) if self.remote else self.local_reader(options["id"], stream)
         pause = REMOTE_FOLLOW_POLL_SECONDS if self.remote else FOLLOW_POLL_SECONDS
-        offset = 0
-        out = sys.stdout.buffer
-        while True:
-            # read() gives the state from before it read, so a final state means nothing more will come.
-            chunk, state = read(offset)
-            if chunk:
-                out.write(chunk)
-                out.flush()
-                offset += len(chunk)
-            if not options["follow"] or state in FINAL_STATES:
-                break
-            time.sleep(pause)
+        try:
+            follow(read, sys.stdout.buffer, options["follow"], pause)
+        except KeyboardInterrupt:  # Ctrl-C ends following, as with tail -f
+            pass
 
     def local_reader(self, job_id: str, stream: str):
         job = self.user_job(job_id)
@@ -57,3 +49,18 @@ class Command(DctCommand):
         number = parse_job_id(job_id)
         self.remote.job(number)  # "no job N of yours" as locally
         return lambda offset: self.remote.output(number, stream, offset)
+
+
+def follow(read, out, keep_going: bool, pause: float) -> None:
+    """Copy what read(offset) gives to `out`; with keep_going, until the job has ended."""
+    offset = 0
+    while True:
+        # read() gives the state from before it read, so a final state means nothing more will come.
+        chunk, state = read(offset)
+        if chunk:
+            out.write(chunk)
+            out.flush()
+            offset += len(chunk)
+        if not keep_going or state in FINAL_STATES:
+            return
+        time.sleep(pause)

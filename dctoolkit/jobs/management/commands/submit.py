@@ -37,7 +37,10 @@ class Command(DctCommand):
         if not options["json"]:
             self.stdout.write(f"{len(ids)} job{'s' if len(ids) != 1 else ''} submitted: {span(ids)}")
         if options["wait"]:
-            rows = self.wait(rows, quiet=options["json"])
+            try:
+                rows = self.wait(rows, quiet=options["json"])
+            except KeyboardInterrupt:
+                raise CommandError("stopped waiting; the jobs go on ('./dct jobs' shows them)") from None
         if options["json"]:
             if not self.remote:
                 rows = jobs_payload(self.load(ids), timezone.now())
