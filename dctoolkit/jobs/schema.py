@@ -12,6 +12,11 @@ from rest_framework import serializers
 from .models import JobState
 
 
+class UsageAdviceSerializer(serializers.Serializer):
+    comparison = serializers.CharField(help_text="asked for 4 cpus and 8.0 GB, used 1.1 cpus and 620 MB peak")
+    suggestions = serializers.ListField(child=serializers.CharField(), help_text="e.g. request_cpus = 2")
+
+
 class JobSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
@@ -38,6 +43,7 @@ class JobSerializer(serializers.Serializer):
     arguments = serializers.ListField(child=serializers.CharField(allow_blank=True))
     gpu_indices = serializers.ListField(child=serializers.IntegerField())
     sandboxed = serializers.BooleanField(allow_null=True)
+    usage_advice = UsageAdviceSerializer(allow_null=True, help_text="requested vs used; null before it ran")
 
 
 class JobListSerializer(serializers.Serializer):

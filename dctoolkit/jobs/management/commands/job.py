@@ -31,6 +31,10 @@ class Command(DctCommand):
         data["cpu_seconds"] = format_seconds(data["cpu_seconds"])
         data["max_rss_mb"] = format_mb(data["max_rss_mb"])
         data["request_memory_mb"] = format_mb(data["request_memory_mb"])
+        advice = data.pop("usage_advice", None)
+        if advice:
+            data["resources"] = advice["comparison"]
+            data["suggestion"] = ", ".join(advice["suggestions"])
         width = max(len(k) for k in data)
         for key, value in data.items():
             if value in (None, "", [], {}):
