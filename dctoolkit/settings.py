@@ -199,6 +199,8 @@ SPECTACULAR_SETTINGS = {
 }
 # Biggest upload (a submission and its files, all together) the API takes; above it answers 413.
 DCT_MAX_UPLOAD_MB = _env_int("DCT_MAX_UPLOAD_MB", 2048, minimum=1)
+# Files in one upload (Django's default of 100 is low for a submission with many inputs).
+DATA_UPLOAD_MAX_NUMBER_FILES = 1000
 
 
 # --- Celery / Redis -------------------------------------------------------

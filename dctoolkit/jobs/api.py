@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404, HttpResponse
 from django.utils import timezone
@@ -110,10 +111,19 @@ class JobsView(APIView):
         # Refuse before reading the body when the client says how big it is.
         if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
             return too_big()
-        upload = request.FILES.get("submission")
+        try:
+            upload = request.FILES.get("submission")
+            files = request.FILES.getlist("files")
+        except TooManyFilesSent:
+            return error(
+                f"more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files in one upload; "
+                "pack them into an archive and unpack it in the job",
+                413,
+            )
+        except RequestDataTooBig:
+            return too_big()
         if upload is None:
             return error("send the submission file in the multipart field 'submission'", 400)
-        files = request.FILES.getlist("files")
         if sum(f.size for f in [upload, *files]) > limit or any(f.size > MAX_FILE_BYTES for f in files):
             return too_big()
         by_name = {}

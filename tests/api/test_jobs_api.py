@@ -129,6 +129,15 @@ def test_an_upload_over_the_limit_is_413_and_queues_nothing(alice, settings):
     assert not Job.objects.exists()
 
 
+def test_too_many_files_is_413_saying_what_to_do(alice, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 3
+    response = submit(alice, "executable = hello.py\n", {"hello.py": HELLO, "a": "1", "b": "2", "c": "3"})
+    assert response.status_code == 413
+    assert response.json() == {
+        "error": "more than 3 files in one upload; pack them into an archive and unpack it in the job"
+    }
+
+
 # --- listing -----------------------------------------------------------------
 
 
