@@ -112,6 +112,14 @@ def test_a_missing_named_file_is_400_naming_it(alice):
     assert response.json() == {"error": "fit.txt:2: file 'data.csv' not found; check the name and that it exists"}
 
 
+def test_an_uploaded_compiled_program_counts_as_runnable_and_plain_text_does_not(alice):
+    elf = b"\x7fELF\x02\x01\x01" + bytes(100)
+    assert submit(alice, "executable = prog\n", {"prog": elf}).status_code == 201
+    response = submit(alice, "executable = notes\n", {"notes": "just text\n"})
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("job.txt:1: 'notes' cannot be run: it is not a .py file")
+
+
 def test_no_submission_field_is_400(alice):
     response = alice.post("/api/jobs/", {}, format="multipart")
     assert response.status_code == 400
