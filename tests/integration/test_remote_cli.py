@@ -112,13 +112,18 @@ def test_results_remotely_download_stdout_stderr_and_outputs(cluster, remote, tm
     assert (tmp_path / "got" / "sub" / "r.txt").read_text() == "42\n"
 
 
-def test_logs_follow_remotely_prints_lines_while_the_job_runs(cluster, remote, tmp_path):
+@pytest.mark.parametrize("where", ["remote", "local"])
+def test_logs_follow_prints_lines_while_the_job_runs(cluster, remote, tmp_path, where):
     script = "#!/bin/sh\necho first\nsleep 6\necho second\n"
     (job,) = cluster.submit(tmp_path, "executable = slow.sh\n", {"slow.sh": script})
-    env = {**cluster.env, "DCT_SERVER": remote.server, "DATABASE_URL": NO_DATABASE}
-    env["DCT_TOKEN"] = cluster.cli("token", user="alice").stdout.strip()
+    env = {**cluster.env, "DCT_TOKEN": cluster.cli("token", user="alice").stdout.strip()}
+    if where == "remote":
+        env.update(DCT_SERVER=remote.server, DATABASE_URL=NO_DATABASE)
     follower = subprocess.Popen(
-        [PYTHON, str(ROOT / "manage.py"), "logs", str(job["id"]), "-f"], env=env, stdout=subprocess.PIPE, text=True
+        [PYTHON, str(ROOT / "manage.py"), "logs", str(job["id"]), "-f", "--user", "alice"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert follower.stdout.readline() == "first\n"
