@@ -13,6 +13,7 @@ and send loses that one mail: rare, and better than sending duplicates.)
 from __future__ import annotations
 
 import logging
+import smtplib
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -97,7 +98,14 @@ def send_claimed(rows, subject_line: str, text: str, address: str) -> int:
         return 0  # another scheduler has it
     try:
         send_mail(subject_line, text, settings.DEFAULT_FROM_EMAIL, [address])
-    except Exception as exc:  # any SMTP or socket trouble: the mail stays due
+    except smtplib.SMTPRecipientsRefused as exc:
+        if all(code >= 500 for code, _ in exc.recipients.values()):
+            # The address itself is refused for good: retrying would hold back everyone else's mail.
+            log.warning("mail to %s given up: the SMTP server refuses that address (%s)", address, exc.recipients)
+            return 0
+        rows.update(notified=False)  # 4xx: "try again later"
+        raise MailNotSentError(f"{address} refused for now: {exc.recipients}") from exc
+    except Exception as exc:  # any other SMTP or socket trouble: the mail stays due
         rows.update(notified=False)
         raise MailNotSentError(f"{type(exc).__name__}: {exc}") from exc
     if rows.model is Submission:  # its jobs are covered by the digest

@@ -27,6 +27,12 @@ class Inbox:
             self.messages.append(message)
         return "250 OK"
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("nobody@"):
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     def to(self, address: str) -> list:
         with self.lock:
             return [m for m in self.messages if m["To"] == address]
@@ -122,3 +128,14 @@ def test_a_batch_sends_one_digest_when_its_last_job_ends(mail_cluster, smtp, tmp
     mail_cluster.submit(tmp_path / "m", "executable = m.sh\nemail = marker@lab.example\n", {"m.sh": "#!/bin/sh\n"})
     wait_until(lambda: smtp.inbox.to("marker@lab.example"), 60, "the marker's mail")
     assert len(smtp.inbox.to("batch@lab.example")) == 1
+
+
+def test_a_refused_address_is_given_up_without_holding_back_other_mail(mail_cluster, smtp, tmp_path):
+    ok = {"ok.sh": "#!/bin/sh\necho fine\n"}
+    (refused,) = mail_cluster.submit(tmp_path / "a", "executable = ok.sh\nemail = nobody@lab.example\n", ok)
+    mail_cluster.wait_job(refused["id"])
+    (job,) = mail_cluster.submit(tmp_path / "b", "executable = ok.sh\nemail = after@lab.example\n", ok)
+    (message,) = wait_until(lambda: smtp.inbox.to("after@lab.example"), 60, "the next job's mail")
+    assert message["Subject"] == f"[dctoolkit] job {job['id']} (ok) succeeded"
+    log = (mail_cluster.logs / "scheduler-0.log").read_text()
+    assert "mail to nobody@lab.example given up: the SMTP server refuses that address" in log
