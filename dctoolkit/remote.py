@@ -16,6 +16,7 @@ import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,13 +67,16 @@ class Client:
         self.token = token
 
     # --- transport ---------------------------------------------------------------
-    def call(self, method: str, path: str, query: dict | None = None, body: bytes | None = None,
-             content_type: str | None = None, stream_to: Path | None = None) -> Reply:  # fmt: skip
+    def call(self, method: str, path: str, query: dict | None = None, body: Iterable[bytes] | None = None,
+             content_type: str | None = None, length: int | None = None,
+             stream_to: Path | None = None) -> Reply:  # fmt: skip
         """One request; any HTTP status comes back as a Reply, except 401 (a bad token) which raises."""
         url = self.server + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
         headers = {"Authorization": f"Token {self.token}", "Accept": "application/json, text/plain, */*"}
         if content_type:
             headers["Content-Type"] = content_type
+        if length is not None:
+            headers["Content-Length"] = str(length)
         request = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310 (http(s) only)
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS) as response:  # noqa: S310
@@ -124,10 +128,10 @@ class Client:
 
     def submit(self, text: str, source_name: str, files: dict[str, Path]) -> list[dict]:
         """Upload a submission file and the files it names (by name); the queued jobs."""
-        parts = [("submission", Path(source_name).name, text.encode())]
-        parts += [("files", name, path.read_bytes()) for name, path in files.items()]
-        body, content_type = multipart(parts)
-        reply = self.call("POST", "/api/jobs/", body=body, content_type=content_type)
+        parts: list[tuple[str, str, bytes | Path]] = [("submission", Path(source_name).name, text.encode())]
+        parts += [("files", name, path) for name, path in files.items()]
+        body, length, content_type = multipart(parts)
+        reply = self.call("POST", "/api/jobs/", body=body, content_type=content_type, length=length)
         if reply.status != 201:
             raise RemoteError(reply.message())
         return reply.json()["jobs"]
@@ -178,18 +182,26 @@ def upload_names(refs: list[InputFile], source: FolderFiles) -> dict[str, Path]:
     return files
 
 
-def multipart(parts: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
-    """multipart/form-data of (field, file name, content) parts; the body and its Content-Type."""
+def multipart(parts: list[tuple[str, str, bytes | Path]]) -> tuple[Iterator[bytes], int, str]:
+    """multipart/form-data of (field, file name, content or file) parts: the body as chunks (files are
+    streamed from disk, not read whole), its length, and its Content-Type."""
     boundary = "dct-" + secrets.token_hex(16)
-    chunks = []
+    pieces: list[bytes | Path] = []
     for name, filename, content in parts:
         kind = mimetypes.guess_type(filename)[0] or "application/octet-stream"
         quoted = filename.replace('"', "%22")
-        chunks += [
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{quoted}"\r\n'
-            f"Content-Type: {kind}\r\n\r\n".encode(),
-            content,
-            b"\r\n",
-        ]
-    chunks.append(f"--{boundary}--\r\n".encode())
-    return b"".join(chunks), f"multipart/form-data; boundary={boundary}"
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{quoted}"\r\n'
+        pieces += [f"{head}Content-Type: {kind}\r\n\r\n".encode(), content, b"\r\n"]
+    pieces.append(f"--{boundary}--\r\n".encode())
+    length = sum(p.stat().st_size if isinstance(p, Path) else len(p) for p in pieces)
+    return _chunks(pieces), length, f"multipart/form-data; boundary={boundary}"
+
+
+def _chunks(pieces: list[bytes | Path]) -> Iterator[bytes]:
+    for piece in pieces:
+        if isinstance(piece, bytes):
+            yield piece
+            continue
+        with open(piece, "rb") as f:
+            while chunk := f.read(CHUNK_BYTES):
+                yield chunk
