@@ -17,6 +17,7 @@ from django.http import FileResponse, Http404, HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -109,11 +110,13 @@ class JobsView(APIView):
     def post(self, request: Request) -> Response:
         limit = settings.DCT_MAX_UPLOAD_MB * 1024 * 1024
         # Refuse before reading the body when the client says how big it is.
-        if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
+        if declared_length(request) > limit:
             return too_big()
         try:
             upload = request.FILES.get("submission")
             files = request.FILES.getlist("files")
+        except ParseError as exc:
+            return error(f"the upload is not readable multipart/form-data ({exc.detail})", 400)
         except TooManyFilesSent:
             return error(
                 f"more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files in one upload; "
@@ -142,6 +145,13 @@ class JobsView(APIView):
             return error(str(exc), 400)
         fresh = Job.objects.filter(id__in=[j.id for j in jobs]).select_related("owner", "node").order_by("id")
         return Response({"jobs": jobs_payload(fresh, timezone.now())}, status=201)
+
+
+def declared_length(request: Request) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
 
 
 def too_big() -> Response:

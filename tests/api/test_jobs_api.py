@@ -120,6 +120,12 @@ def test_an_uploaded_compiled_program_counts_as_runnable_and_plain_text_does_not
     assert response.json()["error"].startswith("job.txt:1: 'notes' cannot be run: it is not a .py file")
 
 
+def test_a_broken_multipart_body_is_400_in_the_error_shape(alice):
+    response = alice.generic("POST", "/api/jobs/", b"--x\r\nnot a part", content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("the upload is not readable multipart/form-data (")
+
+
 def test_no_submission_field_is_400(alice):
     response = alice.post("/api/jobs/", {}, format="multipart")
     assert response.status_code == 400
