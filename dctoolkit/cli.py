@@ -1,4 +1,9 @@
-"""What every dctoolkit command shares: `--json`, `--user`, and finding a user's job."""
+"""What every dctoolkit command shares: `--json`, `--user`, finding a user's job, and the remote mode.
+
+With DCT_SERVER (and DCT_TOKEN) set, a command whose class says
+`remote_capable = True` gets `self.remote`, an API client, and must then work
+through it alone: the same output and exit codes, no database.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,14 @@ import json
 import os
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.utils import OperationalError, ProgrammingError
 
 from dctoolkit.jobs.models import Job
+from dctoolkit.remote import Client, RemoteError
 
 
 def os_user_name() -> str:
@@ -27,6 +34,8 @@ class DctCommand(BaseCommand):
 
     json_option = True
     user_option = True
+    remote_capable = False  # True: works through the API when DCT_SERVER is set
+    remote: Client | None = None
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
@@ -41,7 +50,11 @@ class DctCommand(BaseCommand):
     def execute(self, *args: Any, **options: Any) -> Any:
         self.options = options
         try:
+            if self.remote_capable and settings.DCT_SERVER:
+                self.remote = Client(settings.DCT_SERVER, settings.DCT_TOKEN)
             return super().execute(*args, **options)
+        except RemoteError as exc:
+            raise CommandError(str(exc)) from None
         except (OperationalError, ProgrammingError) as exc:
             # Expected trouble a person can fix; never a traceback.
             raise CommandError(
@@ -57,10 +70,7 @@ class DctCommand(BaseCommand):
     def user_job(self, job_id: int | str, user: AbstractBaseUser | None = None) -> Job:
         """The job, if the acting user may see it (their own; staff: any)."""
         user = user or self.acting_user()
-        try:
-            job_id = int(job_id)
-        except (TypeError, ValueError):
-            raise CommandError(f"'{job_id}' is not a job id; job ids are numbers, as './dct jobs' shows") from None
+        job_id = parse_job_id(job_id)
         jobs = Job.objects.select_related("owner", "node", "submission")
         if not user.is_staff:
             jobs = jobs.filter(owner=user)
@@ -71,6 +81,13 @@ class DctCommand(BaseCommand):
 
     def emit_json(self, document: Any) -> None:
         self.stdout.write(json.dumps(document, indent=2, default=str))
+
+
+def parse_job_id(text: int | str) -> int:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise CommandError(f"'{text}' is not a job id; job ids are numbers, as './dct jobs' shows") from None
 
 
 def render_table(rows: list[list[str]]) -> str:

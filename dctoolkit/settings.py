@@ -96,6 +96,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "dctoolkit.accounts",
     "dctoolkit.nodes",
     "dctoolkit.jobs",
@@ -196,14 +197,27 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 # --- REST API -------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        # Token first: its WWW-Authenticate header makes anonymous requests 401, not 403.
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
-SPECTACULAR_SETTINGS = {"TITLE": "dctoolkit API", "VERSION": "1.0.0", "SERVE_INCLUDE_SCHEMA": False}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "dctoolkit API",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc from the drf-spectacular-sidecar package: no asset from the internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+# Biggest upload (a submission and its files, all together) the API takes; above it answers 413.
+DCT_MAX_UPLOAD_MB = _env_int("DCT_MAX_UPLOAD_MB", 2048, minimum=1)
+# Files in one upload (Django's default of 100 is low for a submission with many inputs).
+DATA_UPLOAD_MAX_NUMBER_FILES = 1000
 
 
 # --- Celery / Redis -------------------------------------------------------
@@ -276,6 +290,8 @@ EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = _env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "dctoolkit@localhost")
+# Seconds an SMTP exchange may take: a server that hangs must not stall the scheduler loop.
+EMAIL_TIMEOUT = 10
 EMAIL_BACKEND = (
     "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend"
 )

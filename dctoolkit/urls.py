@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from dctoolkit.accounts import views as account_views
 from dctoolkit.jobs import views as job_views
@@ -22,5 +22,7 @@ urlpatterns = [
     path("accounts/signup/", account_views.signup, name="signup"),
     path("accounts/login/", account_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/profile/", account_views.profile, name="profile"),
     path("admin/", admin.site.urls),
+    path("api/", include("dctoolkit.api_urls")),
 ]

@@ -1,4 +1,4 @@
-"""Portal pages about people: sign-up and the fair-share usage page."""
+"""Portal pages about people: sign-up, the profile page (API token) and the fair-share usage page."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from .forms import SignupForm
 from .models import DailyUsage
@@ -63,3 +64,14 @@ def usage(request: HttpRequest) -> HttpResponse:
         "chart_days": CHART_DAYS,
     }
     return render(request, "usage.html", context)
+
+
+@login_required
+def profile(request: HttpRequest) -> HttpResponse:
+    """GET: the user's token (made on first visit).  POST: replace it with a new one (the old stops working)."""
+    if request.method == "POST":
+        Token.objects.filter(user=request.user).delete()
+        Token.objects.create(user=request.user)
+        return redirect("profile")
+    token, _ = Token.objects.get_or_create(user=request.user)
+    return render(request, "accounts/profile.html", {"token": token.key})

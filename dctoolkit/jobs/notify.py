@@ -1,35 +1,119 @@
-"""Email when a job ends: sent by the scheduler, off the job's critical path, retried until it goes."""
+"""Email when jobs end: sent by the scheduler loop, off the jobs' critical path, retried until it goes.
+
+A single job gets one message when it ends.  A `queue = N` batch (N > 1)
+gets one digest when its last job ends, not N messages.  Each mail compares
+what was requested with what was used (advice.py).
+
+A mail is claimed (a conditional UPDATE of `notified`) before it is sent and
+given back if sending fails, so two schedulers never send it twice and an
+SMTP server that is down only delays it.  (A scheduler killed between claim
+and send loses that one mail: rare, and better than sending duplicates.)
+"""
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+import smtplib
+from collections import Counter
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
+from django.db.models import Count, Q
 
-from .models import FINAL_STATES, Job
-from .units import format_mb, format_seconds
+from .advice import Advice, Usage, compare
+from .models import FINAL_STATES, Job, JobState, Submission
+from .units import format_seconds
 
 log = logging.getLogger(__name__)
 
-# Mail per scheduler round at most; the rest go next round.
+# Mails per scheduler round at most; the rest go next round.
 BATCH = 50
+# After a failed send, wait this long before trying again, doubling up to the cap.
+RETRY_FIRST_SECONDS = 5
+RETRY_MAX_SECONDS = 120
+# Lines of stderr a failed job's mail quotes.
+STDERR_LINES = 20
+# Failed jobs a digest lists one by one.
+DIGEST_FAILED_LISTED = 20
+
+_retry_at: datetime | None = None
+_retry_seconds = RETRY_FIRST_SECONDS
+
+
+class MailNotSentError(Exception):
+    """The SMTP server could not take a mail; it stays due."""
 
 
 def send_due(now: datetime) -> int:
-    """Send the mail of ended jobs that asked for one; returns how many went."""
-    due = Job.objects.filter(state__in=FINAL_STATES, notified=False).exclude(email="").select_related("node")
+    """Send the mails that are due (ended single jobs, fully ended batches); returns how many went.
+
+    After a failure nothing is tried until a back-off has passed, so a down
+    SMTP server costs one attempt per back-off, not one per round.
+    """
+    global _retry_at, _retry_seconds
+    if _retry_at and now < _retry_at:
+        return 0
     sent = 0
-    for job in due.order_by("id")[:BATCH]:
-        try:
-            send_mail(subject(job), body(job), settings.DEFAULT_FROM_EMAIL, [job.email])
-        except Exception as exc:  # SMTP away: keep it for the next round
-            log.warning("mail for job %s not sent yet: %s", job.id, exc)
-            return sent
-        Job.objects.filter(id=job.id).update(notified=True)
-        sent += 1
+    try:
+        for job in due_jobs()[:BATCH]:
+            sent += send_claimed(Job.objects.filter(id=job.id), subject(job), body(job), job.email)
+        for sub in due_batches()[:BATCH]:
+            jobs = list(sub.jobs.select_related("node").order_by("id"))
+            sent += send_claimed(Submission.objects.filter(id=sub.id), digest_subject(sub, jobs),
+                                 digest_body(sub, jobs), sub.email)  # fmt: skip
+    except MailNotSentError as exc:
+        log.warning("mail not sent yet (%s); trying again in %ss", exc, _retry_seconds)
+        _retry_at = now + timedelta(seconds=_retry_seconds)
+        _retry_seconds = min(_retry_seconds * 2, RETRY_MAX_SECONDS)
+        return sent
+    _retry_at, _retry_seconds = None, RETRY_FIRST_SECONDS
     return sent
+
+
+def due_jobs():
+    """Ended jobs, alone in their submission, whose owner asked for mail and has not had it."""
+    return (
+        Job.objects.filter(state__in=FINAL_STATES, notified=False, submission__job_count=1)
+        .exclude(email="")
+        .select_related("node")
+        .order_by("id")
+    )
+
+
+def due_batches():
+    """Batches (queue = N > 1) whose every job has ended, whose digest has not gone."""
+    return (
+        Submission.objects.filter(notified=False, job_count__gt=1)
+        .exclude(email="")
+        .annotate(unfinished=Count("jobs", filter=~Q(jobs__state__in=FINAL_STATES)))
+        .filter(unfinished=0)
+        .order_by("id")
+    )
+
+
+def send_claimed(rows, subject_line: str, text: str, address: str) -> int:
+    """Claim the mail (notified False -> True), send it, give the claim back on failure; 1 if sent."""
+    if not rows.filter(notified=False).update(notified=True):
+        return 0  # another scheduler has it
+    try:
+        send_mail(subject_line, text, settings.DEFAULT_FROM_EMAIL, [address])
+    except smtplib.SMTPRecipientsRefused as exc:
+        if all(code >= 500 for code, _ in exc.recipients.values()):
+            # The address itself is refused for good: retrying would hold back everyone else's mail.
+            log.warning("mail to %s given up: the SMTP server refuses that address (%s)", address, exc.recipients)
+            return 0
+        rows.update(notified=False)  # 4xx: "try again later"
+        raise MailNotSentError(f"{address} refused for now: {exc.recipients}") from exc
+    except Exception as exc:  # any other SMTP or socket trouble: the mail stays due
+        rows.update(notified=False)
+        raise MailNotSentError(f"{type(exc).__name__}: {exc}") from exc
+    if rows.model is Submission:  # its jobs are covered by the digest
+        Job.objects.filter(submission_id__in=rows.values("id")).update(notified=True)
+    return 1
+
+
+# --- one job ------------------------------------------------------------------
 
 
 def subject(job: Job) -> str:
@@ -39,18 +123,91 @@ def subject(job: Job) -> str:
 def body(job: Job) -> str:
     lines = [
         f"Job {job.id} ({job.name}) ended: {job.state}.",
+        "",
         f"Exit status: {job.exit_code if job.exit_code is not None else '-'}",
-        f"Node: {job.node.name if job.node_id else '-'}",
-        f"Wall time: {format_seconds(job.run_seconds)}   CPU time: {format_seconds(job.cpu_seconds)}",
-        f"Asked for {job.request_cpus} cpu(s) and {format_mb(job.request_memory_mb)}; "
-        f"peak memory {format_mb(job.max_rss_mb)}.",
+        f"Node:        {job.node.name if job.node_id else '-'}",
+        f"Wall time:   {format_seconds(job.run_seconds)}",
+        f"CPU time:    {format_seconds(job.cpu_seconds)}",
     ]
     if job.reason:
-        lines.append(f"Reason: {job.reason}")
-    if job.state != "succeeded":
-        tail = job.folder() / "stderr"
-        if tail.is_file():
-            text = tail.read_text(errors="replace").splitlines()[-20:]
-            lines += ["", "Last lines of stderr:", *text]
-    lines += ["", f"Details: {settings.DCT_BASE_URL}/jobs/{job.id}/"]
+        lines.append(f"Reason:      {job.reason}")
+    lines += advice_lines(compare(usage_of(job)))
+    if job.state != JobState.SUCCEEDED:
+        lines += stderr_tail(job)
+    lines += ["", f"Details: {job_url(job.id)}"]
     return "\n".join(lines) + "\n"
+
+
+def usage_of(job: Job) -> Usage:
+    return Usage(job.request_cpus, job.request_memory_mb, job.run_seconds, job.cpu_seconds, job.max_rss_mb)
+
+
+def advice_lines(advice: Advice | None, each: str = "") -> list[str]:
+    if advice is None:
+        return []
+    lines = ["", f"Resources: {advice.comparison}{each}."]
+    if advice.suggestions:
+        lines.append("Next time, ask for about what it used: " + ", ".join(advice.suggestions))
+    return lines
+
+
+def stderr_tail(job: Job) -> list[str]:
+    path = job.folder() / "stderr"
+    if not path.is_file():
+        return []
+    with open(path, "rb") as f:
+        # The end is all we quote; a huge stderr is not read whole.
+        f.seek(0, 2)
+        f.seek(max(0, f.tell() - 64 * 1024))
+        tail = f.read().decode(errors="replace").splitlines()[-STDERR_LINES:]
+    return ["", "Last lines of stderr:", *(f"  {line}" for line in tail)] if tail else []
+
+
+def job_url(job_id: int) -> str:
+    return f"{settings.DCT_BASE_URL}/jobs/{job_id}/"
+
+
+# --- a batch --------------------------------------------------------------------
+
+
+def digest_subject(sub: Submission, jobs: list[Job]) -> str:
+    return f"[dctoolkit] batch of {len(jobs)} jobs ({sub.source_name}) ended: {state_counts(jobs)}"
+
+
+def digest_body(sub: Submission, jobs: list[Job]) -> str:
+    ids = [j.id for j in jobs]
+    failed = [j for j in jobs if j.state == JobState.FAILED]
+    lines = [
+        f"All {len(jobs)} jobs of {sub.source_name} (jobs {ids[0]}-{ids[-1]}) have ended: {state_counts(jobs)}.",
+        "",
+        f"Wall time, all jobs together: {format_seconds(sum(j.run_seconds or 0 for j in jobs))}",
+        f"CPU time, all jobs together:  {format_seconds(sum(j.cpu_seconds or 0 for j in jobs))}",
+    ]
+    if failed:
+        lines += ["", "Failed:"]
+        for job in failed[:DIGEST_FAILED_LISTED]:
+            exit_status = job.exit_code if job.exit_code is not None else "-"
+            lines.append(f"  job {job.id} ({job.name}): exit status {exit_status}, {job.reason}  {job_url(job.id)}")
+        if len(failed) > DIGEST_FAILED_LISTED:
+            lines.append(f"  ... and {len(failed) - DIGEST_FAILED_LISTED} more")
+    lines += advice_lines(compare(batch_usage(jobs)), each=" (per job: average cpus, largest peak)")
+    lines += ["", f"Details: {job_url(ids[0])} to {job_url(ids[-1])}"]
+    return "\n".join(lines) + "\n"
+
+
+def state_counts(jobs: list[Job]) -> str:
+    counts = Counter(j.state for j in jobs)
+    return ", ".join(f"{counts[s]} {s}" for s in FINAL_STATES if counts[s])
+
+
+def batch_usage(jobs: list[Job]) -> Usage:
+    """One job's worth: cpus averaged over the jobs that ran, the largest peak memory."""
+    ran = [j for j in jobs if j.run_seconds]
+    first = jobs[0]
+    return Usage(
+        first.request_cpus,
+        first.request_memory_mb,
+        sum(j.run_seconds for j in ran) or None,
+        sum(j.cpu_seconds or 0 for j in ran) if ran else None,
+        max((j.max_rss_mb for j in ran if j.max_rss_mb is not None), default=None),
+    )

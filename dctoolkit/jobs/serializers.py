@@ -11,6 +11,7 @@ from django.db.models import Count
 from dctoolkit.nodes.liveness import display_state, is_lost
 from dctoolkit.nodes.models import Node, NodeState
 
+from .advice import Usage, compare
 from .dispatch import Capacity, capacity_in_use, effective_usage
 from .models import Job, JobState
 from .reasons import NodeView, Request, WaitFacts, explain_wait
@@ -56,7 +57,14 @@ def job_dict(job: Job, now: datetime, reason: str | None = None) -> dict:
         "arguments": job.arguments,
         "gpu_indices": job.gpu_indices,
         "sandboxed": job.sandboxed,
+        "usage_advice": usage_advice(job),
     }
+
+
+def usage_advice(job: Job) -> dict | None:
+    """Requested versus used, and a better request when the gap is large; None before it ran."""
+    advice = compare(Usage(job.request_cpus, job.request_memory_mb, job.run_seconds, job.cpu_seconds, job.max_rss_mb))
+    return {"comparison": advice.comparison, "suggestions": list(advice.suggestions)} if advice else None
 
 
 def node_views(now: datetime) -> tuple[list[tuple[Node, Capacity]], list[NodeView]]:

@@ -95,7 +95,12 @@ class UploadedFiles:
         return data
 
     def is_executable(self, ref: InputFile) -> bool:
-        return False
+        # An upload has lost its run bit; a compiled program (ELF) is plainly meant to run.
+        f = self.files[ref.name]
+        f.seek(0)
+        magic = f.read(4)
+        f.seek(0)
+        return magic == b"\x7fELF"
 
     def copy_to(self, ref: InputFile, dest: Path) -> None:
         f = self.files[ref.name]
@@ -123,6 +128,16 @@ class Prepared:
 def prepare(text: str, source_name: str, files: FileSource) -> Prepared:
     """Parse and check a submission against its files and the known nodes; raises SubmissionError."""
     parsed = parse_submission(text, source_name, max_queue=settings.DCT_MAX_QUEUE)
+    refs = check_files(parsed, source_name, files)
+    check_nodes(parsed, node_offers())
+    return Prepared(text, source_name, parsed, refs, files)
+
+
+def check_files(parsed: ParsedSubmission, source_name: str, files: FileSource) -> list[InputFile]:
+    """The distinct files a submission names, after checking they exist and the executable can run.
+
+    Raises SubmissionError.  Needs no database (the remote command line uses it before uploading).
+    """
     refs = _distinct_refs(ref for job in parsed.jobs for ref in (job.executable, *job.inputs))
     for ref in refs:
         if not files.exists(ref):
@@ -133,8 +148,7 @@ def prepare(text: str, source_name: str, files: FileSource) -> Prepared:
     problem = executable_problem(exe.name, files.head(exe), files.is_executable(exe))
     if problem:
         raise SubmissionError(source_name, exe.line, problem)
-    check_nodes(parsed, node_offers())
-    return Prepared(text, source_name, parsed, refs, files)
+    return refs
 
 
 def queue(prepared: Prepared, owner: AbstractBaseUser) -> list[Job]:

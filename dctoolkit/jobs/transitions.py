@@ -8,6 +8,8 @@ what keeps one dispatch from running twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
@@ -98,3 +100,19 @@ def hold(job: Job) -> bool:
 def release(job: Job) -> bool:
     """held -> queued."""
     return bool(Job.objects.filter(id=job.id, state=JobState.HELD).update(state=JobState.QUEUED, reason=""))
+
+
+@dataclass(frozen=True)
+class Control:
+    """A user's action on a job (cancel / hold / release), as the CLI and the API offer it."""
+
+    act: Callable[[Job], bool]
+    done: str  # what the CLI says when it worked
+    refusal: str  # why it did not, after "job N is STATE: "
+
+
+CONTROLS = {
+    "cancel": Control(cancel, "cancelled (a running job stops within 2 seconds)", "it has already ended"),
+    "hold": Control(hold, "held", "only queued, dispatched or running jobs can be held"),
+    "release": Control(release, "released", "only held jobs can be released"),
+}

@@ -10,9 +10,10 @@ from dctoolkit.jobs.units import format_seconds
 class Command(DctCommand):
     help = "Fair share: each user's decayed usage (cpu-seconds), priority (1 goes first), running and queued jobs."
     user_option = False
+    remote_capable = True
 
     def handle(self, *args, **options):
-        rows = usage_payload(timezone.now())
+        rows = self.remote.get_json("/api/usage/")["users"] if self.remote else usage_payload(timezone.now())
         if options["json"]:
             self.emit_json({"users": rows})
             return

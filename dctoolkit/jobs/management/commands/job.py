@@ -4,20 +4,26 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from dctoolkit.cli import DctCommand
+from dctoolkit.cli import DctCommand, parse_job_id
 from dctoolkit.jobs.serializers import jobs_payload
 from dctoolkit.jobs.units import format_mb, format_seconds
 
 
 class Command(DctCommand):
     help = "One job in full."
+    remote_capable = True
 
     def add_arguments(self, parser):
         parser.add_argument("id", help="job id")
 
     def handle(self, *args, **options):
-        job = self.user_job(options["id"])
-        data = jobs_payload([job], timezone.now())[0]
+        if self.remote:
+            data = self.remote.job(parse_job_id(options["id"]))
+        else:
+            job = self.user_job(options["id"])
+            data = jobs_payload([job], timezone.now())[0]
+            if not options["json"]:
+                data["folder"] = str(job.folder())
         if options["json"]:
             self.emit_json(data)
             return
@@ -25,9 +31,12 @@ class Command(DctCommand):
         data["cpu_seconds"] = format_seconds(data["cpu_seconds"])
         data["max_rss_mb"] = format_mb(data["max_rss_mb"])
         data["request_memory_mb"] = format_mb(data["request_memory_mb"])
-        data["folder"] = str(job.folder())
-        if job.sandboxed is not None:
-            data["sandboxed"] = "yes" if job.sandboxed else "no: its node could not use bubblewrap, so it ran UNFENCED"
+        if data.get("sandboxed") is not None:
+            data["sandboxed"] = "yes" if data["sandboxed"] else "no: its node could not use bubblewrap, so it ran UNFENCED"
+        advice = data.pop("usage_advice", None)
+        if advice:
+            data["resources"] = advice["comparison"]
+            data["suggestion"] = ", ".join(advice["suggestions"])
         width = max(len(k) for k in data)
         for key, value in data.items():
             if value in (None, "", [], {}):

@@ -7,20 +7,29 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from dctoolkit.cli import DctCommand
+from dctoolkit.cli import DctCommand, parse_job_id
+from dctoolkit.jobs.models import WAITING_STATES
 
 
 class Command(DctCommand):
     help = "Copy a job's stdout, stderr and output files to DIR (default ./TASK<ID>/)."
     json_option = False
+    remote_capable = True
 
     def add_arguments(self, parser):
         parser.add_argument("id", help="job id")
         parser.add_argument("--dest", help="folder to write into (default: ./TASK<ID>/)")
 
     def handle(self, *args, **options):
-        job = self.user_job(options["id"])
-        dest = Path(options["dest"] or f"TASK{job.id}")
+        if self.remote:
+            job_id, state, copied, dest = self.fetch_remote(parse_job_id(options["id"]), options["dest"])
+        else:
+            job_id, state, copied, dest = self.copy_local(options["id"], options["dest"])
+        self.stdout.write(f"job {job_id} ({state}): {copied} file{'s' if copied != 1 else ''} in {dest}/")
+
+    def copy_local(self, job_id: str, dest: str | None) -> tuple[int, str, int, Path]:
+        job = self.user_job(job_id)
+        dest = Path(dest or f"TASK{job.id}")
         folder = job.folder()
         if not folder.exists():
             raise CommandError(f"job {job.id} has no results yet (it is {job.state})")
@@ -38,4 +47,21 @@ class Command(DctCommand):
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(path, target)
                     copied += 1
-        self.stdout.write(f"job {job.id} ({job.state}): {copied} file{'s' if copied != 1 else ''} in {dest}/")
+        return job.id, job.state, copied, dest
+
+    def fetch_remote(self, job_id: int, dest: str | None) -> tuple[int, str, int, Path]:
+        job = self.remote.job(job_id)
+        if job["state"] in WAITING_STATES and not job["started_at"]:
+            raise CommandError(f"job {job_id} has no results yet (it is {job['state']})")
+        dest = Path(dest or f"TASK{job_id}")
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in ("stdout", "stderr"):
+            (dest / name).write_bytes(self.remote.output(job_id, name)[0])
+        files = self.remote.output_files(job_id)
+        for f in files:
+            target = dest / f["path"]
+            if not target.resolve().is_relative_to(dest.resolve()):
+                raise CommandError(f"the server sent a file path outside {dest}/: {f['path']}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.remote.download(job_id, f["path"], target)
+        return job_id, job["state"], 2 + len(files), dest

@@ -12,10 +12,11 @@ from dctoolkit.jobs.units import format_mb
 class Command(DctCommand):
     help = "Nodes: available / busy / offline, with their metrics."
     user_option = False
+    remote_capable = True
 
     def handle(self, *args, **options):
         now = timezone.now()
-        rows = nodes_payload(now)
+        rows = self.remote.get_json("/api/nodes/")["nodes"] if self.remote else nodes_payload(now)
         if options["json"]:
             self.emit_json({"nodes": rows})
             return

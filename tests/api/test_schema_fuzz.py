@@ -1,0 +1,40 @@
+"""Schemathesis against /api/schema/: generated requests to every operation, in process (WSGI).
+
+Bounded (a few examples per operation) so it runs in well under a minute; it
+fails on any 5xx, any status code the schema does not list, and any answer
+that does not conform to the schema.
+"""
+
+import pytest
+import schemathesis
+from django.core.wsgi import get_wsgi_application
+from hypothesis import HealthCheck, settings
+from rest_framework.authtoken.models import Token
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.api.conftest import HELLO, submit
+
+# Examples per operation: enough to reach the error paths, small enough for CI.
+EXAMPLES = 12
+
+schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+@pytest.fixture
+def token(alice, users, storage):
+    # One job of alice's, so that some generated ids find a job and its files.
+    submit(alice, "executable = hello.py\n", {"hello.py": HELLO})
+    return Token.objects.get(user=users["alice"]).key
+
+
+@pytest.mark.django_db
+@schema.parametrize()
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+def test_api_conforms_to_its_schema(case, token):
+    case.call_and_validate(headers={"Authorization": f"Token {token}"}, checks=CHECKS)

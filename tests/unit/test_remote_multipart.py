@@ -1,0 +1,23 @@
+"""The remote client's multipart body: Django's own parser reads back every part, files streamed from disk."""
+
+import io
+
+from django.core.files.uploadhandler import MemoryFileUploadHandler
+from django.http.multipartparser import MultiPartParser
+
+from dctoolkit.remote import multipart
+
+
+def test_django_parses_the_body_back_into_its_fields_and_files(tmp_path, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 10
+    (tmp_path / "data.csv").write_bytes(b"a,b\r\n\x00\xff" * 1000)
+    chunks, length, content_type = multipart(
+        [("submission", "job.txt", b"executable = x.sh\n"), ("files", 'we"ird.csv', tmp_path / "data.csv")]
+    )
+    body = b"".join(chunks)
+    assert len(body) == length
+    meta = {"CONTENT_TYPE": content_type, "CONTENT_LENGTH": str(length)}
+    _, files = MultiPartParser(meta, io.BytesIO(body), [MemoryFileUploadHandler()]).parse()
+    assert files["submission"].name == "job.txt" and files["submission"].read() == b"executable = x.sh\n"
+    (data,) = files.getlist("files")
+    assert data.read() == (tmp_path / "data.csv").read_bytes()
