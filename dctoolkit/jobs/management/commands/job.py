@@ -32,7 +32,9 @@ class Command(DctCommand):
         data["max_rss_mb"] = format_mb(data["max_rss_mb"])
         data["request_memory_mb"] = format_mb(data["request_memory_mb"])
         if data.get("sandboxed") is not None:
-            data["sandboxed"] = "yes" if data["sandboxed"] else "no: its node could not use bubblewrap, so it ran UNFENCED"
+            data["sandboxed"] = (
+                "yes" if data["sandboxed"] else "no: its node could not use bubblewrap, so it ran UNFENCED"
+            )
         advice = data.pop("usage_advice", None)
         if advice:
             data["resources"] = advice["comparison"]
