@@ -29,10 +29,11 @@ class Sizes:
     schedule: tuple[int, int, int] = (1_000, 10_000, 100_000)
     history: int = 100_000
     repeats: int = 5
+    registered_nodes: int = 100
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(200, 10, 5, 1_000, (100, 1_000, 10_000), 10_000, 3)
+        return cls(200, 10, 5, 1_000, (100, 1_000, 10_000), 10_000, 3, 10)
 
 
 NODES = ("node-1", "node-2")  # 2 nodes x 2 slots, sandboxed
@@ -134,7 +135,7 @@ def synthetic_scenarios(workdir: Path, sizes: Sizes, broker) -> list:
     results = [synthetic.submit_many(user, workdir / "jobs", sizes.submit, SUBMIT_REPEATS)]
     names = dict(zip(("schedule_pass_1k", "schedule_pass_10k", "schedule_pass_100k"), sizes.schedule, strict=True))
     say(f"schedule_pass: queues of {', '.join(map(str, sizes.schedule))} jobs, {sizes.repeats} passes each")
-    results += synthetic.schedule_passes(names, sizes.repeats, broker)
+    results += synthetic.schedule_passes(names, sizes.registered_nodes, sizes.repeats, broker)
     say(f"history_page_100k: {sizes.history} finished jobs")
     results.append(synthetic.history_page(sizes.history, sizes.repeats))
     return results

@@ -26,7 +26,6 @@ from dctoolkit.nodes.models import Node, NodeState
 
 from .report import Result, median
 
-NODES = 100
 USERS = 100
 SLOTS_PER_NODE = 2  # like this machine's two cores: 200 free slots in all
 NODE_MEMORY_MB = 8192
@@ -82,11 +81,11 @@ def bare_insert(user: User, count: int) -> None:
 
 
 # --- schedule_pass ----------------------------------------------------------------------
-def schedule_passes(sizes: dict[str, int], repeats: int, broker: redis.Redis) -> list[Result]:
-    """One pass filling every free slot of NODES nodes, for each queue size, beside a queue as long as the slots."""
+def schedule_passes(sizes: dict[str, int], node_count: int, repeats: int, broker: redis.Redis) -> list[Result]:
+    """One pass filling every free slot of `node_count` nodes, per queue size, beside a queue as long as the slots."""
     users = make_users(USERS)
-    nodes = make_nodes(NODES)
-    slots = NODES * SLOTS_PER_NODE
+    nodes = make_nodes(node_count)
+    slots = node_count * SLOTS_PER_NODE
     clear_jobs()
     subs = [Submission.objects.create(owner=u, source_name="job.txt", text="", job_count=0) for u in users]
     add_queued(subs, slots)
@@ -97,7 +96,7 @@ def schedule_passes(sizes: dict[str, int], repeats: int, broker: redis.Redis) ->
         ms = time_pass(repeats, slots, nodes, broker)
         results.append(
             Result(name, ms, "ms", f"queue of {slots} (= free slots)", floor, size,
-                   "<= 100 ms at 100k", f"{NODES} nodes x {SLOTS_PER_NODE} slots, {USERS} users")
+                   "<= 100 ms at 100k", f"{node_count} nodes x {SLOTS_PER_NODE} slots, {USERS} users")
         )  # fmt: skip
     clear_jobs()
     Node.objects.filter(name__in=nodes).delete()
@@ -111,6 +110,7 @@ def make_users(count: int) -> list[User]:
 
 def make_nodes(count: int) -> list[str]:
     names = [f"bench-n{i:03d}" for i in range(count)]
+    Node.objects.filter(name__in=names).delete()
     Node.objects.bulk_create(
         [Node(name=n, state=NodeState.ONLINE, slots=SLOTS_PER_NODE, cpus=SLOTS_PER_NODE, threads=SLOTS_PER_NODE,
               memory_total_mb=NODE_MEMORY_MB, memory_available_mb=NODE_MEMORY_MB, sandbox=True,
