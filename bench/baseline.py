@@ -1,11 +1,12 @@
 """The baseline: a plain Celery worker, as a lab would hand-roll it.
 
-Same broker (the bench's private Redis) and the same total concurrency as
-the dctoolkit nodes; each task runs the same script with `subprocess` and
-tells the bench it is done through Redis.  No database, no sandbox, no
-scheduler, no output collection.  Started as
+Same broker (the bench's private Redis), the same total concurrency as the
+dctoolkit nodes and the same pool (threads: on this machine at least as fast
+as the default prefork pool, so the stronger baseline); each task runs the
+same script with `subprocess` and tells the bench it is done through Redis.
+No database, no sandbox, no scheduler, no output collection.  Started as
 
-    python -m celery -A bench.baseline worker -Q bench-baseline -c 4
+    python -m celery -A bench.baseline worker -Q bench-baseline --pool threads -c 4
 
 with `REDIS_URL` set to the broker's URL (the bench's private Redis).
 """

@@ -52,8 +52,8 @@ class Stack:
 
     def start_baseline(self, concurrency: int) -> None:
         argv = [PYTHON, "-m", "celery", "-A", "bench.baseline", "worker", "-Q", baseline.QUEUE,
-                "-n", "baseline@%h", "-c", str(concurrency), "--without-gossip", "--without-mingle",
-                "--loglevel", "INFO"]  # fmt: skip
+                "-n", "baseline@%h", "--pool", "threads", "-c", str(concurrency),
+                "--without-gossip", "--without-mingle", "--loglevel", "INFO"]  # fmt: skip
         self.start("baseline", argv)
 
     def wait_nodes(self, names: list[str]) -> None:

@@ -26,7 +26,7 @@ from dctoolkit.nodes.models import Node, NodeState
 
 from . import transitions
 from .models import ACTIVE_STATES, Job, JobState, SchedulerLock
-from .scheduler import FreeNode, QueuedJob, pick_assignments
+from .scheduler import Assignment, FreeNode, QueuedJob, pick_assignments
 
 log = logging.getLogger(__name__)
 
@@ -51,25 +51,46 @@ class Capacity:
     jobs: int = 0
 
 
-def capacity_in_use(node_ids: list[int] | None = None) -> dict[int, Capacity]:
-    """node id -> cpus, memory, GPU indices and job count taken by dispatched and running jobs."""
+def capacity_in_use(node_ids: list[int] | None = None, with_gpus: bool = True) -> dict[int, Capacity]:
+    """node id -> cpus, memory, GPU indices and job count taken by dispatched and running jobs.
+
+    `with_gpus=False` skips reading GPU indices (for nodes that have none).
+    """
     active = Job.objects.filter(state__in=ACTIVE_STATES, node__isnull=False)
     if node_ids is not None:
         active = active.filter(node_id__in=node_ids)
     sums = active.values("node_id").annotate(cpus=Sum("request_cpus"), mem=Sum("request_memory_mb"), n=Count("id"))
     gpus: dict[int, list[int]] = defaultdict(list)
-    for node_id, indices in active.filter(request_gpus__gt=0).values_list("node_id", "gpu_indices"):
-        gpus[node_id] += indices or []
+    if with_gpus:
+        for node_id, indices in active.filter(request_gpus__gt=0).values_list("node_id", "gpu_indices"):
+            gpus[node_id] += indices or []
     return {
-        row["node_id"]: Capacity(row["cpus"] or 0, row["mem"] or 0, tuple(gpus[row["node_id"]]), row["n"])
+        row["node_id"]: Capacity(row["cpus"] or 0, row["mem"] or 0, tuple(sorted(gpus[row["node_id"]])), row["n"])
         for row in sums
     }
 
 
+@dataclass
+class Plan:
+    """What one pass would do, decided from the database as it was at `used`."""
+
+    nodes: dict[str, Node]
+    used: dict[int, Capacity]
+    assignments: list[Assignment]
+
+    @property
+    def with_gpus(self) -> bool:
+        return any(node.gpus for node in self.nodes.values())
+
+
 def free_nodes(now: datetime) -> dict[str, tuple[Node, FreeNode]]:
     """Nodes that take jobs now, with their free capacity."""
+    return _free_nodes(now)[0]
+
+
+def _free_nodes(now: datetime) -> tuple[dict[str, tuple[Node, FreeNode]], dict[int, Capacity]]:
     nodes = list(Node.objects.filter(state=NodeState.ONLINE, drained=False, accepts_jobs=True))
-    used = capacity_in_use([n.id for n in nodes])
+    used = capacity_in_use([n.id for n in nodes], with_gpus=any(n.gpus for n in nodes))
     result = {}
     for node in nodes:
         if is_lost(node.last_heartbeat, now, settings.DCT_NODE_TIMEOUT_SECONDS):
@@ -89,7 +110,7 @@ def free_nodes(now: datetime) -> dict[str, tuple[Node, FreeNode]]:
                 containers=tuple(node.containers),
             ),
         )
-    return result
+    return result, used
 
 
 def effective_usage(user_ids: list[int], now: datetime) -> dict[int, float]:
@@ -201,24 +222,47 @@ def read_heads(owner_ids: list[int], count: int) -> dict[int, list[QueuedJob]]:
     return heads
 
 
+def plan_pass(now: datetime) -> Plan | None:
+    """Decide what one pass would place (reads only); None when nothing can be placed."""
+    nodes, used = _free_nodes(now)
+    free_cpus = sum(max(free.free_cpus, 0) for _, free in nodes.values())
+    if free_cpus <= 0:
+        return None
+    heads = queue_heads(free_cpus)
+    if not heads:
+        return None
+    usage = effective_usage(list(heads), now)
+    assignments = pick_assignments(heads, [free for _, free in nodes.values()], usage)
+    if not assignments:
+        return None
+    return Plan({name: node for name, (node, _) in nodes.items()}, used, assignments)
+
+
 def schedule_pass(now: datetime) -> int:
-    """Fill every free slot from the queue in fair-share order; returns the number dispatched."""
+    """Fill every free slot from the queue in fair-share order; returns the number dispatched.
+
+    The pass is planned before it takes the scheduler lock (on SQLite, the
+    database's one write lock, which every node needs to start and end its
+    jobs), and under the lock only checks that the nodes' capacity in use is
+    still what the plan saw, planning again if another pass or a job's end
+    changed it, and claims.  A job submitted or cancelled meanwhile waits for
+    the next pass, as it would if it had come a moment later.
+    """
+    plan = plan_pass(now)
+    if plan is None:
+        return 0
     sends: list[tuple[int, int, str]] = []
     with transaction.atomic():
         SchedulerLock.objects.select_for_update().get_or_create(id=1)
-        nodes = free_nodes(now)
-        free_cpus = sum(max(free.free_cpus, 0) for _, free in nodes.values())
-        if free_cpus <= 0:
-            return 0
-        heads = queue_heads(free_cpus)
-        if not heads:
-            return 0
-        usage = effective_usage(list(heads), now)
-        assignments = pick_assignments(heads, [free for _, free in nodes.values()], usage)
+        if capacity_in_use([n.id for n in plan.nodes.values()], plan.with_gpus) != plan.used:
+            plan = plan_pass(now)
+            if plan is None:
+                return 0
         # Jobs without GPUs are claimed together; the few with GPUs one by one.
-        won = transitions.claim_many({a.job_id: nodes[a.node][0].id for a in assignments if not a.gpu_indices}, now)
+        assignments = plan.assignments
+        won = transitions.claim_many({a.job_id: plan.nodes[a.node].id for a in assignments if not a.gpu_indices}, now)
         for a in assignments:
-            node = nodes[a.node][0]
+            node = plan.nodes[a.node]
             attempt = (
                 transitions.claim(a.job_id, node.id, list(a.gpu_indices), now) if a.gpu_indices else won.get(a.job_id)
             )

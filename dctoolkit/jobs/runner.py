@@ -8,6 +8,7 @@ storage, so they can be followed while it runs.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import shutil
@@ -190,11 +191,7 @@ def tree_memory_mb(pid: int) -> tuple[float, float]:
     looks, and is not polluted by the worker's own memory the way a forked
     child's ru_maxrss is.
     """
-    try:
-        root = psutil.Process(pid)
-        pids = [pid, *(p.pid for p in root.children(recursive=True))]
-    except psutil.Error:
-        return 0.0, 0.0
+    pids = [pid, *descendants(pid)]
     rss_kb = peak_kb = 0
     for p in pids:
         try:
@@ -207,6 +204,44 @@ def tree_memory_mb(pid: int) -> tuple[float, float]:
         except (OSError, ValueError):
             pass
     return rss_kb / 1024, peak_kb / 1024
+
+
+def descendants(pid: int) -> list[int]:
+    """The pids of `pid`'s descendants, from the kernel's per-thread `children` lists.
+
+    psutil's children() reads the status of every process on the machine,
+    milliseconds on a busy one, and a short job is looked at several times;
+    this reads only the job's own tree.  Where the kernel has no such lists,
+    psutil's answer.
+    """
+    if not _children_lists_exist():
+        try:
+            return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            return []
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue  # ended meanwhile
+        for tid in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+@functools.cache
+def _children_lists_exist() -> bool:
+    me = os.getpid()
+    return os.path.exists(f"/proc/{me}/task/{me}/children")
 
 
 def kill_tree(pid: int, done: threading.Event | None = None) -> None:
