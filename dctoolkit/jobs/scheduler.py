@@ -101,10 +101,13 @@ def pick_assignments(
     position = dict.fromkeys(queues, 0)
     reserved: str | None = None
     assignments: list[Assignment] = []
-    while heap and any(n.free_cpus > 0 for n in nodes):
+    # Every job asks for at least one cpu (the parser's minimum), so a node
+    # without a free cpu is never a candidate again this pass.
+    open_nodes = [n for n in nodes if n.free_cpus > 0]
+    while heap and open_nodes:
         charge, uid = heapq.heappop(heap)
         job = queues[uid][position[uid]]
-        node = best_fit(job, [n for n in nodes if n.name != reserved])
+        node = best_fit(job, [n for n in open_nodes if n.name != reserved])
         if node is None:
             # This user's head cannot start now; their later jobs keep waiting
             # behind it.  The first such job in priority order reserves a node.
@@ -112,6 +115,8 @@ def pick_assignments(
                 reserved = _reservation(job, nodes)
             continue
         assignments.append(Assignment(job.id, node.name, tuple(node.take(job))))
+        if node.free_cpus <= 0:
+            open_nodes.remove(node)
         position[uid] += 1
         if has_job(queues[uid], position[uid]):
             heapq.heappush(heap, (charge + job.cpus * PASS_CHARGE_SECONDS, uid))
