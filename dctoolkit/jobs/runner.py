@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import psutil
 
@@ -32,6 +33,12 @@ CHECK_SECONDS = 0.5
 # After SIGTERM to a cancelled job's process group, this long before SIGKILL.
 TERM_GRACE_SECONDS = 1.0
 _PR_SET_PDEATHSIG = 1
+# Held while a job's files are written and while a job's process is started
+# (Popen returns once the child has exec'd).  A child forked while another
+# job's file is open for writing keeps that file open until it execs, and
+# executing the file meanwhile fails with "Text file busy" (ETXTBSY); with
+# several slots per node, 1 job in a few thousand failed so.
+SPAWN_LOCK = threading.Lock()
 
 # Variables from the node's own environment a job may inherit; nothing else
 # (not SECRET_KEY, DATABASE_URL, REDIS_URL, EMAIL_*, tokens) reaches a job.
@@ -107,24 +114,29 @@ def _die_with_worker() -> None:
         pass
 
 
+def _spawn(argv: list[str], spec: RunSpec, out: BinaryIO, err: BinaryIO) -> subprocess.Popen:
+    return subprocess.Popen(
+        argv,
+        cwd=spec.workdir,
+        env=spec.env,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=err,
+        start_new_session=True,  # its own process group, killed as one
+        # bwrap's --die-with-parent does this for fenced jobs
+        preexec_fn=None if spec.fence else _die_with_worker,
+        close_fds=True,
+    )
+
+
 def run(spec: RunSpec, should_stop: Callable[[], str]) -> RunResult:
     """Run `spec` to its end, or until a limit or `should_stop()` (a StopReason or "") ends it."""
     argv = sandbox.fenced_command(spec.argv, spec.fence) if spec.fence else spec.argv
     started = time.monotonic()
     with open(spec.stdout_path, "wb") as out, open(spec.stderr_path, "wb") as err:
         try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=spec.workdir,
-                env=spec.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,  # its own process group, killed as one
-                # bwrap's --die-with-parent does this for fenced jobs
-                preexec_fn=None if spec.fence else _die_with_worker,
-                close_fds=True,
-            )
+            with SPAWN_LOCK:
+                proc = _spawn(argv, spec, out, err)
         except OSError as exc:
             return RunResult(None, 0.0, 0.0, 0.0, start_error=f"could not start {spec.argv[0]}: {exc.strerror}")
     done = threading.Event()
@@ -276,7 +288,8 @@ def stage_inputs(source_folder: Path, names: list[str], workdir: Path, executabl
     """Copy the job's files into its fresh working folder; the executable gets its run bit."""
     workdir.mkdir(parents=True, exist_ok=False)
     for stored in [executable, *names]:
-        shutil.copyfile(source_folder / stored, workdir / Path(stored).name)
+        with SPAWN_LOCK:  # see SPAWN_LOCK: no fork while a job's file is open for writing
+            shutil.copyfile(source_folder / stored, workdir / Path(stored).name)
     exe = workdir / Path(executable).name
     exe.chmod(exe.stat().st_mode | 0o755)
 
