@@ -83,8 +83,8 @@ def table(machine_info: dict, results: list[Result]) -> str:
     m = machine_info
     head = (
         f"{m['date']}  {m['cpu'] or 'unknown cpu'}, {m['cores']} cores / {m['threads']} threads, "
-        f"{m['memory_mb']} MB, Python {m['python']}, Redis {m['redis']}, {m['database']}"
-        + ("  (--quick: a tenth of the size)" if m["quick"] else "")
+        f"{m['memory_mb']} MB, Python {m['python']}, Redis {m['redis']}, {m['database']}, "
+        f"load {m['load_at_start'][0]:.1f} at start" + ("  (--quick: a tenth of the size)" if m["quick"] else "")
     )
     rows = [["name", "value", "unit", "baseline", "baseline value", "ratio", "target"]]
     for r in results:

@@ -82,6 +82,7 @@ def run_all(workdir: Path, sizes: Sizes, quick: bool) -> tuple[dict, list]:
         broker = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=BROKER_TIMEOUT_SECONDS)
         info = machine(broker.info("server")["redis_version"], quick)
         call_command("migrate", verbosity=0, interactive=False)
+        settings.STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every page without it
         results = live_scenarios(workdir, sizes, broker) + synthetic_scenarios(workdir, sizes, broker)
     finally:
         server.stop()
