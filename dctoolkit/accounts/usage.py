@@ -20,5 +20,8 @@ def charge_job(user_id: int, cpus: int, wall_seconds: float, now: datetime) -> N
         account.usage = charge(account.usage, account.usage_at, now, settings.DCT_FAIRSHARE_HALFLIFE_SECONDS, cost)
         account.usage_at = now
         account.save(update_fields=["usage", "usage_at"])
-        day, _ = DailyUsage.objects.get_or_create(user_id=user_id, day=now.date())
-        DailyUsage.objects.filter(id=day.id).update(cpu_seconds=F("cpu_seconds") + cost, jobs=F("jobs") + 1)
+        # One UPDATE on every day but the first; the account row's lock (above)
+        # keeps two charges of one user from both creating the day's row.
+        today = DailyUsage.objects.filter(user_id=user_id, day=now.date())
+        if not today.update(cpu_seconds=F("cpu_seconds") + cost, jobs=F("jobs") + 1):
+            DailyUsage.objects.create(user_id=user_id, day=now.date(), cpu_seconds=cost, jobs=1)

@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 
 import redis
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, Sum
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+from django.db.models import Count, Exists, OuterRef, Sum
 
 from dctoolkit.accounts.fairshare import decayed, running_charge
 from dctoolkit.accounts.models import Account
@@ -25,7 +26,7 @@ from dctoolkit.nodes.models import Node, NodeState
 
 from . import transitions
 from .models import ACTIVE_STATES, Job, JobState, SchedulerLock
-from .scheduler import FreeNode, QueuedJob, pick_assignments
+from .scheduler import Assignment, FreeNode, QueuedJob, pick_assignments
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ WAKE_KEY = "dct:scheduler:wake"
 # (Redis restarted empty, a worker died holding it): send it again.  The
 # attempt check on the node makes a duplicate harmless.
 RESEND_AFTER_SECONDS = 15
-# At most this many heads of each user's queue are read per pass: a pass can
+# At most this many of each user's queued jobs are read per pass: a pass can
 # place at most one job per free cpu, so reading more is wasted work.
 MAX_HEADS_PER_USER = 500
 
@@ -50,25 +51,46 @@ class Capacity:
     jobs: int = 0
 
 
-def capacity_in_use(node_ids: list[int] | None = None) -> dict[int, Capacity]:
-    """node id -> cpus, memory, GPU indices and job count taken by dispatched and running jobs."""
+def capacity_in_use(node_ids: list[int] | None = None, with_gpus: bool = True) -> dict[int, Capacity]:
+    """node id -> cpus, memory, GPU indices and job count taken by dispatched and running jobs.
+
+    `with_gpus=False` skips reading GPU indices (for nodes that have none).
+    """
     active = Job.objects.filter(state__in=ACTIVE_STATES, node__isnull=False)
     if node_ids is not None:
         active = active.filter(node_id__in=node_ids)
     sums = active.values("node_id").annotate(cpus=Sum("request_cpus"), mem=Sum("request_memory_mb"), n=Count("id"))
     gpus: dict[int, list[int]] = defaultdict(list)
-    for node_id, indices in active.filter(request_gpus__gt=0).values_list("node_id", "gpu_indices"):
-        gpus[node_id] += indices or []
+    if with_gpus:
+        for node_id, indices in active.filter(request_gpus__gt=0).values_list("node_id", "gpu_indices"):
+            gpus[node_id] += indices or []
     return {
-        row["node_id"]: Capacity(row["cpus"] or 0, row["mem"] or 0, tuple(gpus[row["node_id"]]), row["n"])
+        row["node_id"]: Capacity(row["cpus"] or 0, row["mem"] or 0, tuple(sorted(gpus[row["node_id"]])), row["n"])
         for row in sums
     }
 
 
+@dataclass
+class Plan:
+    """What one pass would do, decided from the database as it was at `used`."""
+
+    nodes: dict[str, Node]
+    used: dict[int, Capacity]
+    assignments: list[Assignment]
+
+    @property
+    def with_gpus(self) -> bool:
+        return any(node.gpus for node in self.nodes.values())
+
+
 def free_nodes(now: datetime) -> dict[str, tuple[Node, FreeNode]]:
     """Nodes that take jobs now, with their free capacity."""
+    return _free_nodes(now)[0]
+
+
+def _free_nodes(now: datetime) -> tuple[dict[str, tuple[Node, FreeNode]], dict[int, Capacity]]:
     nodes = list(Node.objects.filter(state=NodeState.ONLINE, drained=False, accepts_jobs=True))
-    used = capacity_in_use([n.id for n in nodes])
+    used = capacity_in_use([n.id for n in nodes], with_gpus=any(n.gpus for n in nodes))
     result = {}
     for node in nodes:
         if is_lost(node.last_heartbeat, now, settings.DCT_NODE_TIMEOUT_SECONDS):
@@ -88,7 +110,7 @@ def free_nodes(now: datetime) -> dict[str, tuple[Node, FreeNode]]:
                 containers=tuple(node.containers),
             ),
         )
-    return result
+    return result, used
 
 
 def effective_usage(user_ids: list[int], now: datetime) -> dict[int, float]:
@@ -109,50 +131,168 @@ def effective_usage(user_ids: list[int], now: datetime) -> dict[int, float]:
     return usage
 
 
-def queue_heads(per_user: int) -> dict[int, list[QueuedJob]]:
-    """owner id -> their oldest `per_user` queued jobs, oldest first."""
-    owners = Job.objects.filter(state=JobState.QUEUED).values_list("owner_id", flat=True).distinct()
-    heads: dict[int, list[QueuedJob]] = {}
-    fields = ("id", "owner_id", "request_cpus", "request_memory_mb", "request_gpus", "pinned_node", "container")
-    for owner_id in owners.order_by():
-        rows = (
-            Job.objects.filter(state=JobState.QUEUED, owner_id=owner_id).order_by("id").values_list(*fields)[:per_user]
-        )
-        heads[owner_id] = [QueuedJob(*row) for row in rows]
+class LazyQueue:
+    """One user's queued jobs, oldest first, read a chunk at a time as a pass reaches them.
+
+    A pass places at most one job per free cpu, spread over the users in
+    fair-share order, so most users' queues are read only a few jobs deep;
+    reading every user's queue `free cpus` deep would read up to
+    users x free cpus rows.  Indexing past the last queued job (or past
+    `limit`) raises IndexError, as a list would.
+    """
+
+    def __init__(self, owner_id: int, first_chunk: int, limit: int) -> None:
+        self.owner_id = owner_id
+        self.jobs: list[QueuedJob] = []
+        self.chunk = max(first_chunk, 1)
+        self.limit = limit
+        self.exhausted = False
+
+    def __getitem__(self, index: int) -> QueuedJob:
+        while index >= len(self.jobs) and not self.exhausted:
+            self._read_more()
+        return self.jobs[index]
+
+    def take(self, jobs: list[QueuedJob], asked: int) -> None:
+        """Jobs read for this queue elsewhere (`read_heads`): the first `asked` of them, or all there are."""
+        self.jobs += jobs
+        self.chunk = max(asked * 2, 1)
+        self.exhausted = len(jobs) < asked or len(self.jobs) >= self.limit
+
+    def _read_more(self) -> None:
+        want = min(self.chunk, self.limit - len(self.jobs))
+        rows = Job.objects.filter(state=JobState.QUEUED, owner_id=self.owner_id)
+        if self.jobs:
+            rows = rows.filter(id__gt=self.jobs[-1].id)
+        got = [QueuedJob(*row) for row in rows.order_by("id").values_list(*QUEUED_FIELDS)[:want]]
+        self.jobs += got
+        self.chunk *= 2
+        self.exhausted = len(got) < want or len(self.jobs) >= self.limit
+
+
+# Owners per UNION query: SQLite allows 500 arms in one compound SELECT.
+HEADS_BATCH = 200
+QUEUED_FIELDS = ("id", "owner_id", "request_cpus", "request_memory_mb", "request_gpus", "pinned_node", "container")
+
+
+def queue_owners() -> list[int]:
+    """Ids of the users with queued jobs.
+
+    One probe of the (state, owner, id) index per user account, rather than
+    a DISTINCT over every queued job: cheap with a long queue.
+    """
+    queued = Job.objects.filter(state=JobState.QUEUED, owner_id=OuterRef("pk"))
+    return list(get_user_model().objects.filter(Exists(queued)).values_list("id", flat=True))
+
+
+def queue_heads(free_cpus: int) -> dict[int, LazyQueue]:
+    """owner id -> their queued jobs, oldest first, read lazily up to what one pass can place."""
+    owners = queue_owners()
+    if not owners:
+        return {}
+    limit = min(free_cpus, MAX_HEADS_PER_USER)
+    # Equal shares of the free cpus, and one more to see past the last placed.
+    first = min(-(-free_cpus // len(owners)) + 1, limit)
+    heads = {owner_id: LazyQueue(owner_id, first, limit) for owner_id in owners}
+    for owner_id, jobs in read_heads(owners, first).items():
+        heads[owner_id].take(jobs, first)
     return heads
 
 
+def read_heads(owner_ids: list[int], count: int) -> dict[int, list[QueuedJob]]:
+    """owner id -> their oldest `count` queued jobs, for many owners in one query per HEADS_BATCH.
+
+    A UNION ALL of one indexed LIMIT query per owner, written out because the
+    ORM compiles each arm separately (a query per owner costs a round trip each).
+    """
+    table = connection.ops.quote_name(Job._meta.db_table)
+    select = f"SELECT {', '.join(QUEUED_FIELDS)} FROM {table}"  # noqa: S608 (names from the model)
+    arm = f"SELECT * FROM ({select} WHERE state = %s AND owner_id = %s ORDER BY id LIMIT %s) AS h"  # noqa: S608
+    heads: dict[int, list[QueuedJob]] = defaultdict(list)
+    for first in range(0, len(owner_ids), HEADS_BATCH):
+        batch = owner_ids[first : first + HEADS_BATCH]
+        sql = " UNION ALL ".join(f"{arm}{i}" for i in range(len(batch)))
+        params = [value for owner_id in batch for value in (JobState.QUEUED.value, owner_id, count)]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            for row in cursor.fetchall():
+                heads[row[1]].append(QueuedJob(*row))
+    for jobs in heads.values():
+        jobs.sort(key=lambda job: job.id)
+    return heads
+
+
+def plan_pass(now: datetime) -> Plan | None:
+    """Decide what one pass would place (reads only); None when nothing can be placed."""
+    nodes, used = _free_nodes(now)
+    free_cpus = sum(max(free.free_cpus, 0) for _, free in nodes.values())
+    if free_cpus <= 0:
+        return None
+    heads = queue_heads(free_cpus)
+    if not heads:
+        return None
+    usage = effective_usage(list(heads), now)
+    assignments = pick_assignments(heads, [free for _, free in nodes.values()], usage)
+    if not assignments:
+        return None
+    return Plan({name: node for name, (node, _) in nodes.items()}, used, assignments)
+
+
 def schedule_pass(now: datetime) -> int:
-    """Fill every free slot from the queue in fair-share order; returns the number dispatched."""
+    """Fill every free slot from the queue in fair-share order; returns the number dispatched.
+
+    The pass is planned before it takes the scheduler lock (on SQLite, the
+    database's one write lock, which every node needs to start and end its
+    jobs), and under the lock only checks that the nodes' capacity in use is
+    still what the plan saw, planning again if another pass or a job's end
+    changed it, and claims.  A job submitted or cancelled meanwhile waits for
+    the next pass, as it would if it had come a moment later.
+    """
+    plan = plan_pass(now)
+    if plan is None:
+        return 0
     sends: list[tuple[int, int, str]] = []
     with transaction.atomic():
         SchedulerLock.objects.select_for_update().get_or_create(id=1)
-        nodes = free_nodes(now)
-        free_cpus = sum(max(free.free_cpus, 0) for _, free in nodes.values())
-        if free_cpus <= 0:
-            return 0
-        heads = queue_heads(min(free_cpus, MAX_HEADS_PER_USER))
-        if not heads:
-            return 0
-        usage = effective_usage(list(heads), now)
-        for a in pick_assignments(heads, [free for _, free in nodes.values()], usage):
-            node = nodes[a.node][0]
-            attempt = transitions.claim(a.job_id, node.id, list(a.gpu_indices), now)
+        if capacity_in_use([n.id for n in plan.nodes.values()], plan.with_gpus) != plan.used:
+            plan = plan_pass(now)
+            if plan is None:
+                return 0
+        # Jobs without GPUs are claimed together; the few with GPUs one by one.
+        assignments = plan.assignments
+        won = transitions.claim_many({a.job_id: plan.nodes[a.node].id for a in assignments if not a.gpu_indices}, now)
+        for a in assignments:
+            node = plan.nodes[a.node]
+            attempt = (
+                transitions.claim(a.job_id, node.id, list(a.gpu_indices), now) if a.gpu_indices else won.get(a.job_id)
+            )
             if attempt is not None:
                 sends.append((a.job_id, attempt, node.name))
-    for job_id, attempt, node_name in sends:
-        send_run(job_id, attempt, node_name)
+    send_runs(sends)
     return len(sends)
 
 
 def send_run(job_id: int, attempt: int, node_name: str) -> bool:
     """Put the run message on the node's own queue; False (logged) when Redis is away."""
+    return send_runs([(job_id, attempt, node_name)]) == 1
+
+
+def send_runs(sends: list[tuple[int, int, str]]) -> int:
+    """Put run messages (job id, attempt, node) on the nodes' own queues in one Redis round trip.
+
+    Returns how many went: all, or none (logged) when Redis is away; the
+    resend step sends the lost ones again.
+    """
+    if not sends:
+        return 0
     try:
-        app.send_task(RUN_TASK, args=[job_id, attempt], queue=node_name, ignore_result=True)
-        return True
+        with app.producer_or_acquire() as producer, producer.batch():
+            for job_id, attempt, node_name in sends:
+                app.send_task(RUN_TASK, args=[job_id, attempt], queue=node_name, ignore_result=True, producer=producer)
     except Exception as exc:  # kombu raises many kinds; the resend step retries
-        log.warning("could not send job %s attempt %s to %s: %s", job_id, attempt, node_name, exc)
-        return False
+        log.warning("could not send %d job(s) to their nodes: %s", len(sends), exc)
+        return 0
+    return len(sends)
 
 
 def resend_stale(now: datetime) -> int:

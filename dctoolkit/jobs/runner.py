@@ -8,6 +8,7 @@ storage, so they can be followed while it runs.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import shutil
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import psutil
 
@@ -31,6 +33,12 @@ CHECK_SECONDS = 0.5
 # After SIGTERM to a cancelled job's process group, this long before SIGKILL.
 TERM_GRACE_SECONDS = 1.0
 _PR_SET_PDEATHSIG = 1
+# Held while a job's files are written and while a job's process is started
+# (Popen returns once the child has exec'd).  A child forked while another
+# job's file is open for writing keeps that file open until it execs, and
+# executing the file meanwhile fails with "Text file busy" (ETXTBSY); with
+# several slots per node, 1 job in a few thousand failed so.
+SPAWN_LOCK = threading.Lock()
 
 # Variables from the node's own environment a job may inherit; nothing else
 # (not SECRET_KEY, DATABASE_URL, REDIS_URL, EMAIL_*, tokens) reaches a job.
@@ -107,24 +115,29 @@ def _die_with_worker() -> None:
         pass
 
 
+def _spawn(argv: list[str], spec: RunSpec, out: BinaryIO, err: BinaryIO) -> subprocess.Popen:
+    return subprocess.Popen(
+        argv,
+        cwd=spec.workdir,
+        env=spec.env,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=err,
+        start_new_session=True,  # its own process group, killed as one
+        # bwrap's --die-with-parent does this for fenced jobs
+        preexec_fn=None if spec.fence else _die_with_worker,
+        close_fds=True,
+    )
+
+
 def run(spec: RunSpec, should_stop: Callable[[], str]) -> RunResult:
     """Run `spec` to its end, or until a limit or `should_stop()` (a StopReason or "") ends it."""
     argv = sandbox.fenced_command(spec.argv, spec.fence) if spec.fence else spec.argv
     started = time.monotonic()
     with open(spec.stdout_path, "wb") as out, open(spec.stderr_path, "wb") as err:
         try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=spec.workdir,
-                env=spec.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,  # its own process group, killed as one
-                # bwrap's --die-with-parent does this for fenced jobs
-                preexec_fn=None if spec.fence else _die_with_worker,
-                close_fds=True,
-            )
+            with SPAWN_LOCK:
+                proc = _spawn(argv, spec, out, err)
         except OSError as exc:
             return RunResult(None, 0.0, 0.0, 0.0, start_error=f"could not start {spec.argv[0]}: {exc.strerror}")
     done = threading.Event()
@@ -191,11 +204,7 @@ def tree_memory_mb(pid: int) -> tuple[float, float]:
     looks, and is not polluted by the worker's own memory the way a forked
     child's ru_maxrss is.
     """
-    try:
-        root = psutil.Process(pid)
-        pids = [pid, *(p.pid for p in root.children(recursive=True))]
-    except psutil.Error:
-        return 0.0, 0.0
+    pids = [pid, *descendants(pid)]
     rss_kb = peak_kb = 0
     for p in pids:
         try:
@@ -208,6 +217,44 @@ def tree_memory_mb(pid: int) -> tuple[float, float]:
         except (OSError, ValueError):
             pass
     return rss_kb / 1024, peak_kb / 1024
+
+
+def descendants(pid: int) -> list[int]:
+    """The pids of `pid`'s descendants, from the kernel's per-thread `children` lists.
+
+    psutil's children() reads the status of every process on the machine,
+    milliseconds on a busy one, and a short job is looked at several times;
+    this reads only the job's own tree.  Where the kernel has no such lists,
+    psutil's answer.
+    """
+    if not _children_lists_exist():
+        try:
+            return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            return []
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue  # ended meanwhile
+        for tid in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+@functools.cache
+def _children_lists_exist() -> bool:
+    me = os.getpid()
+    return os.path.exists(f"/proc/{me}/task/{me}/children")
 
 
 def kill_tree(pid: int, done: threading.Event | None = None) -> None:
@@ -242,7 +289,8 @@ def stage_inputs(source_folder: Path, names: list[str], workdir: Path, executabl
     """Copy the job's files into its fresh working folder; the executable gets its run bit."""
     workdir.mkdir(parents=True, exist_ok=False)
     for stored in [executable, *names]:
-        shutil.copyfile(source_folder / stored, workdir / Path(stored).name)
+        with SPAWN_LOCK:  # see SPAWN_LOCK: no fork while a job's file is open for writing
+            shutil.copyfile(source_folder / stored, workdir / Path(stored).name)
     exe = workdir / Path(executable).name
     exe.chmod(exe.stat().st_mode | 0o755)
 

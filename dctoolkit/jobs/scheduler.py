@@ -93,17 +93,21 @@ def pick_assignments(
     """Fill free capacity from the per-user queues (each in submission order).
 
     `usage` maps owner id -> effective usage (lower goes first; missing is 0).
-    The nodes' free capacity is consumed as jobs are placed.
+    The nodes' free capacity is consumed as jobs are placed.  A queue is only
+    ever indexed, in order, one past the last job placed from it.
     """
-    heap = [(usage.get(uid, 0.0), uid) for uid, jobs in queues.items() if jobs]
+    heap = [(usage.get(uid, 0.0), uid) for uid, jobs in queues.items() if has_job(jobs, 0)]
     heapq.heapify(heap)
     position = dict.fromkeys(queues, 0)
     reserved: str | None = None
     assignments: list[Assignment] = []
-    while heap and any(n.free_cpus > 0 for n in nodes):
+    # Every job asks for at least one cpu (the parser's minimum), so a node
+    # without a free cpu is never a candidate again this pass.
+    open_nodes = [n for n in nodes if n.free_cpus > 0]
+    while heap and open_nodes:
         charge, uid = heapq.heappop(heap)
         job = queues[uid][position[uid]]
-        node = best_fit(job, [n for n in nodes if n.name != reserved])
+        node = best_fit(job, [n for n in open_nodes if n.name != reserved])
         if node is None:
             # This user's head cannot start now; their later jobs keep waiting
             # behind it.  The first such job in priority order reserves a node.
@@ -111,10 +115,22 @@ def pick_assignments(
                 reserved = _reservation(job, nodes)
             continue
         assignments.append(Assignment(job.id, node.name, tuple(node.take(job))))
+        if node.free_cpus <= 0:
+            open_nodes.remove(node)
         position[uid] += 1
-        if position[uid] < len(queues[uid]):
+        if has_job(queues[uid], position[uid]):
             heapq.heappush(heap, (charge + job.cpus * PASS_CHARGE_SECONDS, uid))
     return assignments
+
+
+def has_job(queue: Sequence[QueuedJob], index: int) -> bool:
+    """Whether `queue` has a job at `index`.  Asked by indexing, not len(), so that a
+    queue read lazily from the database (dispatch.LazyQueue) need not know its length."""
+    try:
+        queue[index]
+    except IndexError:
+        return False
+    return True
 
 
 def best_fit(job: QueuedJob, nodes: Sequence[FreeNode]) -> FreeNode | None:

@@ -127,7 +127,13 @@ def parse_submission(text: str, source: str = "job.txt", max_queue: int = 100_00
         for name in _MACRO.findall(value):
             if name.lower() != "process":
                 raise fail(key, f"unknown macro '$({name})'; the only macro is $(Process), the job's number 0..N-1")
-    jobs = tuple(_expand(template, values, lines, source, process) for process in range(count))
+    if any(_MACRO.search(value) for _, value in texts) or _MACRO.search(template.get("name") or ""):
+        jobs = tuple(_expand(template, values, lines, source, process) for process in range(count))
+    else:
+        # Nothing depends on $(Process): expand once and copy, so that a big
+        # `queue = N` costs one expansion, not N (a third of submit_10k's time).
+        first = _expand(template, values, lines, source, 0)
+        jobs = (first, *(replace(first, process=process) for process in range(1, count)))
     return Submission(source=source, jobs=jobs, lines=lines)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutting_down
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 
 from dctoolkit.nodes import agent
@@ -185,10 +185,13 @@ def record(job: Job, attempt: int, result: runner.RunResult, missing: list[str],
     if result.stopped == runner.StopReason.HOLD:
         return transitions.requeue(job.id, attempt, "held by its owner", now, hold=True) or JobState.HELD
     state, reason = outcome(job, result, missing)
-    if transitions.finish(job.id, attempt, state, now, reason=reason, **measured):
-        from dctoolkit.accounts.usage import charge_job
+    from dctoolkit.accounts.usage import charge_job
 
-        charge_job(job.owner_id, job.request_cpus, result.wall_seconds, now)
+    # One transaction: the database's write lock is taken once per job end,
+    # and a job is never recorded as ended without its charge.
+    with transaction.atomic():
+        if transitions.finish(job.id, attempt, state, now, reason=reason, **measured):
+            charge_job(job.owner_id, job.request_cpus, result.wall_seconds, now)
     return state
 
 

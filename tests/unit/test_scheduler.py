@@ -77,3 +77,24 @@ def test_containers_only_where_offered():
     queues = {1: [QueuedJob(1, 1, container="/srv/deb")]}
     picked = pick_assignments(queues, [node("plain"), node("box", containers=["/srv/deb"])], {})
     assert [a.node for a in picked] == ["box"]
+
+
+class IndexOnly:
+    """A queue that, like dispatch.LazyQueue, can be indexed but not measured; it records what was read."""
+
+    def __init__(self, items):
+        self.items = items
+        self.read = []
+
+    def __getitem__(self, index):
+        self.read.append(index)
+        return self.items[index]
+
+
+def test_lazily_read_queues_give_the_same_picks_and_are_read_one_past_the_last_placed():
+    lists = {1: jobs(1, [1, 2, 3, 4, 5]), 2: jobs(2, [6, 7])}
+    lazy = {uid: IndexOnly(items) for uid, items in lists.items()}
+    expected = pick_assignments(lists, [node(cpus=3)], {})
+    assert pick_assignments(lazy, [node(cpus=3)], {}) == expected
+    assert [a.job_id for a in expected] == [1, 6, 2]
+    assert max(lazy[1].read) == 2 and max(lazy[2].read) == 1

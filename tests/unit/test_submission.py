@@ -76,6 +76,17 @@ def test_queue_substitutes_process_in_arguments_data_and_output():
     assert [j.output for j in jobs] == [("out_0.txt",), ("out_1.txt",), ("out_2.txt",)]
 
 
+def test_queue_without_process_gives_numbered_copies_of_one_job():
+    jobs = parse("executable = f.py\ndata = in.csv\narguments = -n 1\nname = fit\nqueue = 3").jobs
+    assert [j.process for j in jobs] == [0, 1, 2]
+    assert {(j.name, j.arguments, j.inputs[0].name) for j in jobs} == {("fit", ("-n", "1"), "in.csv")}
+
+
+def test_process_in_the_name_alone_still_numbers_each_name():
+    jobs = parse("executable = f.py\nname = part-$(Process)\nqueue = 2").jobs
+    assert [j.name for j in jobs] == ["part-0", "part-1"]
+
+
 def test_bare_memory_number_is_megabytes_and_comment_after_value():
     (job,) = parse("executable = f.py\nrequest_memory = 300  # MB\n").jobs
     assert job.request_memory_mb == 300

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 from django.db import close_old_connections
 from django.utils import timezone
@@ -15,7 +16,7 @@ from dctoolkit.jobs import dispatch
 log = logging.getLogger("dctoolkit.scheduler")
 
 # Longest sleep between passes when nothing wakes the scheduler; also the
-# pace of the liveness sweep and the re-send of lost messages.
+# pace of the liveness sweep, the re-send of lost messages and mail.
 IDLE_SECONDS = 1.0
 
 
@@ -32,19 +33,29 @@ class Command(DctCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         log.info("scheduler started")
+        last_housekeeping = -IDLE_SECONDS
         while not stop.is_set():
-            busy = self.round()
+            due = time.monotonic() - last_housekeeping >= IDLE_SECONDS
+            if due:
+                last_housekeeping = time.monotonic()
+            busy = self.round(housekeeping=due or options["once"])
             if options["once"]:
                 break
             if not busy:
                 dispatch.wait_for_wake(IDLE_SECONDS)
         log.info("scheduler stopped")
 
-    def round(self) -> bool:
-        """One round of every step; True when any did work (so the next comes at once)."""
+    def round(self, housekeeping: bool = True) -> bool:
+        """One round of the steps; True when any did work (so the next comes at once).
+
+        The scheduling pass runs every round; the steps that watch the clock
+        (lost nodes, lost messages, mail) with `housekeeping` only, at most
+        once per IDLE_SECONDS, so that a busy queue's rounds stay cheap.
+        """
         close_old_connections()
         did = 0
-        for step in (dispatch.sweep_lost_nodes, dispatch.resend_stale, dispatch.schedule_pass, notify_step):
+        steps = (dispatch.sweep_lost_nodes, dispatch.resend_stale, dispatch.schedule_pass, notify_step)
+        for step in steps if housekeeping else (dispatch.schedule_pass,):
             try:
                 did += step(timezone.now())
             except Exception:  # the database or Redis away: logged, retried next round

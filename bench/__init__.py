@@ -1,0 +1,1 @@
+"""dctoolkit's benchmark suite: `./dct bench [--quick] [--json]` (see `bench/run.py`)."""

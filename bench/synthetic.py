@@ -1,0 +1,203 @@
+"""Scenarios on rows made directly: the submit path, one scheduling pass, history pages.
+
+No node workers run here.  Rows are made with `bulk_create`; Celery
+messages a scheduling pass sends go to the bench's private Redis, where
+nobody consumes them, and are deleted between runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import redis
+from django.contrib.auth.models import User
+from django.db import connection, transaction
+from django.test import Client
+from django.urls import Resolver404, resolve
+from django.utils import timezone
+
+from dctoolkit.jobs.dispatch import schedule_pass
+from dctoolkit.jobs.models import Job, JobState, Submission
+from dctoolkit.jobs.submit import FolderFiles, submit
+from dctoolkit.nodes.models import Node, NodeState
+
+from .report import Result, median
+
+USERS = 100
+SLOTS_PER_NODE = 2  # like this machine's two cores: 200 free slots in all
+NODE_MEMORY_MB = 8192
+# The history pages measured: each one that this build has (resolves) is
+# measured, and the slowest counts.
+HISTORY_PAGES = (
+    "/api/jobs/",  # the API's jobs list, first page
+    "/completed/",  # the portal's completed jobs
+    "/",  # home: the user's recent jobs
+)
+BATCH = 5000
+
+
+def timed_ms(action: Callable[[], object]) -> tuple[float, object]:
+    started = time.monotonic()
+    value = action()
+    return (time.monotonic() - started) * 1000, value
+
+
+def clear_jobs() -> None:
+    """Every job and submission gone, quickly (no per-row cascade in Python)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {Job._meta.db_table}")
+        cursor.execute(f"DELETE FROM {Submission._meta.db_table}")
+
+
+# --- submit_10k -------------------------------------------------------------------------
+def submit_many(user: User, folder: Path, count: int, repeats: int) -> Result:
+    """Seconds for `submit()` to accept one `queue = count` file, beside a bare bulk insert of the same rows."""
+    text = f"executable = true.sh\nqueue = {count}\n"
+    ours, floor = [], []
+    for _ in range(repeats):
+        clear_jobs()
+        ours.append(timed_ms(lambda: submit(text, "job.txt", user, FolderFiles(folder)))[0] / 1000)
+        if Job.objects.filter(state=JobState.QUEUED).count() != count:
+            raise RuntimeError(f"bench: submit queued the wrong number of jobs (wanted {count})")
+        clear_jobs()
+        floor.append(timed_ms(lambda: bare_insert(user, count))[0] / 1000)
+    clear_jobs()
+    return Result("submit_10k", median(ours), "s", "bulk_create of the same rows", median(floor), count,
+                  "<= 3 s", "submit() in-process, until every job is queued")  # fmt: skip
+
+
+def bare_insert(user: User, count: int) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        sub = Submission.objects.create(owner=user, source_name="job.txt", text="", job_count=count)
+        Job.objects.bulk_create(
+            [Job(submission=sub, owner=user, name="true.sh", process=i, executable="true.sh", submitted_at=now)
+             for i in range(count)],
+            batch_size=2000,
+        )  # fmt: skip
+
+
+# --- schedule_pass ----------------------------------------------------------------------
+def schedule_passes(sizes: dict[str, int], node_count: int, repeats: int, broker: redis.Redis) -> list[Result]:
+    """One pass filling every free slot of `node_count` nodes, per queue size, beside a queue as long as the slots."""
+    users = make_users(USERS)
+    nodes = make_nodes(node_count)
+    slots = node_count * SLOTS_PER_NODE
+    clear_jobs()
+    subs = [Submission.objects.create(owner=u, source_name="job.txt", text="", job_count=0) for u in users]
+    add_queued(subs, slots)
+    floor = time_pass(repeats, slots, nodes, broker)
+    results = []
+    for name, size in sizes.items():
+        add_queued(subs, size - Job.objects.count())
+        ms = time_pass(repeats, slots, nodes, broker)
+        results.append(
+            Result(name, ms, "ms", f"queue of {slots} (= free slots)", floor, size,
+                   "<= 100 ms at 100k", f"{node_count} nodes x {SLOTS_PER_NODE} slots, {USERS} users")
+        )  # fmt: skip
+    clear_jobs()
+    Node.objects.filter(name__in=nodes).delete()
+    return results
+
+
+def make_users(count: int) -> list[User]:
+    User.objects.bulk_create([User(username=f"bench-u{i:03d}") for i in range(count)], ignore_conflicts=True)
+    return list(User.objects.filter(username__startswith="bench-u").order_by("username"))
+
+
+def make_nodes(count: int) -> list[str]:
+    names = [f"bench-n{i:03d}" for i in range(count)]
+    Node.objects.filter(name__in=names).delete()
+    Node.objects.bulk_create(
+        [Node(name=n, state=NodeState.ONLINE, slots=SLOTS_PER_NODE, cpus=SLOTS_PER_NODE, threads=SLOTS_PER_NODE,
+              memory_total_mb=NODE_MEMORY_MB, memory_available_mb=NODE_MEMORY_MB, sandbox=True,
+              last_heartbeat=timezone.now()) for n in names]
+    )  # fmt: skip
+    return names
+
+
+def add_queued(subs: list[Submission], count: int) -> None:
+    """`count` more queued jobs, spread over the users in turn."""
+    now = timezone.now()
+    for start in range(0, count, BATCH):
+        rows = []
+        for i in range(start, min(count, start + BATCH)):
+            sub = subs[i % len(subs)]
+            rows.append(Job(submission=sub, owner_id=sub.owner_id, name="true.sh", executable="true.sh",
+                            process=i, submitted_at=now))  # fmt: skip
+        Job.objects.bulk_create(rows, batch_size=BATCH)
+
+
+def time_pass(repeats: int, expected: int, nodes: list[str], broker: redis.Redis) -> float:
+    """Median ms of `repeats` passes (after one to warm up), each from the same queue."""
+    times = []
+    for i in range(repeats + 1):
+        now = timezone.now()
+        Job.objects.exclude(state=JobState.QUEUED).update(
+            state=JobState.QUEUED, node=None, attempts=0, dispatched_at=None, gpu_indices=[]
+        )
+        Node.objects.filter(name__in=nodes).update(last_heartbeat=now)
+        broker.delete(*nodes)
+        ms, placed = timed_ms(lambda now=now: schedule_pass(now))
+        if placed != expected:
+            raise RuntimeError(f"bench: a scheduling pass placed {placed} jobs, not {expected}")
+        if i:
+            times.append(ms)
+    broker.delete(*nodes)
+    return median(times)
+
+
+# --- history pages ----------------------------------------------------------------------
+def history_page(count: int, repeats: int) -> Result:
+    """The slowest history page with `count` finished jobs, beside the same pages with 100."""
+    clear_jobs()
+    user, _ = User.objects.get_or_create(username="bench-history")
+    sub = Submission.objects.create(owner=user, source_name="job.txt", text="", job_count=count)
+    pages = [p for p in HISTORY_PAGES if _resolves(p)]
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(user)
+    add_finished(sub, 100)
+    small = {p: time_page(client, p, repeats) for p in pages}
+    add_finished(sub, count - 100)
+    big = {p: time_page(client, p, repeats) for p in pages}
+    slowest = max(pages, key=big.get)
+    clear_jobs()
+    note = "; ".join(f"{p}: {big[p]:.1f} ms" for p in pages)
+    return Result("history_page_100k", big[slowest], "ms", f"{slowest} with 100 jobs", small[slowest], count,
+                  "<= 200 ms", f"slowest of {note}")  # fmt: skip
+
+
+def _resolves(path: str) -> bool:
+    try:
+        resolve(path)
+    except Resolver404:
+        return False
+    return True
+
+
+def add_finished(sub: Submission, count: int) -> None:
+    now = timezone.now()
+    for start in range(0, count, BATCH):
+        rows = []
+        for i in range(start, min(count, start + BATCH)):
+            finished = now - timedelta(seconds=count - i)
+            rows.append(Job(submission=sub, owner_id=sub.owner_id, name=f"job-{i}", executable="true.sh",
+                            process=i, state=JobState.SUCCEEDED, exit_code=0, attempts=1,
+                            submitted_at=finished - timedelta(seconds=2), started_at=finished - timedelta(seconds=1),
+                            finished_at=finished, run_seconds=1.0, cpu_seconds=0.9, max_rss_mb=3.0))  # fmt: skip
+        Job.objects.bulk_create(rows, batch_size=BATCH)
+
+
+def time_page(client: Client, path: str, repeats: int) -> float:
+    """Median ms of `repeats` GETs of `path` (after one to warm up); the page must answer 200."""
+    times = []
+    for i in range(repeats + 1):
+        ms, response = timed_ms(lambda: client.get(path))
+        if response.status_code != 200:
+            raise RuntimeError(f"bench: GET {path} answered {response.status_code}")
+        if i:
+            times.append(ms)
+    return median(times)

@@ -1,0 +1,73 @@
+"""./dct bench [--quick] [--json]: the benchmark suite, on a private stack it starts and stops itself.
+
+The measuring runs in a child process (`python -m bench.run`) whose
+environment points at a temporary folder: its own SQLite file, its own
+Redis on a free port, its own storage.  Your database, Redis and files are
+never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import CommandError
+
+from dctoolkit.cli import DctCommand
+from dctoolkit.stack import free_port
+
+# A full run takes a few minutes on a two-core machine; --quick under one.
+TIMEOUT_SECONDS = 3600
+
+
+class Command(DctCommand):
+    help = "Run the benchmark suite on a private Redis, database and node workers; print a table or --json."
+    user_option = False
+
+    def add_arguments(self, parser):
+        parser.add_argument("--quick", action="store_true", help="every scenario at a tenth of its size (< 1 minute)")
+
+    def handle(self, *args, **options):
+        workdir = Path(tempfile.mkdtemp(prefix="dct-bench-"))
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "bench.run", *(["--quick"] if options["quick"] else []),
+                 *(["--json"] if options["json"] else [])],
+                cwd=settings.BASE_DIR,
+                env=private_env(workdir),
+                stdout=subprocess.PIPE,
+                text=True,
+                timeout=TIMEOUT_SECONDS,
+                check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise CommandError(f"the benchmark ran past {TIMEOUT_SECONDS}s and was stopped") from None
+        if done.returncode != 0:
+            # Kept, so that the processes' logs can be read.
+            raise CommandError(
+                f"the benchmark failed (exit status {done.returncode}); see the messages above "
+                f"and the process logs in {workdir / 'logs'}"
+            )
+        shutil.rmtree(workdir, ignore_errors=True)
+        self.stdout.write(done.stdout.rstrip("\n"))
+
+
+def private_env(workdir: Path) -> dict[str, str]:
+    """Our environment without any dctoolkit setting, pointed at `workdir`'s own services."""
+    port = free_port()
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("DCT_", "DATABASE_URL", "REDIS_URL", "EMAIL_"))}
+    return {
+        **keep,
+        "DCT_VAR": str(workdir / "var"),
+        "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
+        "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        "BENCH_REDIS_PORT": str(port),
+        "BENCH_WORKDIR": str(workdir),
+        "SECRET_KEY": "bench-only",
+        "PYTHONUNBUFFERED": "1",
+    }

@@ -1,0 +1,80 @@
+"""`./dct bench --quick --json` runs every scenario on its own stack and prints one well-formed document.
+
+No timing is asserted: these machines are shared and noisy.  What is
+asserted is that every scenario ran against a baseline measured in the
+same run, and that the command leaves nothing behind.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMES = [
+    "throughput",
+    "latency_p50",
+    "latency_p95",
+    "latency_p99",
+    "sandbox_overhead",
+    "node_rss_mb",
+    "submit_10k",
+    "schedule_pass_1k",
+    "schedule_pass_10k",
+    "schedule_pass_100k",
+    "history_page_100k",
+]
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    # The bench makes its own Redis, database and storage; point ours somewhere
+    # harmless to prove it does not use them.
+    var = tmp_path_factory.mktemp("caller-var")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DCT_", "DATABASE_URL", "REDIS_URL"))}
+    env.update(DCT_VAR=str(var), DATABASE_URL=f"sqlite:///{var / 'mine.sqlite3'}", SECRET_KEY="tests-only")
+    done = subprocess.run(
+        [sys.executable, "manage.py", "bench", "--quick", "--json"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=280,
+    )  # fmt: skip
+    assert done.returncode == 0, f"bench exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    return done, var
+
+
+def test_quick_json_is_one_document_with_every_result(bench_run):
+    done, _ = bench_run
+    document = json.loads(done.stdout)  # exactly one document, nothing else on stdout
+    assert set(document) == {"machine", "results"}
+    assert [r["name"] for r in document["results"]] == NAMES
+
+
+def test_every_result_has_a_baseline_from_the_same_run_and_its_ratio(bench_run):
+    results = json.loads(bench_run[0].stdout)["results"]
+    for r in results:
+        assert {"name", "value", "unit", "baseline", "baseline_value", "ratio"} <= set(r), r
+        assert isinstance(r["value"], float | int) and math.isfinite(r["value"]) and r["value"] > 0, r
+        assert isinstance(r["baseline_value"], float | int) and r["baseline_value"] > 0, r
+        assert r["unit"] and r["baseline"], r
+        assert r["ratio"] == pytest.approx(r["value"] / r["baseline_value"], rel=0.01, abs=0.002), r
+
+
+def test_machine_says_what_ran_it(bench_run):
+    machine = json.loads(bench_run[0].stdout)["machine"]
+    assert machine["cores"] >= 1 and machine["memory_mb"] > 0
+    assert machine["python"].count(".") == 2 and machine["redis"]
+    assert machine["quick"] is True
+
+
+def test_the_callers_database_is_left_alone(bench_run):
+    _, var = bench_run
+    assert not (var / "mine.sqlite3").exists()
+
+
+def test_progress_goes_to_stderr(bench_run):
+    assert "bench: throughput" in bench_run[0].stderr
