@@ -10,6 +10,7 @@ from __future__ import annotations
 import mimetypes
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -25,6 +26,7 @@ from django.views.decorators.http import require_POST
 from . import transitions
 from .dispatch import effective_usage, wake_scheduler
 from .forms import SubmitForm
+from .history import FilterError, filter_jobs
 from .models import ACTIVE_STATES, FINAL_STATES, Job, JobState
 from .serializers import jobs_payload, nodes_payload
 from .submission import SubmissionError
@@ -113,17 +115,25 @@ def queue_page(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def completed(request: HttpRequest) -> HttpResponse:
-    state = request.GET.get("state", "")
-    jobs = visible_jobs(request.user).filter(state__in=FINAL_STATES).order_by("-finished_at", "-id")
-    if state in FINAL_STATES:
-        jobs = jobs.filter(state=state)
-    else:
-        state = ""
+    """Finished jobs, newest first, searchable by state, name and submission date."""
+    search = {k: request.GET.get(k, "").strip() for k in ("state", "name", "since", "until")}
+    if search["state"] not in FINAL_STATES:
+        search["state"] = ""
+    # Newest first by id: the (owner, -id) index serves it, even with years of history.
+    jobs = visible_jobs(request.user).filter(state__in=FINAL_STATES).order_by("-id")
+    error = ""
+    try:
+        jobs = filter_jobs(jobs, search)
+    except FilterError as exc:
+        error = str(exc)
     page = Paginator(jobs, COMPLETED_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "page": page,
         "jobs": jobs_payload(page.object_list, timezone.now()),
-        "state": state,
+        "state": search["state"],
+        "search": search,
+        "query": urlencode({k: v for k, v in search.items() if v}),
+        "error": error,
         "states": [s.value for s in FINAL_STATES],
     }
     return render(request, "completed.html", context)

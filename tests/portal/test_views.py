@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from dctoolkit.jobs.models import Job, JobState
 
@@ -200,6 +203,21 @@ def test_completed_is_newest_first_filtered_and_paginated(client, owner):
     assert [j["id"] for j in page2.context["jobs"]] == [jobs[1].id, jobs[0].id]
     only_failed = client.get("/completed/?state=failed")
     assert [j["id"] for j in only_failed.context["jobs"]] == [failed.id]
+
+
+def test_completed_is_searchable_by_name_and_date(client, owner):
+    fit = make_job(owner, name="fit-alpha")
+    make_job(owner, name="render")
+    old = make_job(owner, name="fit-old", submitted_at=timezone.now() - timedelta(days=40))
+    client.force_login(owner)
+    by_name = client.get("/completed/?name=fit")
+    assert {j["id"] for j in by_name.context["jobs"]} == {fit.id, old.id}
+    since = (timezone.now() - timedelta(days=7)).date().isoformat()
+    recent_fits = client.get(f"/completed/?name=fit&since={since}")
+    assert [j["id"] for j in recent_fits.context["jobs"]] == [fit.id]
+    bad = client.get("/completed/?since=yesterday")
+    assert bad.context["error"].startswith("since='yesterday' is not a date; write it like 2026-11-25")
+    assert "is not a date; write it like 2026-11-25" in bad.text
 
 
 def test_job_page_shows_files_output_and_measurements(client, job):
