@@ -17,7 +17,7 @@ from django.http import FileResponse, Http404, HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, UnsupportedMediaType
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -105,6 +105,7 @@ class JobsView(APIView):
             201: schema.JobListSerializer,
             400: schema.ErrorSerializer,
             413: schema.ErrorSerializer,
+            415: schema.ErrorSerializer,
         },
     )
     def post(self, request: Request) -> Response:
@@ -117,6 +118,10 @@ class JobsView(APIView):
             files = request.FILES.getlist("files")
         except ParseError as exc:
             return error(f"the upload is not readable multipart/form-data ({exc.detail})", 400)
+        except UnsupportedMediaType as exc:
+            return error(
+                f"{exc.detail}; send multipart/form-data: the field 'submission' and one 'files' field per file", 415
+            )
         except TooManyFilesSent:
             return error(
                 f"more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files in one upload; "

@@ -126,6 +126,15 @@ def test_a_broken_multipart_body_is_400_in_the_error_shape(alice):
     assert response.json()["error"].startswith("the upload is not readable multipart/form-data (")
 
 
+def test_a_body_without_a_content_type_is_415_in_the_error_shape(alice):
+    # Found by schemathesis: a body sent with no Content-Type at all.
+    response = alice.generic("POST", "/api/jobs/", "vö".encode(), content_type="")
+    assert response.status_code == 415
+    assert response.json()["error"].endswith(
+        "send multipart/form-data: the field 'submission' and one 'files' field per file"
+    )
+
+
 def test_no_submission_field_is_400(alice):
     response = alice.post("/api/jobs/", {}, format="multipart")
     assert response.status_code == 400

@@ -22,6 +22,8 @@ from schemathesis.specs.openapi.checks import (
 from tests.api.conftest import HELLO, submit
 
 # Examples per operation: enough to reach the error paths, small enough for CI.
+# Derandomized: CI runs the same cases every time; explore with a seed by hand
+# (pytest --hypothesis-seed=N after dropping derandomize) when changing the API.
 EXAMPLES = 12
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
@@ -50,6 +52,6 @@ def token(alice, users, storage):
 
 @pytest.mark.django_db
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_api_conforms_to_its_schema(case, token, keep_test_connection):
     case.call_and_validate(headers={"Authorization": f"Token {token}"}, checks=CHECKS)
