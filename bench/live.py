@@ -36,13 +36,13 @@ JOB_TIMEOUT_SECONDS = 60
 class Live:
     """What the live scenarios share: the stack, who submits, where the script is."""
 
-    stack: Stack
+    stack: Stack | None  # None where only the script is wanted
     user: User
     folder: Path
     broker: redis.Redis
 
     @classmethod
-    def prepare(cls, stack: Stack, user: User, workdir: Path, broker: redis.Redis) -> Live:
+    def prepare(cls, stack: Stack | None, user: User, workdir: Path, broker: redis.Redis) -> Live:
         folder = workdir / "jobs"
         folder.mkdir(parents=True, exist_ok=True)
         script = folder / "true.sh"

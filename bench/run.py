@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--only", default="", help="comma-separated result names or their prefixes")
     args = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dctoolkit.settings")
     import django
@@ -61,13 +62,41 @@ def main(argv: list[str] | None = None) -> int:
 
     sizes = Sizes.quick() if args.quick else Sizes()
     workdir = Path(os.environ["BENCH_WORKDIR"])
-    machine_info, results = run_all(workdir, sizes, args.quick)
+    only = Only.parse(args.only)
+    machine_info, results = run_all(workdir, sizes, args.quick, only)
     out = document(machine_info, results)
     print(json.dumps(out, indent=2) if args.json else table(machine_info, results))
     return 0
 
 
-def run_all(workdir: Path, sizes: Sizes, quick: bool) -> tuple[dict, list]:
+@dataclass(frozen=True)
+class Only:
+    """Which scenarios to run: every one, or those whose result names start with one of `prefixes`."""
+
+    prefixes: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Only:
+        prefixes = tuple(p.strip() for p in text.split(",") if p.strip())
+        unknown = [p for p in prefixes if not any(name.startswith(p) for name in RESULT_NAMES)]
+        if unknown:
+            raise SystemExit(
+                f"bench: --only {', '.join(unknown)}: no such result; choose from {', '.join(RESULT_NAMES)}"
+            )
+        return cls(prefixes)
+
+    def __call__(self, *names: str) -> bool:
+        """True when any of `names` (one scenario's results) was asked for."""
+        return not self.prefixes or any(n.startswith(p) for n in names for p in self.prefixes)
+
+
+RESULT_NAMES = (
+    *("throughput", "latency_p50", "latency_p95", "latency_p99", "sandbox_overhead", "node_rss_mb", "submit_10k"),
+    *("schedule_pass_1k", "schedule_pass_10k", "schedule_pass_100k", "history_page_100k"),
+)
+
+
+def run_all(workdir: Path, sizes: Sizes, quick: bool, only: Only = Only()) -> tuple[dict, list]:
     import redis
     from django.conf import settings
     from django.core.management import call_command
@@ -83,13 +112,13 @@ def run_all(workdir: Path, sizes: Sizes, quick: bool) -> tuple[dict, list]:
         info = machine(broker.info("server")["redis_version"], quick)
         call_command("migrate", verbosity=0, interactive=False)
         settings.STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every page without it
-        results = live_scenarios(workdir, sizes, broker) + synthetic_scenarios(workdir, sizes, broker)
+        results = live_scenarios(workdir, sizes, broker, only) + synthetic_scenarios(workdir, sizes, broker, only)
     finally:
         server.stop()
     return info, results
 
 
-def live_scenarios(workdir: Path, sizes: Sizes, broker) -> list:
+def live_scenarios(workdir: Path, sizes: Sizes, broker, only: Only) -> list:
     from django.contrib.auth.models import User
 
     from dctoolkit.nodes.models import Node
@@ -97,6 +126,10 @@ def live_scenarios(workdir: Path, sizes: Sizes, broker) -> list:
     from . import live
     from .stack import Stack
 
+    user, _ = User.objects.get_or_create(username="bench")
+    live.Live.prepare(None, user, workdir, broker)  # the script the synthetic scenarios submit too
+    if not only("throughput", "latency", "sandbox_overhead", "node_rss_mb"):
+        return []
     stack = Stack(workdir)
     try:
         say("starting the scheduler, node workers and the baseline Celery worker")
@@ -108,17 +141,21 @@ def live_scenarios(workdir: Path, sizes: Sizes, broker) -> list:
         stack.start_node(OPEN_NODE, 1, sandbox=False)
         stack.start_baseline(len(NODES) * SLOTS)
         stack.wait_nodes([*NODES, OPEN_NODE])
-        user, _ = User.objects.get_or_create(username="bench")
         ctx = live.Live.prepare(stack, user, workdir, broker)
-        say(f"latency: {sizes.latency_runs} runs of one job at a time")
-        results = live.latency(ctx, sizes.latency_runs)
-        Node.objects.filter(name=OPEN_NODE).update(drained=False)
-        say(f"sandbox_overhead: {sizes.sandbox_runs} runs on each of {NODES[0]} and {OPEN_NODE}")
-        results.append(live.sandbox_overhead(ctx, sizes.sandbox_runs, NODES[0], OPEN_NODE))
-        Node.objects.filter(name=OPEN_NODE).update(drained=True)
-        say(f"throughput: {sizes.throughput} jobs on {len(NODES)} nodes x {SLOTS} slots, then the baseline")
-        results.insert(0, live.throughput(ctx, sizes.throughput))
-        results.append(live.node_rss(ctx, NODES[0]))
+        results = []
+        if only("latency"):
+            say(f"latency: {sizes.latency_runs} runs of one job at a time")
+            results += live.latency(ctx, sizes.latency_runs)
+        if only("sandbox_overhead"):
+            Node.objects.filter(name=OPEN_NODE).update(drained=False)
+            say(f"sandbox_overhead: {sizes.sandbox_runs} runs on each of {NODES[0]} and {OPEN_NODE}")
+            results.append(live.sandbox_overhead(ctx, sizes.sandbox_runs, NODES[0], OPEN_NODE))
+            Node.objects.filter(name=OPEN_NODE).update(drained=True)
+        if only("throughput"):
+            say(f"throughput: {sizes.throughput} jobs on {len(NODES)} nodes x {SLOTS} slots, then the baseline")
+            results.insert(0, live.throughput(ctx, sizes.throughput))
+        if only("node_rss_mb"):
+            results.append(live.node_rss(ctx, NODES[0]))
         stack.check_alive()
         return results
     finally:
@@ -126,19 +163,24 @@ def live_scenarios(workdir: Path, sizes: Sizes, broker) -> list:
         Node.objects.all().delete()
 
 
-def synthetic_scenarios(workdir: Path, sizes: Sizes, broker) -> list:
+def synthetic_scenarios(workdir: Path, sizes: Sizes, broker, only: Only) -> list:
     from django.contrib.auth.models import User
 
     from . import synthetic
 
     user = User.objects.get(username="bench")
-    say(f"submit_10k: {sizes.submit} jobs in one file, {SUBMIT_REPEATS} times")
-    results = [synthetic.submit_many(user, workdir / "jobs", sizes.submit, SUBMIT_REPEATS)]
+    results = []
+    if only("submit_10k"):
+        say(f"submit_10k: {sizes.submit} jobs in one file, {SUBMIT_REPEATS} times")
+        results.append(synthetic.submit_many(user, workdir / "jobs", sizes.submit, SUBMIT_REPEATS))
     names = dict(zip(("schedule_pass_1k", "schedule_pass_10k", "schedule_pass_100k"), sizes.schedule, strict=True))
-    say(f"schedule_pass: queues of {', '.join(map(str, sizes.schedule))} jobs, {sizes.repeats} passes each")
-    results += synthetic.schedule_passes(names, sizes.registered_nodes, sizes.repeats, broker)
-    say(f"history_page_100k: {sizes.history} finished jobs")
-    results.append(synthetic.history_page(sizes.history, sizes.repeats))
+    names = {name: size for name, size in names.items() if only(name)}
+    if names:
+        say(f"schedule_pass: queues of {', '.join(map(str, names.values()))} jobs, {sizes.repeats} passes each")
+        results += synthetic.schedule_passes(names, sizes.registered_nodes, sizes.repeats, broker)
+    if only("history_page_100k"):
+        say(f"history_page_100k: {sizes.history} finished jobs")
+        results.append(synthetic.history_page(sizes.history, sizes.repeats))
     return results
 
 

@@ -134,7 +134,12 @@ TEMPLATES = [
 # --- database -------------------------------------------------------------
 _default_db = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 try:
-    _db = dj_database_url.parse(os.environ.get("DATABASE_URL") or _default_db, conn_max_age=0)
+    # Connections are kept (and checked before reuse): a node opens one per
+    # job slot, the scheduler one, and opening a connection costs more than
+    # the few statements a short job needs.
+    _db = dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or _default_db, conn_max_age=300, conn_health_checks=True
+    )
 except Exception as exc:  # dj_database_url raises plain ValueError/KeyError
     raise ImproperlyConfigured(
         f"DATABASE_URL: {exc}; use sqlite:///PATH, postgres://USER@HOST/DB or mysql://USER@HOST/DB."

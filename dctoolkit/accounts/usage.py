@@ -6,7 +6,8 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+
+from dctoolkit.fastsql import Add, update_rows
 
 from .fairshare import charge
 from .models import Account, DailyUsage
@@ -15,13 +16,17 @@ from .models import Account, DailyUsage
 def charge_job(user_id: int, cpus: int, wall_seconds: float, now: datetime) -> None:
     """Add `cpus x wall_seconds` to the user's decayed usage and to today's total."""
     cost = cpus * max(wall_seconds, 0.0)
-    with transaction.atomic():
-        account, _ = Account.objects.select_for_update().get_or_create(user_id=user_id)
-        account.usage = charge(account.usage, account.usage_at, now, settings.DCT_FAIRSHARE_HALFLIFE_SECONDS, cost)
-        account.usage_at = now
-        account.save(update_fields=["usage", "usage_at"])
+    # Inside a caller's transaction (a job's end), no savepoint of its own: two statements fewer per job.
+    with transaction.atomic(savepoint=False):
+        locked = Account.objects.select_for_update().filter(user_id=user_id).values_list("usage", "usage_at")
+        row = locked.first()
+        if row is None:  # the user's first job: make the account, then lock it as above
+            Account.objects.get_or_create(user_id=user_id)
+            row = locked.first()
+        usage = charge(row[0], row[1], now, settings.DCT_FAIRSHARE_HALFLIFE_SECONDS, cost)
+        update_rows(Account, {"user_id": user_id}, {"usage": usage, "usage_at": now})
         # One UPDATE on every day but the first; the account row's lock (above)
         # keeps two charges of one user from both creating the day's row.
-        today = DailyUsage.objects.filter(user_id=user_id, day=now.date())
-        if not today.update(cpu_seconds=F("cpu_seconds") + cost, jobs=F("jobs") + 1):
+        today = {"user_id": user_id, "day": now.date()}
+        if not update_rows(DailyUsage, today, {"cpu_seconds": Add(cost), "jobs": Add(1)}):
             DailyUsage.objects.create(user_id=user_id, day=now.date(), cpu_seconds=cost, jobs=1)

@@ -7,6 +7,7 @@ Each function is one step that returns how much work it did; the loop in
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -16,11 +17,12 @@ import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Count, Exists, OuterRef, Sum
+from django.db.models import Exists, OuterRef
 
 from dctoolkit.accounts.fairshare import decayed, running_charge
 from dctoolkit.accounts.models import Account
-from dctoolkit.celery import app
+from dctoolkit.celery import app, settle_conf
+from dctoolkit.fastsql import Compiled
 from dctoolkit.nodes.liveness import is_lost
 from dctoolkit.nodes.models import Node, NodeState
 
@@ -55,19 +57,44 @@ def capacity_in_use(node_ids: list[int] | None = None, with_gpus: bool = True) -
     """node id -> cpus, memory, GPU indices and job count taken by dispatched and running jobs.
 
     `with_gpus=False` skips reading GPU indices (for nodes that have none).
+    The sums are one GROUP BY written out: a pass reads them twice, and
+    compiling the ORM's version cost more than running it.
     """
-    active = Job.objects.filter(state__in=ACTIVE_STATES, node__isnull=False)
-    if node_ids is not None:
-        active = active.filter(node_id__in=node_ids)
-    sums = active.values("node_id").annotate(cpus=Sum("request_cpus"), mem=Sum("request_memory_mb"), n=Count("id"))
+    table = connection.ops.quote_name(Job._meta.db_table)
+    marks = ", ".join(["%s"] * len(ACTIVE_STATES))
+    sql = (
+        f"SELECT node_id, SUM(request_cpus), SUM(request_memory_mb), COUNT(*) FROM {table} "  # noqa: S608
+        f"WHERE state IN ({marks}) AND node_id IS NOT NULL GROUP BY node_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [state.value for state in ACTIVE_STATES])
+        sums = cursor.fetchall()
+    wanted = set(node_ids) if node_ids is not None else None
     gpus: dict[int, list[int]] = defaultdict(list)
     if with_gpus:
-        for node_id, indices in active.filter(request_gpus__gt=0).values_list("node_id", "gpu_indices"):
+        active = Job.objects.filter(state__in=ACTIVE_STATES, node__isnull=False, request_gpus__gt=0)
+        for node_id, indices in active.values_list("node_id", "gpu_indices"):
             gpus[node_id] += indices or []
     return {
-        row["node_id"]: Capacity(row["cpus"] or 0, row["mem"] or 0, tuple(sorted(gpus[row["node_id"]])), row["n"])
-        for row in sums
+        node_id: Capacity(int(cpus or 0), int(mem or 0), tuple(sorted(gpus[node_id])), count)
+        for node_id, cpus, mem, count in sums
+        if wanted is None or node_id in wanted
     }
+
+
+def free_node(node: Node, used: Capacity) -> FreeNode:
+    """What is left on `node` while `used` is taken (negative when a node shrank under its jobs)."""
+    all_gpus = [g["index"] for g in node.gpus]
+    return FreeNode(
+        name=node.name,
+        total_cpus=node.slots,
+        total_memory_mb=node.memory_total_mb,
+        free_cpus=node.slots - used.cpus,
+        free_memory_mb=node.memory_total_mb - used.memory_mb,
+        free_gpus=[i for i in all_gpus if i not in used.gpus],
+        total_gpus=len(all_gpus),
+        containers=tuple(node.containers),
+    )
 
 
 @dataclass
@@ -83,33 +110,14 @@ class Plan:
         return any(node.gpus for node in self.nodes.values())
 
 
-def free_nodes(now: datetime) -> dict[str, tuple[Node, FreeNode]]:
-    """Nodes that take jobs now, with their free capacity."""
-    return _free_nodes(now)[0]
-
-
-def _free_nodes(now: datetime) -> tuple[dict[str, tuple[Node, FreeNode]], dict[int, Capacity]]:
-    nodes = list(Node.objects.filter(state=NodeState.ONLINE, drained=False, accepts_jobs=True))
+def free_nodes(now: datetime) -> tuple[dict[str, tuple[Node, FreeNode]], dict[int, Capacity]]:
+    """Nodes that take jobs now, with their free capacity; and the capacity in use it was worked out from."""
+    nodes = TAKING_NODES.objects()
     used = capacity_in_use([n.id for n in nodes], with_gpus=any(n.gpus for n in nodes))
     result = {}
     for node in nodes:
-        if is_lost(node.last_heartbeat, now, settings.DCT_NODE_TIMEOUT_SECONDS):
-            continue
-        u = used.get(node.id, Capacity())
-        all_gpus = [g["index"] for g in node.gpus]
-        result[node.name] = (
-            node,
-            FreeNode(
-                name=node.name,
-                total_cpus=node.slots,
-                total_memory_mb=node.memory_total_mb,
-                free_cpus=node.slots - u.cpus,
-                free_memory_mb=node.memory_total_mb - u.memory_mb,
-                free_gpus=[i for i in all_gpus if i not in u.gpus],
-                total_gpus=len(all_gpus),
-                containers=tuple(node.containers),
-            ),
-        )
+        if not is_lost(node.last_heartbeat, now, settings.DCT_NODE_TIMEOUT_SECONDS):
+            result[node.name] = (node, free_node(node, used.get(node.id, Capacity())))
     return result, used
 
 
@@ -181,8 +189,18 @@ def queue_owners() -> list[int]:
     One probe of the (state, owner, id) index per user account, rather than
     a DISTINCT over every queued job: cheap with a long queue.
     """
-    queued = Job.objects.filter(state=JobState.QUEUED, owner_id=OuterRef("pk"))
-    return list(get_user_model().objects.filter(Exists(queued)).values_list("id", flat=True))
+    return [row[0] for row in QUEUE_OWNERS.rows()]
+
+
+# The queries every pass makes whose filters never change, compiled once.
+TAKING_NODES = Compiled(lambda: Node.objects.filter(state=NodeState.ONLINE, drained=False, accepts_jobs=True))
+QUEUE_OWNERS = Compiled(
+    lambda: (
+        get_user_model()
+        .objects.filter(Exists(Job.objects.filter(state=JobState.QUEUED, owner_id=OuterRef("pk"))))
+        .values_list("id")
+    )
+)
 
 
 def queue_heads(free_cpus: int) -> dict[int, LazyQueue]:
@@ -224,7 +242,7 @@ def read_heads(owner_ids: list[int], count: int) -> dict[int, list[QueuedJob]]:
 
 def plan_pass(now: datetime) -> Plan | None:
     """Decide what one pass would place (reads only); None when nothing can be placed."""
-    nodes, used = _free_nodes(now)
+    nodes, used = free_nodes(now)
     free_cpus = sum(max(free.free_cpus, 0) for _, free in nodes.values())
     if free_cpus <= 0:
         return None
@@ -253,7 +271,7 @@ def schedule_pass(now: datetime) -> int:
         return 0
     sends: list[tuple[int, int, str]] = []
     with transaction.atomic():
-        SchedulerLock.objects.select_for_update().get_or_create(id=1)
+        take_scheduler_lock()
         if capacity_in_use([n.id for n in plan.nodes.values()], plan.with_gpus) != plan.used:
             plan = plan_pass(now)
             if plan is None:
@@ -272,6 +290,17 @@ def schedule_pass(now: datetime) -> int:
     return len(sends)
 
 
+def take_scheduler_lock() -> None:
+    """Hold the scheduler lock's row until the transaction ends (an UPDATE locks it on every database)."""
+    table = connection.ops.quote_name(SchedulerLock._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET id = id WHERE id = 1")  # noqa: S608
+        if cursor.rowcount:
+            return
+    SchedulerLock.objects.get_or_create(id=1)  # the first pass ever
+    SchedulerLock.objects.select_for_update().get(id=1)
+
+
 def send_run(job_id: int, attempt: int, node_name: str) -> bool:
     """Put the run message on the node's own queue; False (logged) when Redis is away."""
     return send_runs([(job_id, attempt, node_name)]) == 1
@@ -285,6 +314,7 @@ def send_runs(sends: list[tuple[int, int, str]]) -> int:
     """
     if not sends:
         return 0
+    settle_conf()
     try:
         with app.producer_or_acquire() as producer, producer.batch():
             for job_id, attempt, node_name in sends:
@@ -343,10 +373,39 @@ def _redis_client() -> redis.Redis:
 def wake_scheduler() -> None:
     """Tell the scheduler there is work (a submit, a job end); harmless when Redis is away."""
     try:
-        client = _redis_client()
-        client.pipeline().lpush(WAKE_KEY, 1).ltrim(WAKE_KEY, 0, 0).execute()
+        # One round trip, no MULTI: a token more or less is harmless, the list stays one long.
+        _redis_client().pipeline(transaction=False).lpush(WAKE_KEY, 1).ltrim(WAKE_KEY, 0, 0).execute()
     except redis.RedisError as exc:
         log.debug("could not wake the scheduler: %s", exc)
+
+
+class _Waker:
+    """Wakes the scheduler from a thread of its own, so a node's job slot does not wait on Redis.
+
+    Wakes asked for while one is being sent are sent as one.  A wake lost
+    with the process costs at most the scheduler's idle second.
+    """
+
+    def __init__(self) -> None:
+        self.wanted = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    def __call__(self) -> None:
+        self.wanted.set()
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="wake-scheduler", daemon=True)
+                self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self.wanted.wait()
+            self.wanted.clear()
+            wake_scheduler()
+
+
+wake_scheduler_soon = _Waker()
 
 
 def wait_for_wake(timeout_seconds: float) -> bool:

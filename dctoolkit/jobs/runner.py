@@ -11,6 +11,8 @@ import ctypes
 import functools
 import logging
 import os
+import resource
+import select
 import shutil
 import signal
 import subprocess
@@ -140,20 +142,11 @@ def run(spec: RunSpec, should_stop: Callable[[], str]) -> RunResult:
                 proc = _spawn(argv, spec, out, err)
         except OSError as exc:
             return RunResult(None, 0.0, 0.0, 0.0, start_error=f"could not start {spec.argv[0]}: {exc.strerror}")
-    done = threading.Event()
-    outcome: dict = {}
-
-    def reap() -> None:
-        _, status, usage = os.wait4(proc.pid, 0)
-        outcome.update(status=status, usage=usage)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        done.set()
-
-    threading.Thread(target=reap, name=f"reap-{spec.job_id}", daemon=True).start()
+    child = _Child(proc)
     watch = _Watch()
-    _watch_until_done(proc, spec, started, done, watch, should_stop)
+    _watch_until_done(proc, spec, started, child, watch, should_stop)
     wall = time.monotonic() - started
-    usage = outcome["usage"]
+    usage = child.usage
     return RunResult(
         exit_code=proc.returncode,
         wall_seconds=wall,
@@ -163,11 +156,48 @@ def run(spec: RunSpec, should_stop: Callable[[], str]) -> RunResult:
     )
 
 
+class _Child:
+    """Waits for a job's first process to end and reaps it, with its resource usage.
+
+    Where the kernel has pidfds (Linux 5.3+), `wait()` polls one in the
+    watching thread; elsewhere a thread per job blocks in wait4.  `done` is
+    set once the process is reaped (the kill thread waits on it).
+    """
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.done = threading.Event()
+        self.usage: resource.struct_rusage | None = None
+        try:
+            self._fd: int | None = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            self._fd = None
+            threading.Thread(target=self._reap, name=f"reap-{proc.pid}", daemon=True).start()
+
+    def wait(self, timeout: float) -> bool:
+        """True once the process has ended (and is reaped); False after `timeout` seconds."""
+        if self._fd is None:
+            return self.done.wait(timeout)
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        if not poller.poll(timeout * 1000):
+            return False
+        os.close(self._fd)
+        self._fd = None
+        self._reap()
+        return True
+
+    def _reap(self) -> None:
+        _, status, self.usage = os.wait4(self.proc.pid, 0)
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        self.done.set()
+
+
 def _watch_until_done(
     proc: subprocess.Popen,
     spec: RunSpec,
     started: float,
-    done: threading.Event,
+    child: _Child,
     watch: _Watch,
     should_stop: Callable[[], str],
 ) -> None:
@@ -175,7 +205,7 @@ def _watch_until_done(
     # memory figure; then settle at CHECK_SECONDS.
     delay = 0.01
     next_stop_check = started + CHECK_SECONDS
-    while not done.wait(delay):
+    while not child.wait(delay):
         delay = min(delay * 3, CHECK_SECONDS)
         if watch.stopped:
             continue
@@ -194,7 +224,7 @@ def _watch_until_done(
                 log.exception("job %s: stop check failed; will retry", spec.job_id)
         if watch.stopped:
             log.info("job %s: stopping (%s)", spec.job_id, watch.stopped)
-            threading.Thread(target=kill_tree, args=(proc.pid, done), daemon=True).start()
+            threading.Thread(target=kill_tree, args=(proc.pid, child.done), daemon=True).start()
 
 
 def tree_memory_mb(pid: int) -> tuple[float, float]:

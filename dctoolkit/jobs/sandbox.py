@@ -23,7 +23,7 @@ import stat
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 # System folders bound read-only when they exist; on merged-/usr systems /bin,
@@ -165,7 +165,7 @@ def _system_binds(fence: Fence) -> list[tuple[str, str]]:
     return binds + [(p, p) for p in python_paths()]
 
 
-def _base_args(fence: Fence) -> list[str]:
+def _base_args(fence: Fence, private: tuple[str, ...] | None = None) -> list[str]:
     args = [
         "--die-with-parent",
         "--new-session",
@@ -186,7 +186,7 @@ def _base_args(fence: Fence) -> list[str]:
                 args += ["--symlink", os.readlink(path), path]
             elif os.path.isdir(path):
                 args += ["--ro-bind", path, path]
-        for path in private_entries():
+        for path in private_entries() if private is None else private:
             args += ["--tmpfs", path] if os.path.isdir(path) else ["--ro-bind", "/dev/null", path]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     # After the private /tmp, so that a Python environment under /tmp stays.
@@ -230,10 +230,21 @@ def inside_workdir(fence: Fence) -> str:
 
 def fenced_command(argv: list[str], fence: Fence) -> list[str]:
     """`argv` wrapped in bubblewrap so that it runs fenced in (see the module docstring)."""
-    bwrap = bwrap_path()
-    if not bwrap:
+    if not bwrap_path():
         raise RuntimeError("bubblewrap is not installed")
-    args = [bwrap, *_base_args(fence)]
+    inside = inside_workdir(fence)
+    private = private_entries()
+    prefix = _fence_prefix(replace(fence, workdir=""), private, _private_cache[0])
+    return [*prefix, "--bind", fence.workdir, inside, "--chdir", inside, "--setenv", "HOME", inside, "--", *argv]
+
+
+@functools.lru_cache(maxsize=64)
+def _fence_prefix(fence: Fence, private: tuple[str, ...], scanned_at: float) -> tuple[str, ...]:
+    # Everything but the job's own folder: the same for every job with the
+    # same fence, and worked out again with each scan of the private files
+    # (`scanned_at`, every PRIVATE_SCAN_SECONDS), which also sees folders
+    # that appeared or went since.
+    args = [bwrap_path(), *_base_args(fence, private)]
     # Staff paths go after the private /tmp, so a path under /tmp is visible.
     for extra in _extra_paths_shown(fence):
         args += ["--bind-try" if extra.writable else "--ro-bind-try", extra.path, extra.path]
@@ -246,9 +257,7 @@ def fenced_command(argv: list[str], fence: Fence) -> list[str]:
     for path in python_paths() if not fence.container else ():
         if any(_under(path, spot) for spot in spots):
             args += ["--ro-bind", path, path]
-    inside = inside_workdir(fence)
-    args += ["--bind", fence.workdir, inside, "--chdir", inside, "--setenv", "HOME", inside]
-    return [*args, "--", *argv]
+    return tuple(args)
 
 
 def container_problem(path: str) -> str | None:

@@ -12,7 +12,7 @@ from dctoolkit.nodes.liveness import display_state, is_lost
 from dctoolkit.nodes.models import Node, NodeState
 
 from .advice import Usage, compare
-from .dispatch import Capacity, capacity_in_use, effective_usage
+from .dispatch import Capacity, capacity_in_use, effective_usage, free_node
 from .models import Job, JobState
 from .reasons import NodeView, Request, WaitFacts, explain_wait
 
@@ -77,19 +77,20 @@ def node_views(now: datetime) -> tuple[list[tuple[Node, Capacity]], list[NodeVie
             node.last_heartbeat, now, settings.DCT_NODE_TIMEOUT_SECONDS
         )
         rows.append((node, cap))
+        free = free_node(node, cap)
         views.append(
             NodeView(
                 name=node.name,
                 online=online,
                 takes_jobs=online and not node.drained and node.accepts_jobs,
-                total_cpus=node.slots,
-                total_memory_mb=node.memory_total_mb,
-                total_gpus=len(node.gpus),
-                free_cpus=node.slots - cap.cpus,
-                free_memory_mb=node.memory_total_mb - cap.memory_mb,
-                free_gpus=len(node.gpus) - len(cap.gpus),
+                total_cpus=free.total_cpus,
+                total_memory_mb=free.total_memory_mb,
+                total_gpus=free.total_gpus,
+                free_cpus=free.free_cpus,
+                free_memory_mb=free.free_memory_mb,
+                free_gpus=len(free.free_gpus),
                 drained=node.drained,
-                containers=tuple(node.containers),
+                containers=free.containers,
             )
         )
     return rows, views
@@ -97,11 +98,15 @@ def node_views(now: datetime) -> tuple[list[tuple[Node, Capacity]], list[NodeVie
 
 def node_dict(node: Node, cap: Capacity, now: datetime) -> dict:
     online = node.state == NodeState.ONLINE and not is_lost(node.last_heartbeat, now, settings.DCT_NODE_TIMEOUT_SECONDS)
-    free = node.slots - cap.cpus
+    free = free_node(node, cap)
     return {
         "name": node.name,
         "state": display_state(
-            online=online, drained=node.drained, accepts_jobs=node.accepts_jobs, free_cpus=free, running_jobs=cap.jobs
+            online=online,
+            drained=node.drained,
+            accepts_jobs=node.accepts_jobs,
+            free_cpus=free.free_cpus,
+            running_jobs=cap.jobs,
         ),
         "cpus": node.cpus,
         "threads": node.threads,
@@ -113,9 +118,9 @@ def node_dict(node: Node, cap: Capacity, now: datetime) -> dict:
         "cuda": node.cuda or None,
         "load": node.load,
         "running_jobs": cap.jobs,
-        "free_cpus": max(free, 0),
-        "free_memory_mb": max(node.memory_total_mb - cap.memory_mb, 0),
-        "free_gpus": max(len(node.gpus) - len(cap.gpus), 0),
+        "free_cpus": max(free.free_cpus, 0),
+        "free_memory_mb": max(free.free_memory_mb, 0),
+        "free_gpus": len(free.free_gpus),
         "last_heartbeat": iso(node.last_heartbeat),
         "sandbox": node.sandbox,
         "accepts_jobs": node.accepts_jobs,

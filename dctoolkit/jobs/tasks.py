@@ -17,7 +17,7 @@ from django.utils import timezone
 from dctoolkit.nodes import agent
 
 from . import runner, sandbox, transitions
-from .dispatch import wake_scheduler
+from .dispatch import wake_scheduler_soon
 from .models import Job, JobState, KillRequest
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def run_job(job_id: int, attempt: int) -> str:
         transitions.finish(job_id, attempt, JobState.FAILED, timezone.now(), reason=f"internal error on node: {exc}")
         state = JobState.FAILED
     finally:
-        wake_scheduler()
+        wake_scheduler_soon()
     return str(state)
 
 

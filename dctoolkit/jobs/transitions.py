@@ -17,6 +17,9 @@ from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 
+from dctoolkit.fastsql import update_rows
+from dctoolkit.nodes.models import Node
+
 from .models import ACTIVE_STATES, FINAL_STATES, Job, JobState, KillRequest
 
 # Jobs claimed per UPDATE: 3 query parameters each, below SQLite's oldest limit (999).
@@ -52,11 +55,8 @@ def claim_many(placements: Mapping[int, int], now: datetime) -> dict[int, int]:
     for first in range(0, len(items), CLAIM_BATCH):
         batch = dict(items[first : first + CLAIM_BATCH])
         _dispatch_rows(batch, now)
-        rows = Job.objects.filter(id__in=list(batch), state=JobState.DISPATCHED, dispatched_at=now)
         won.update(
-            (job_id, attempt)
-            for job_id, node_id, attempt in rows.values_list("id", "node_id", "attempts")
-            if batch[job_id] == node_id
+            (job_id, attempt) for job_id, node_id, attempt in _dispatched_rows(batch, now) if batch[job_id] == node_id
         )
     return won
 
@@ -82,20 +82,37 @@ def _dispatch_rows(batch: dict[int, int], now: datetime) -> None:
         cursor.execute(sql, params)
 
 
+def _dispatched_rows(batch: dict[int, int], now: datetime) -> list[tuple[int, int, int]]:
+    # (id, node id, attempts) of the batch's jobs dispatched at `now`; written out as _dispatch_rows is.
+    table = connection.ops.quote_name(Job._meta.db_table)
+    marks = ", ".join(["%s"] * len(batch))
+    sql = f"SELECT id, node_id, attempts FROM {table} WHERE state = %s AND dispatched_at = %s AND id IN ({marks})"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [JobState.DISPATCHED.value, connection.ops.adapt_datetimefield_value(now), *batch])
+        return cursor.fetchall()
+
+
 def start(job_id: int, attempt: int, node_name: str, now: datetime) -> bool:
     """dispatched -> running, only if this attempt is still dispatched to this node."""
+    node_table = connection.ops.quote_name(Node._meta.db_table)
     return bool(
-        Job.objects.filter(
-            id=job_id, state=JobState.DISPATCHED, attempts=attempt, node__name=node_name, kill_requested=""
-        ).update(state=JobState.RUNNING, started_at=now)
+        update_rows(
+            Job,
+            {"id": job_id, "state": JobState.DISPATCHED, "attempts": attempt, "kill_requested": ""},
+            {"state": JobState.RUNNING, "started_at": now},
+            extra_where=(f"node_id IN (SELECT id FROM {node_table} WHERE name = %s)", [node_name]),  # noqa: S608
+        )
     )
 
 
 def finish(job_id: int, attempt: int, state: JobState, now: datetime, reason: str = "", **results) -> bool:
     """running -> a final state (or back to queued/held), recording what the run measured."""
+    values = {"state": state, "finished_at": now if state in FINAL_STATES else None, "reason": reason}
     return bool(
-        Job.objects.filter(id=job_id, state=JobState.RUNNING, attempts=attempt).update(
-            state=state, finished_at=now if state in FINAL_STATES else None, reason=reason, kill_requested="", **results
+        update_rows(
+            Job,
+            {"id": job_id, "state": JobState.RUNNING, "attempts": attempt},
+            {**values, "kill_requested": "", **results},
         )
     )
 

@@ -1,4 +1,4 @@
-"""./dct bench [--quick] [--json]: the benchmark suite, on a private stack it starts and stops itself.
+"""./dct bench [--quick] [--json] [--only NAMES]: the benchmark suite, on a private stack it starts and stops itself.
 
 The measuring runs in a child process (`python -m bench.run`) whose
 environment points at a temporary folder: its own SQLite file, its own
@@ -31,13 +31,20 @@ class Command(DctCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--quick", action="store_true", help="every scenario at a tenth of its size (< 1 minute)")
+        parser.add_argument(
+            "--only",
+            default="",
+            metavar="NAMES",
+            help="run only the scenarios whose results are named (or start with) these, comma-separated: "
+            "throughput, latency, sandbox_overhead, node_rss_mb, submit_10k, schedule_pass, history_page_100k",
+        )
 
     def handle(self, *args, **options):
         workdir = Path(tempfile.mkdtemp(prefix="dct-bench-"))
         try:
             done = subprocess.run(
                 [sys.executable, "-m", "bench.run", *(["--quick"] if options["quick"] else []),
-                 *(["--json"] if options["json"] else [])],
+                 *(["--json"] if options["json"] else []), *(["--only", options["only"]] if options["only"] else [])],
                 cwd=settings.BASE_DIR,
                 env=private_env(workdir),
                 stdout=subprocess.PIPE,

@@ -46,22 +46,28 @@ class Command(DctCommand):
         log.info("scheduler stopped")
 
     def round(self, housekeeping: bool = True) -> bool:
-        """One round of the steps; True when any did work (so the next comes at once).
+        """One round of the steps; True when another should come at once.
 
         The scheduling pass runs every round; the steps that watch the clock
         (lost nodes, lost messages, mail) with `housekeeping` only, at most
         once per IDLE_SECONDS, so that a busy queue's rounds stay cheap.
+        A housekeeping step that did work (requeued jobs, re-sent messages)
+        calls for another pass at once.  A pass that placed jobs does not:
+        it filled every slot it could, and whatever frees or adds one (a
+        job's end, a submit, a release) wakes the scheduler.
         """
         close_old_connections()
-        did = 0
+        again = False
         steps = (dispatch.sweep_lost_nodes, dispatch.resend_stale, dispatch.schedule_pass, notify_step)
         for step in steps if housekeeping else (dispatch.schedule_pass,):
             try:
-                did += step(timezone.now())
+                did = step(timezone.now())
             except Exception:  # the database or Redis away: logged, retried next round
                 log.exception("scheduler step %s failed; retrying", step.__name__)
                 close_old_connections()
-        return did > 0
+                continue
+            again = again or (did > 0 and step is not dispatch.schedule_pass)
+        return again
 
 
 def notify_step(now) -> int:
