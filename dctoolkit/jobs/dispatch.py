@@ -105,10 +105,6 @@ class Plan:
     used: dict[int, Capacity]
     assignments: list[Assignment]
 
-    @property
-    def with_gpus(self) -> bool:
-        return any(node.gpus for node in self.nodes.values())
-
 
 def free_nodes(now: datetime) -> tuple[dict[str, tuple[Node, FreeNode]], dict[int, Capacity]]:
     """Nodes that take jobs now, with their free capacity; and the capacity in use it was worked out from."""
@@ -261,22 +257,32 @@ def schedule_pass(now: datetime) -> int:
 
     The pass is planned before it takes the scheduler lock (on SQLite, the
     database's one write lock, which every node needs to start and end its
-    jobs), and under the lock only checks that the nodes' capacity in use is
-    still what the plan saw, planning again if another pass or a job's end
-    changed it, and claims.  A job submitted or cancelled meanwhile waits for
-    the next pass, as it would if it had come a moment later.
+    jobs); see `carry_out` for what is checked under the lock.
     """
-    plan = plan_pass(now)
+    return carry_out(plan_pass(now), now)
+
+
+def carry_out(plan: Plan | None, now: datetime) -> int:
+    """Claim and send what `plan` placed; returns the number dispatched.
+
+    Under the scheduler lock it first checks that the plan still holds: the
+    same nodes take jobs (none was drained, lost or refused meanwhile) and
+    their capacity in use is what the plan saw.  If another pass, a job's end
+    or a drain changed that, it plans again.  A job submitted or cancelled
+    meanwhile waits for the next pass, as it would if it had come a moment
+    later (a cancelled one is not claimed: claims are conditional).
+    """
     if plan is None:
         return 0
     sends: list[tuple[int, int, str]] = []
     with transaction.atomic():
         take_scheduler_lock()
-        if capacity_in_use([n.id for n in plan.nodes.values()], plan.with_gpus) != plan.used:
+        nodes, used = free_nodes(now)
+        if used != plan.used or nodes.keys() != plan.nodes.keys():
             plan = plan_pass(now)
             if plan is None:
                 return 0
-        # Jobs without GPUs are claimed together; the few with GPUs one by one.
+    # Jobs without GPUs are claimed together; the few with GPUs one by one.
         assignments = plan.assignments
         won = transitions.claim_many({a.job_id: plan.nodes[a.node].id for a in assignments if not a.gpu_indices}, now)
         for a in assignments:

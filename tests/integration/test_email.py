@@ -65,13 +65,9 @@ def smtp():
 @pytest.fixture(scope="module")
 def mail_cluster(tmp_path_factory, smtp):
     extra = {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(smtp.port), "DCT_BASE_URL": BASE_URL}
-    c = Cluster(tmp_path_factory.mktemp("mail"), extra_env=extra).start()
-    try:
-        c.start_node("node-1", slots=2)
-        c.start_node("node-2", slots=1)
+    with Cluster(tmp_path_factory.mktemp("mail"), extra_env=extra) as c:
+        c.start_nodes({"node-1": 2, "node-2": 1})
         yield c
-    finally:
-        c.stop()
 
 
 def body_of(message) -> str:

@@ -27,8 +27,7 @@ def test_job_on_a_killed_node_completes_on_another_node_once(fresh_cluster, tmp_
 def test_a_job_fails_with_node_lost_after_max_attempts(tmp_path):
     from tests.support.cluster import Cluster
 
-    c = Cluster(tmp_path / "c", extra_env={"DCT_MAX_ATTEMPTS": "1"}).start()
-    try:
+    with Cluster(tmp_path / "c", extra_env={"DCT_MAX_ATTEMPTS": "1"}) as c:
         c.start_node("node-1", slots=1)
         (job,) = c.submit(tmp_path / "sub", "executable = s.sh\n", {"s.sh": "#!/bin/sh\nsleep 30\n"})
         c.wait_job(job["id"], states=("running",), timeout=30)
@@ -36,5 +35,3 @@ def test_a_job_fails_with_node_lost_after_max_attempts(tmp_path):
         done = c.wait_job(job["id"], timeout=30)
         assert done["state"] == "failed"
         assert done["reason"] == "node lost (after 1 attempts)"
-    finally:
-        c.stop()

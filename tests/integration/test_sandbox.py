@@ -64,22 +64,21 @@ def sc(tmp_path_factory):
     rw.mkdir()
     (ro / "readme.txt").write_text("dataset contents\n")
     rootfs = _make_rootfs(tmp_path_factory.mktemp("box") / "root")
-    c = Cluster(home / "cluster").start()
-    c.home, c.ro, c.rw, c.rootfs = home, ro, rw, rootfs
     try:
-        c.start_node("node-1", slots=1)
-        c.start_node(
-            "node-x",
-            slots=1,
-            env={
-                "DCT_CONTAINERS": str(rootfs),
-                "DCT_SANDBOX_PATHS": f"{ro},{rw}:rw",
-                "DCT_DEFAULT_NETWORK": "none",
-            },
-        )
-        yield c
+        with Cluster(home / "cluster") as c:
+            c.home, c.ro, c.rw, c.rootfs = home, ro, rw, rootfs
+            c.start_node("node-1", slots=1)
+            c.start_node(
+                "node-x",
+                slots=1,
+                env={
+                    "DCT_CONTAINERS": str(rootfs),
+                    "DCT_SANDBOX_PATHS": f"{ro},{rw}:rw",
+                    "DCT_DEFAULT_NETWORK": "none",
+                },
+            )
+            yield c
     finally:
-        c.stop()
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(ro, ignore_errors=True)
 
@@ -327,8 +326,7 @@ def test_a_path_under_tmp_is_shown_after_the_private_tmp(tmp_path):
 
 
 def test_a_node_without_bubblewrap_says_so_and_runs_unfenced_only_when_allowed(tmp_path):
-    c = Cluster(tmp_path / "cluster").start()
-    try:
+    with Cluster(tmp_path / "cluster") as c:
         rootfs = _make_rootfs(tmp_path / "root")
         unfenced = {"DCT_BWRAP": "/nonexistent/bwrap", "DCT_REQUIRE_SANDBOX": "0", "DCT_CONTAINERS": str(rootfs)}
         c.start_node("open", env=unfenced)
@@ -360,13 +358,10 @@ def test_a_node_without_bubblewrap_says_so_and_runs_unfenced_only_when_allowed(t
         waiting = c.job(held["id"], user="bob")
         assert waiting["state"] == "queued" and waiting["node"] is None, waiting
         assert "strict" in waiting["reason"], waiting
-    finally:
-        c.stop()
 
 
 def test_a_killed_node_takes_its_jobs_processes_with_it(tmp_path):
-    c = Cluster(tmp_path / "cluster").start()
-    try:
+    with Cluster(tmp_path / "cluster") as c:
         c.start_node("node-1")
         marker = f"{uuid.uuid4().int % 10**6}.75"
         script = f"#!/bin/sh\nsetsid sh -c 'sleep 3{marker}; : daemon' &\nsleep 4{marker}\n"
@@ -375,5 +370,3 @@ def test_a_killed_node_takes_its_jobs_processes_with_it(tmp_path):
         wait_until(lambda: len(_marker_processes(marker)) >= 3, 30, "the daemon and the job's sleep to run")
         c.kill_node("node-1")
         wait_until(lambda: not _marker_processes(marker), 10, "every process of the lost node's job to be gone")
-    finally:
-        c.stop()

@@ -93,8 +93,7 @@ CHECK = textwrap.dedent(
 def test_concurrent_passes_never_double_dispatch_or_overfill(tmp_path):
     import json
 
-    c = Cluster(tmp_path / "c").start(scheduler=False)
-    try:
+    with Cluster(tmp_path / "c", scheduler=False) as c:
         setup = run_python(c, SETUP)
         assert setup.wait(120) == 0, setup.stderr.read()
         procs = [run_python(c, HAMMER, "scheduler", "6") for _ in range(4)]
@@ -109,5 +108,3 @@ def test_concurrent_passes_never_double_dispatch_or_overfill(tmp_path):
         assert facts["finished"] > 0, "the finisher freed slots while the schedulers ran"
         assert all(cpus <= 3 for cpus in facts["per_node"].values()), f"a node was overfilled: {facts}"
         assert sum(facts["per_node"].values()) >= 12, f"free slots were left unfilled: {facts}"
-    finally:
-        c.stop()

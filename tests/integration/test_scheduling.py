@@ -84,8 +84,7 @@ def test_hold_of_a_running_job_stops_it_and_requeues_it_held(cluster, tmp_path):
 def test_redis_restarted_empty_while_jobs_are_dispatched_loses_none(tmp_path):
     from tests.support.cluster import Cluster
 
-    c = Cluster(tmp_path / "c", node_timeout=120).start()
-    try:
+    with Cluster(tmp_path / "c", node_timeout=120) as c:
         c.start_node("node-1", slots=2)
         c.signal_node("node-1", signal.SIGSTOP)  # it cannot take the messages now
         jobs = c.submit(tmp_path / "s", "executable = r.sh\nqueue = 2\n", {"r.sh": "#!/bin/sh\necho ran\n"})
@@ -97,8 +96,6 @@ def test_redis_restarted_empty_while_jobs_are_dispatched_loses_none(tmp_path):
         assert [j["state"] for j in done] == ["succeeded", "succeeded"]
         assert [j["attempts"] for j in done] == [1, 1], "re-sent, not re-dispatched"
         assert [c.cli("logs", str(i)).stdout for i in ids] == ["ran\n", "ran\n"]
-    finally:
-        c.stop()
 
 
 def test_scheduler_restart_loses_no_job_and_runs_none_twice(fresh_cluster, tmp_path):

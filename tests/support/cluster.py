@@ -65,8 +65,16 @@ class Database:
 class Cluster:
     """Redis, a database, the scheduler and nodes, in a private folder."""
 
-    def __init__(self, workdir: Path, heartbeat: int = 1, node_timeout: int = 6, extra_env: dict | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        heartbeat: int = 1,
+        node_timeout: int = 6,
+        extra_env: dict | None = None,
+        scheduler: bool = True,
+    ) -> None:
         self.workdir = workdir
+        self.with_scheduler = scheduler
         self.redis = RedisServer(workdir / "redis")
         self.db = Database(workdir)
         self.nodes: dict[str, subprocess.Popen] = {}
@@ -86,6 +94,22 @@ class Cluster:
         self.logs = workdir / "logs"
 
     # --- processes -----------------------------------------------------------
+    def __enter__(self) -> Cluster:
+        """`with Cluster(path) as c:` starts it, and stops everything on the way out, even half-started."""
+        try:
+            return self.start(self.with_scheduler)
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start_nodes(self, slots: dict[str, int]) -> None:
+        """Start nodes, name -> slots, and wait for each to register."""
+        for name, count in slots.items():
+            self.start_node(name, slots=count)
+
     def start(self, scheduler: bool = True) -> Cluster:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.redis.start()

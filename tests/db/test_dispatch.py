@@ -1,0 +1,87 @@
+"""The scheduler's I/O against Django's test database: what a pass claims, and when it plans again.
+
+Sending is replaced by a list (Redis is the integration tests' business);
+everything else is the real code on the real database.
+"""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from dctoolkit.jobs import dispatch
+from dctoolkit.jobs.models import Job, JobState, Submission
+from dctoolkit.nodes.models import Node, NodeState
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    """The (job id, attempt, node) messages a pass sends."""
+    messages = []
+    monkeypatch.setattr(dispatch, "send_runs", lambda sends: messages.extend(sends) or len(sends))
+    return messages
+
+
+@pytest.fixture
+def alice(db):
+    return get_user_model().objects.create_user("alice")
+
+
+def make_node(name: str, slots: int = 1) -> Node:
+    now = timezone.now()
+    return Node.objects.create(
+        name=name, state=NodeState.ONLINE, slots=slots, cpus=slots, threads=slots, memory_total_mb=4096,
+        memory_available_mb=4096, sandbox=True, last_heartbeat=now,
+    )  # fmt: skip
+
+
+def queue_job(owner) -> Job:
+    sub = Submission.objects.create(owner=owner, source_name="job.txt", text="", job_count=1)
+    return Job.objects.create(submission=sub, owner=owner, name="t", executable="t.sh", submitted_at=timezone.now())
+
+
+def test_a_pass_claims_a_queued_job_for_a_free_node_and_sends_it_there(alice, sent):
+    make_node("node-1")
+    job = queue_job(alice)
+    assert dispatch.schedule_pass(timezone.now()) == 1
+    job.refresh_from_db()
+    assert (job.state, job.node.name, job.attempts) == (JobState.DISPATCHED, "node-1", 1)
+    assert sent == [(job.id, 1, "node-1")]
+    assert dispatch.schedule_pass(timezone.now()) == 0, "the node is full now"
+
+
+def test_a_node_drained_after_the_plan_was_made_gets_no_job_from_it(alice, sent):
+    make_node("node-1")
+    job = queue_job(alice)
+    now = timezone.now()
+    plan = dispatch.plan_pass(now)
+    assert [a.node for a in plan.assignments] == ["node-1"]
+    Node.objects.filter(name="node-1").update(drained=True)  # between the plan and the claim
+    assert dispatch.carry_out(plan, now) == 0
+    job.refresh_from_db()
+    assert job.state == JobState.QUEUED and job.node is None
+    assert sent == []
+
+
+def test_a_plan_overtaken_by_a_drain_is_made_again_for_the_nodes_still_taking_jobs(alice, sent):
+    make_node("node-1")
+    make_node("node-2")
+    job = queue_job(alice)
+    now = timezone.now()
+    plan = dispatch.plan_pass(now)
+    (planned,) = [a.node for a in plan.assignments]
+    other = "node-2" if planned == "node-1" else "node-1"
+    Node.objects.filter(name=planned).update(drained=True)
+    assert dispatch.carry_out(plan, now) == 1
+    job.refresh_from_db()
+    assert job.node.name == other and sent == [(job.id, 1, other)]
+
+
+def test_a_plan_overtaken_by_another_pass_does_not_overfill_the_node(alice, sent):
+    make_node("node-1")
+    first, second = queue_job(alice), queue_job(alice)
+    now = timezone.now()
+    stale = dispatch.plan_pass(now)  # made while node-1 was free
+    assert dispatch.schedule_pass(now) == 1  # another pass fills it first
+    assert dispatch.carry_out(stale, now) == 0
+    states = dict(Job.objects.values_list("id", "state"))
+    assert states == {first.id: JobState.DISPATCHED, second.id: JobState.QUEUED}
