@@ -55,31 +55,36 @@ def update_rows(
 
 
 class Compiled:
-    """A queryset that never changes (its filters are constants), compiled to SQL once per process.
+    """A queryset of fixed shape, compiled to SQL once per process and database.
 
-    `rows()` runs it and returns the database's own values (use it for
-    integer and text columns); `objects()` returns model instances, with
-    every field converted as the ORM would.
+    Its filters are constants, or placeholders (`filter(id=0)`) whose values
+    each call gives anew, in the order the SQL takes them.  `rows()` runs it
+    and returns the database's own values (use it for integer and text
+    columns); `objects()` returns model instances, every field converted as
+    the ORM would (no select_related: the SQL is the model's own row).
     """
 
     def __init__(self, build: Callable[[], models.QuerySet]) -> None:
         self.build = build
         self._compiled: dict[str, tuple[models.QuerySet, str, tuple]] = {}
 
-    def _sql(self) -> tuple[models.QuerySet, str, tuple]:
+    def _sql(self, params: tuple) -> tuple[models.QuerySet, str, tuple]:
         found = self._compiled.get(connection.vendor)
         if found is None:
             queryset = self.build()
-            sql, params = queryset.query.sql_with_params()
-            found = self._compiled[connection.vendor] = (queryset, sql, tuple(params))
-        return found
+            sql, fixed = queryset.query.sql_with_params()
+            found = self._compiled[connection.vendor] = (queryset, sql, tuple(fixed))
+        queryset, sql, fixed = found
+        if params and len(params) != len(fixed):
+            raise ValueError(f"this query takes {len(fixed)} parameters, not {len(params)}")
+        return queryset, sql, params or fixed
 
-    def rows(self) -> list[tuple]:
-        _, sql, params = self._sql()
+    def rows(self, *params: object) -> list[tuple]:
+        _, sql, values = self._sql(params)
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(sql, values)
             return cursor.fetchall()
 
-    def objects(self) -> list[models.Model]:
-        queryset, sql, params = self._sql()
-        return list(queryset.model.objects.raw(sql, params))
+    def objects(self, *params: object) -> list[models.Model]:
+        queryset, sql, values = self._sql(params)
+        return list(queryset.model.objects.raw(sql, values))

@@ -7,10 +7,13 @@ from datetime import datetime
 from django.conf import settings
 from django.db import transaction
 
-from dctoolkit.fastsql import Add, update_rows
+from dctoolkit.fastsql import Add, Compiled, update_rows
 
 from .fairshare import charge
 from .models import Account, DailyUsage
+
+# The account's row, locked until the job's end is recorded (compiled once: see fastsql).
+LOCKED_ACCOUNT = Compiled(lambda: Account.objects.select_for_update().filter(user_id=0))
 
 
 def charge_job(user_id: int, cpus: int, wall_seconds: float, now: datetime) -> None:
@@ -18,12 +21,12 @@ def charge_job(user_id: int, cpus: int, wall_seconds: float, now: datetime) -> N
     cost = cpus * max(wall_seconds, 0.0)
     # Inside a caller's transaction (a job's end), no savepoint of its own: two statements fewer per job.
     with transaction.atomic(savepoint=False):
-        locked = Account.objects.select_for_update().filter(user_id=user_id).values_list("usage", "usage_at")
-        row = locked.first()
-        if row is None:  # the user's first job: make the account, then lock it as above
+        found = LOCKED_ACCOUNT.objects(user_id)
+        if not found:  # the user's first job: make the account, then lock it as above
             Account.objects.get_or_create(user_id=user_id)
-            row = locked.first()
-        usage = charge(row[0], row[1], now, settings.DCT_FAIRSHARE_HALFLIFE_SECONDS, cost)
+            found = LOCKED_ACCOUNT.objects(user_id)
+        (account,) = found
+        usage = charge(account.usage, account.usage_at, now, settings.DCT_FAIRSHARE_HALFLIFE_SECONDS, cost)
         update_rows(Account, {"user_id": user_id}, {"usage": usage, "usage_at": now})
         # One UPDATE on every day but the first; the account row's lock (above)
         # keeps two charges of one user from both creating the day's row.

@@ -104,17 +104,30 @@ class Plan:
     nodes: dict[str, Node]
     used: dict[int, Capacity]
     assignments: list[Assignment]
+    taking: frozenset[int]  # ids of the nodes marked as taking jobs (before the heartbeat check)
+
+    def still_holds(self) -> bool:
+        """True when the same nodes take jobs and their capacity in use is unchanged (two cheap reads).
+
+        Asked under the scheduler lock, which on SQLite is the database's one
+        write lock: every node's writes wait while it is held, so this reads
+        only ids and sums, not whole node rows.
+        """
+        taking = frozenset(row[0] for row in TAKING_NODE_IDS.rows())
+        with_gpus = any(node.gpus for node in self.nodes.values())
+        return taking == self.taking and capacity_in_use(list(taking), with_gpus) == self.used
 
 
-def free_nodes(now: datetime) -> tuple[dict[str, tuple[Node, FreeNode]], dict[int, Capacity]]:
-    """Nodes that take jobs now, with their free capacity; and the capacity in use it was worked out from."""
+def free_nodes(now: datetime) -> tuple[dict[str, tuple[Node, FreeNode]], dict[int, Capacity], frozenset[int]]:
+    """Nodes that take jobs now, with their free capacity; the capacity in use it was worked out from;
+    and the ids of the nodes marked as taking jobs, heard from lately or not."""
     nodes = TAKING_NODES.objects()
     used = capacity_in_use([n.id for n in nodes], with_gpus=any(n.gpus for n in nodes))
     result = {}
     for node in nodes:
         if not is_lost(node.last_heartbeat, now, settings.DCT_NODE_TIMEOUT_SECONDS):
             result[node.name] = (node, free_node(node, used.get(node.id, Capacity())))
-    return result, used
+    return result, used, frozenset(n.id for n in nodes)
 
 
 def effective_usage(user_ids: list[int], now: datetime) -> dict[int, float]:
@@ -190,6 +203,9 @@ def queue_owners() -> list[int]:
 
 # The queries every pass makes whose filters never change, compiled once.
 TAKING_NODES = Compiled(lambda: Node.objects.filter(state=NodeState.ONLINE, drained=False, accepts_jobs=True))
+TAKING_NODE_IDS = Compiled(
+    lambda: Node.objects.filter(state=NodeState.ONLINE, drained=False, accepts_jobs=True).values_list("id")
+)
 QUEUE_OWNERS = Compiled(
     lambda: (
         get_user_model()
@@ -238,7 +254,7 @@ def read_heads(owner_ids: list[int], count: int) -> dict[int, list[QueuedJob]]:
 
 def plan_pass(now: datetime) -> Plan | None:
     """Decide what one pass would place (reads only); None when nothing can be placed."""
-    nodes, used = free_nodes(now)
+    nodes, used, taking = free_nodes(now)
     free_cpus = sum(max(free.free_cpus, 0) for _, free in nodes.values())
     if free_cpus <= 0:
         return None
@@ -249,7 +265,7 @@ def plan_pass(now: datetime) -> Plan | None:
     assignments = pick_assignments(heads, [free for _, free in nodes.values()], usage)
     if not assignments:
         return None
-    return Plan({name: node for name, (node, _) in nodes.items()}, used, assignments)
+    return Plan({name: node for name, (node, _) in nodes.items()}, used, assignments, taking)
 
 
 def schedule_pass(now: datetime) -> int:
@@ -277,12 +293,11 @@ def carry_out(plan: Plan | None, now: datetime) -> int:
     sends: list[tuple[int, int, str]] = []
     with transaction.atomic():
         take_scheduler_lock()
-        nodes, used = free_nodes(now)
-        if used != plan.used or nodes.keys() != plan.nodes.keys():
+        if not plan.still_holds():
             plan = plan_pass(now)
             if plan is None:
                 return 0
-    # Jobs without GPUs are claimed together; the few with GPUs one by one.
+            # Jobs without GPUs are claimed together; the few with GPUs one by one.
         assignments = plan.assignments
         won = transitions.claim_many({a.job_id: plan.nodes[a.node].id for a in assignments if not a.gpu_indices}, now)
         for a in assignments:

@@ -14,13 +14,16 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 
+from dctoolkit.fastsql import Compiled
 from dctoolkit.nodes import agent
 
 from . import runner, sandbox, transitions
 from .dispatch import wake_scheduler_soon
-from .models import Job, JobState, KillRequest
+from .models import Job, JobState, KillRequest, Submission
 
 log = logging.getLogger(__name__)
+# The job's row, read once per job; compiled once (see fastsql).
+JOB_ROW = Compiled(lambda: Job.objects.filter(id=0))
 
 
 @worker_ready.connect
@@ -59,7 +62,7 @@ def run_job(job_id: int, attempt: int) -> str:
     if not identity.accepts_jobs or not transitions.start(job_id, attempt, identity.name, timezone.now()):
         log.info("job %s attempt %s is no longer dispatched to %s: skipped", job_id, attempt, identity.name)
         return "skipped"
-    job = Job.objects.select_related("submission").get(id=job_id)
+    (job,) = JOB_ROW.objects(job_id)
     try:
         state = execute(job, attempt, identity)
     except DatabaseError as exc:
@@ -91,7 +94,7 @@ def execute(job: Job, attempt: int, identity: agent.NodeIdentity) -> JobState:
     if workdir.exists():
         shutil.rmtree(workdir)
     try:
-        runner.stage_inputs(job.submission.folder(), job.inputs, workdir, job.executable)
+        runner.stage_inputs(Submission(id=job.submission_id).folder(), job.inputs, workdir, job.executable)
     except OSError as exc:
         reason = f"could not stage input files: {exc}"
         transitions.finish(job.id, attempt, JobState.FAILED, timezone.now(), reason=reason)
