@@ -105,6 +105,7 @@ class Plan:
     used: dict[int, Capacity]
     assignments: list[Assignment]
     taking: frozenset[int]  # ids of the nodes marked as taking jobs (before the heartbeat check)
+    with_gpus: bool  # whether any of those has GPUs
 
     def still_holds(self) -> bool:
         """True when the same nodes take jobs and their capacity in use is unchanged (two cheap reads).
@@ -114,20 +115,29 @@ class Plan:
         only ids and sums, not whole node rows.
         """
         taking = frozenset(row[0] for row in TAKING_NODE_IDS.rows())
-        with_gpus = any(node.gpus for node in self.nodes.values())
-        return taking == self.taking and capacity_in_use(list(taking), with_gpus) == self.used
+        return taking == self.taking and capacity_in_use(list(taking), self.with_gpus) == self.used
 
 
-def free_nodes(now: datetime) -> tuple[dict[str, tuple[Node, FreeNode]], dict[int, Capacity], frozenset[int]]:
-    """Nodes that take jobs now, with their free capacity; the capacity in use it was worked out from;
-    and the ids of the nodes marked as taking jobs, heard from lately or not."""
+@dataclass(frozen=True)
+class NodesNow:
+    """The nodes taking jobs, as one pass sees them."""
+
+    free: dict[str, tuple[Node, FreeNode]]  # name -> node and its free capacity (heard from lately)
+    used: dict[int, Capacity]  # what `free` was worked out from
+    taking: frozenset[int]  # ids of every node marked as taking jobs, heard from lately or not
+    with_gpus: bool
+
+
+def free_nodes(now: datetime) -> NodesNow:
+    """Nodes that take jobs now, with their free capacity."""
     nodes = TAKING_NODES.objects()
-    used = capacity_in_use([n.id for n in nodes], with_gpus=any(n.gpus for n in nodes))
-    result = {}
+    with_gpus = any(n.gpus for n in nodes)
+    used = capacity_in_use([n.id for n in nodes], with_gpus)
+    free = {}
     for node in nodes:
         if not is_lost(node.last_heartbeat, now, settings.DCT_NODE_TIMEOUT_SECONDS):
-            result[node.name] = (node, free_node(node, used.get(node.id, Capacity())))
-    return result, used, frozenset(n.id for n in nodes)
+            free[node.name] = (node, free_node(node, used.get(node.id, Capacity())))
+    return NodesNow(free, used, frozenset(n.id for n in nodes), with_gpus)
 
 
 def effective_usage(user_ids: list[int], now: datetime) -> dict[int, float]:
@@ -254,18 +264,19 @@ def read_heads(owner_ids: list[int], count: int) -> dict[int, list[QueuedJob]]:
 
 def plan_pass(now: datetime) -> Plan | None:
     """Decide what one pass would place (reads only); None when nothing can be placed."""
-    nodes, used, taking = free_nodes(now)
-    free_cpus = sum(max(free.free_cpus, 0) for _, free in nodes.values())
+    seen = free_nodes(now)
+    free_cpus = sum(max(free.free_cpus, 0) for _, free in seen.free.values())
     if free_cpus <= 0:
         return None
     heads = queue_heads(free_cpus)
     if not heads:
         return None
     usage = effective_usage(list(heads), now)
-    assignments = pick_assignments(heads, [free for _, free in nodes.values()], usage)
+    assignments = pick_assignments(heads, [free for _, free in seen.free.values()], usage)
     if not assignments:
         return None
-    return Plan({name: node for name, (node, _) in nodes.items()}, used, assignments, taking)
+    nodes = {name: node for name, (node, _) in seen.free.items()}
+    return Plan(nodes, seen.used, assignments, seen.taking, seen.with_gpus)
 
 
 def schedule_pass(now: datetime) -> int:
