@@ -1,0 +1,43 @@
+"""fastsql against Django's test database: the written-out statements behave as the ORM's."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from dctoolkit.accounts.models import DailyUsage
+from dctoolkit.fastsql import Add, Compiled, update_rows
+from dctoolkit.jobs.models import Job, JobState, Submission
+
+
+@pytest.fixture
+def job(db):
+    owner = get_user_model().objects.create_user("alice")
+    sub = Submission.objects.create(owner=owner, source_name="job.txt", text="", job_count=1)
+    return Job.objects.create(submission=sub, owner=owner, name="t", executable="t.sh", submitted_at=timezone.now())
+
+
+def test_update_rows_changes_only_matching_rows_and_adapts_each_value_by_its_field(job):
+    when = timezone.now() - timedelta(minutes=5)
+    assert update_rows(Job, {"id": job.id, "state": JobState.RUNNING}, {"reason": "x"}) == 0, "state did not match"
+    values = {"state": JobState.SUCCEEDED, "finished_at": when, "gpu_indices": [1, 3], "sandboxed": True}
+    assert update_rows(Job, {"id": job.id, "state": JobState.QUEUED}, values) == 1
+    job.refresh_from_db()
+    assert (job.state, job.finished_at, job.gpu_indices, job.sandboxed) == (JobState.SUCCEEDED, when, [1, 3], True)
+
+
+def test_add_adds_to_the_column(job):
+    day = DailyUsage.objects.create(user_id=job.owner_id, day=timezone.now().date(), cpu_seconds=1.5, jobs=1)
+    assert update_rows(DailyUsage, {"id": day.id}, {"cpu_seconds": Add(2.25), "jobs": Add(1)}) == 1
+    day.refresh_from_db()
+    assert (day.cpu_seconds, day.jobs) == (3.75, 2)
+
+
+def test_compiled_takes_new_parameters_each_call_and_converts_fields(job):
+    rows = Compiled(lambda: Job.objects.filter(id=0))
+    assert rows.objects(job.id + 1000) == []
+    (found,) = rows.objects(job.id)
+    assert found.submitted_at == job.submitted_at and found.arguments == job.arguments
+    with pytest.raises(ValueError, match="takes 1 parameters, not 2"):
+        rows.objects(1, 2)
