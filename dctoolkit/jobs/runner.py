@@ -117,7 +117,31 @@ def _die_with_worker() -> None:
         pass
 
 
+@functools.cache
+def _setpriv() -> str | None:
+    """util-linux's setpriv, where it can set a parent-death signal (2.33 and later)."""
+    path = shutil.which("setpriv")
+    if not path:
+        return None
+    try:
+        usage = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return path if "--pdeathsig" in usage else None
+
+
 def _spawn(argv: list[str], spec: RunSpec, out: BinaryIO, err: BinaryIO) -> subprocess.Popen:
+    # An unfenced job must die with the worker too.  setpriv sets that up in
+    # the child; a Python preexec_fn would do the same, but it makes Python
+    # fork the whole worker instead of using vfork: 12 ms against 0.7 ms per
+    # job for a worker of about 100 MB.
+    preexec = None
+    if not spec.fence:
+        setpriv = _setpriv()
+        if setpriv:
+            argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
+        else:
+            preexec = _die_with_worker
     return subprocess.Popen(
         argv,
         cwd=spec.workdir,
@@ -126,8 +150,7 @@ def _spawn(argv: list[str], spec: RunSpec, out: BinaryIO, err: BinaryIO) -> subp
         stdout=out,
         stderr=err,
         start_new_session=True,  # its own process group, killed as one
-        # bwrap's --die-with-parent does this for fenced jobs
-        preexec_fn=None if spec.fence else _die_with_worker,
+        preexec_fn=preexec,  # bwrap's --die-with-parent does this for fenced jobs
         close_fds=True,
     )
 
