@@ -42,12 +42,9 @@ class Stack:
         self.start("scheduler", [PYTHON, "manage.py", "scheduler"])
 
     def start_node(self, name: str, slots: int, sandbox: bool = True) -> None:
-        """A node worker; with `sandbox=False` it cannot find bubblewrap, so it runs jobs unfenced."""
-        env = {}
-        if not sandbox:
-            empty = self.workdir / "no-bwrap"
-            empty.mkdir(exist_ok=True)
-            env["PATH"] = str(empty)
+        """A node worker; with `sandbox=False` its bubblewrap is a path that does not exist, so it runs
+        jobs unfenced (with everything else on its PATH as usual)."""
+        env = {} if sandbox else {"DCT_BWRAP": str(self.workdir / "no-bwrap"), "DCT_REQUIRE_SANDBOX": "0"}
         self.start(name, [PYTHON, "worker_entry.py", "--node", name, "--slots", str(slots)], env)
 
     def start_baseline(self, concurrency: int) -> None:
