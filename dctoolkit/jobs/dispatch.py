@@ -97,15 +97,25 @@ def free_node(node: Node, used: Capacity) -> FreeNode:
     )
 
 
+@dataclass(frozen=True)
+class NodesNow:
+    """The nodes taking jobs, as one pass sees them."""
+
+    free: dict[str, tuple[Node, FreeNode]]  # name -> node and its free capacity (heard from lately)
+    used: dict[int, Capacity]  # what `free` was worked out from
+    taking: frozenset[int]  # ids of every node marked as taking jobs, heard from lately or not
+    with_gpus: bool
+
+
 @dataclass
 class Plan:
-    """What one pass would do, decided from the database as it was at `used`."""
+    """What one pass would do, decided from the nodes as `seen`."""
 
-    nodes: dict[str, Node]
-    used: dict[int, Capacity]
+    seen: NodesNow
     assignments: list[Assignment]
-    taking: frozenset[int]  # ids of the nodes marked as taking jobs (before the heartbeat check)
-    with_gpus: bool  # whether any of those has GPUs
+
+    def node(self, name: str) -> Node:
+        return self.seen.free[name][0]
 
     def still_holds(self) -> bool:
         """True when the same nodes take jobs and their capacity in use is unchanged (two cheap reads).
@@ -115,17 +125,7 @@ class Plan:
         only ids and sums, not whole node rows.
         """
         taking = frozenset(row[0] for row in TAKING_NODE_IDS.rows())
-        return taking == self.taking and capacity_in_use(list(taking), self.with_gpus) == self.used
-
-
-@dataclass(frozen=True)
-class NodesNow:
-    """The nodes taking jobs, as one pass sees them."""
-
-    free: dict[str, tuple[Node, FreeNode]]  # name -> node and its free capacity (heard from lately)
-    used: dict[int, Capacity]  # what `free` was worked out from
-    taking: frozenset[int]  # ids of every node marked as taking jobs, heard from lately or not
-    with_gpus: bool
+        return taking == self.seen.taking and capacity_in_use(list(taking), self.seen.with_gpus) == self.seen.used
 
 
 def free_nodes(now: datetime) -> NodesNow:
@@ -275,8 +275,7 @@ def plan_pass(now: datetime) -> Plan | None:
     assignments = pick_assignments(heads, [free for _, free in seen.free.values()], usage)
     if not assignments:
         return None
-    nodes = {name: node for name, (node, _) in seen.free.items()}
-    return Plan(nodes, seen.used, assignments, seen.taking, seen.with_gpus)
+    return Plan(seen, assignments)
 
 
 def schedule_pass(now: datetime) -> int:
@@ -310,9 +309,9 @@ def carry_out(plan: Plan | None, now: datetime) -> int:
                 return 0
             # Jobs without GPUs are claimed together; the few with GPUs one by one.
         assignments = plan.assignments
-        won = transitions.claim_many({a.job_id: plan.nodes[a.node].id for a in assignments if not a.gpu_indices}, now)
+        won = transitions.claim_many({a.job_id: plan.node(a.node).id for a in assignments if not a.gpu_indices}, now)
         for a in assignments:
-            node = plan.nodes[a.node]
+            node = plan.node(a.node)
             attempt = (
                 transitions.claim(a.job_id, node.id, list(a.gpu_indices), now) if a.gpu_indices else won.get(a.job_id)
             )
