@@ -54,37 +54,109 @@ def update_rows(
         return cursor.rowcount
 
 
+@dataclass
+class _Statement:
+    sql: str
+    fixed: tuple
+    model: type[models.Model]
+    attnames: list[str]  # of the selected columns, when they are the model's own fields
+    converters: list[tuple[int, list, object]]  # (column, converter functions, expression)
+
+
 class Compiled:
     """A queryset of fixed shape, compiled to SQL once per process and database.
 
     Its filters are constants, or placeholders (`filter(id=0)`) whose values
     each call gives anew, in the order the SQL takes them.  `rows()` runs it
     and returns the database's own values (use it for integer and text
-    columns); `objects()` returns model instances, every field converted as
-    the ORM would (no select_related: the SQL is the model's own row).
+    columns); `values()` converts each column as the ORM would (datetimes,
+    JSON); `objects()` returns model instances (no select_related: the SQL is
+    the model's own row), built the way the ORM builds them, without a
+    RawQuerySet's per-call column mapping.
     """
 
     def __init__(self, build: Callable[[], models.QuerySet]) -> None:
         self.build = build
-        self._compiled: dict[str, tuple[models.QuerySet, str, tuple]] = {}
+        self._compiled: dict[str, _Statement] = {}
 
-    def _sql(self, params: tuple) -> tuple[models.QuerySet, str, tuple]:
+    def _statement(self) -> _Statement:
         found = self._compiled.get(connection.vendor)
         if found is None:
             queryset = self.build()
-            sql, fixed = queryset.query.sql_with_params()
-            found = self._compiled[connection.vendor] = (queryset, sql, tuple(fixed))
-        queryset, sql, fixed = found
-        if params and len(params) != len(fixed):
-            raise ValueError(f"this query takes {len(fixed)} parameters, not {len(params)}")
-        return queryset, sql, params or fixed
+            compiler = queryset.query.get_compiler(connection=connection)
+            sql, fixed = compiler.as_sql()
+            columns = [expression for expression, _, _ in compiler.select]
+            converters = compiler.get_converters(columns)
+            attnames = [getattr(getattr(c, "target", None), "attname", "") for c in columns]
+            found = _Statement(
+                sql,
+                tuple(fixed),
+                queryset.model,
+                attnames,
+                [(i, functions, expression) for i, (functions, expression) in converters.items()],
+            )
+            self._compiled[connection.vendor] = found
+        return found
+
+    def _run(self, params: tuple) -> tuple[_Statement, list[tuple]]:
+        statement = self._statement()
+        if params and len(params) != len(statement.fixed):
+            raise ValueError(f"this query takes {len(statement.fixed)} parameters, not {len(params)}")
+        with connection.cursor() as cursor:
+            cursor.execute(statement.sql, params or statement.fixed)
+            return statement, cursor.fetchall()
 
     def rows(self, *params: object) -> list[tuple]:
-        _, sql, values = self._sql(params)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, values)
-            return cursor.fetchall()
+        return self._run(params)[1]
+
+    def values(self, *params: object) -> list[tuple]:
+        statement, rows = self._run(params)
+        if not statement.converters:
+            return rows
+        converted = []
+        for row in rows:
+            values = list(row)
+            for i, functions, expression in statement.converters:
+                for convert in functions:
+                    values[i] = convert(values[i], expression, connection)
+            converted.append(tuple(values))
+        return converted
 
     def objects(self, *params: object) -> list[models.Model]:
-        queryset, sql, values = self._sql(params)
-        return list(queryset.model.objects.raw(sql, values))
+        statement = self._statement()
+        db = connection.alias
+        return [statement.model.from_db(db, statement.attnames, row) for row in self.values(*params)]
+
+
+class CompiledIn:
+    """A Compiled whose queryset has one `__in` list of varying length.
+
+    `build(placeholders)` makes the queryset with `field__in=placeholders`.
+    It is compiled once per power-of-two length; a shorter list is padded by
+    repeating its last value, which changes no result.
+    """
+
+    def __init__(self, build: Callable[[list[int]], models.QuerySet]) -> None:
+        self.build = build
+        self._by_size: dict[int, tuple[Compiled, list[int]]] = {}
+
+    def _for(self, values: list) -> tuple[Compiled, tuple]:
+        size = 1 << max(len(values) - 1, 0).bit_length()
+        if size not in self._by_size:
+            marks = [-1_000_000_007 - i for i in range(size)]  # values no id has, to find their places
+            self._by_size[size] = (Compiled(lambda marks=marks: self.build(marks)), marks)
+        compiled, marks = self._by_size[size]
+        padded = dict(zip(marks, [*values, *[values[-1]] * (size - len(values))], strict=True))
+        return compiled, tuple(padded.get(value, value) for value in compiled._statement().fixed)
+
+    def values(self, ids: list) -> list[tuple]:
+        if not ids:
+            return []
+        compiled, params = self._for(ids)
+        return compiled.values(*params)
+
+    def objects(self, ids: list) -> list[models.Model]:
+        if not ids:
+            return []
+        compiled, params = self._for(ids)
+        return compiled.objects(*params)

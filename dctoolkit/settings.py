@@ -264,6 +264,8 @@ DCT_FAIRSHARE_HALFLIFE_SECONDS = _env_duration("DCT_FAIRSHARE_HALFLIFE", "1d")
 DCT_BASE_URL = os.environ.get("DCT_BASE_URL", "http://localhost:8000").rstrip("/")
 DCT_REQUIRE_SANDBOX = _env_bool("DCT_REQUIRE_SANDBOX", PRODUCTION)
 DCT_SANDBOX_PATHS = os.environ.get("DCT_SANDBOX_PATHS", "")
+# Keep each bubblewrap sandbox for the next job of the same user (jobs/warm.py).
+DCT_WARM_SANDBOXES = _env_bool("DCT_WARM_SANDBOXES", True)
 # GPUs a node declares instead of probing NVML: a count or comma-separated names.
 DCT_GPUS = os.environ.get("DCT_GPUS", "")
 try:

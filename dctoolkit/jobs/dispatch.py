@@ -22,7 +22,7 @@ from django.db.models import Exists, OuterRef
 from dctoolkit.accounts.fairshare import decayed, running_charge
 from dctoolkit.accounts.models import Account
 from dctoolkit.celery import app, settle_conf
-from dctoolkit.fastsql import Compiled
+from dctoolkit.fastsql import Compiled, CompiledIn
 from dctoolkit.nodes.liveness import is_lost
 from dctoolkit.nodes.models import Node, NodeState
 
@@ -143,11 +143,9 @@ def free_nodes(now: datetime) -> NodesNow:
 def effective_usage(user_ids: list[int], now: datetime) -> dict[int, float]:
     """user id -> (decayed usage + running charge) / share."""
     halflife = settings.DCT_FAIRSHARE_HALFLIFE_SECONDS
-    accounts = {a.user_id: a for a in Account.objects.filter(user_id__in=user_ids)}
+    accounts = {a.user_id: a for a in ACCOUNTS.objects(user_ids)}
     running: dict[int, list] = defaultdict(list)
-    for owner_id, cpus, started in Job.objects.filter(state=JobState.RUNNING, owner_id__in=user_ids).values_list(
-        "owner_id", "request_cpus", "started_at"
-    ):
+    for owner_id, cpus, started in RUNNING_OF.values(user_ids):
         running[owner_id].append((cpus, started))
     usage = {}
     for uid in user_ids:
@@ -215,6 +213,12 @@ def queue_owners() -> list[int]:
 TAKING_NODES = Compiled(lambda: Node.objects.filter(state=NodeState.ONLINE, drained=False, accepts_jobs=True))
 TAKING_NODE_IDS = Compiled(
     lambda: Node.objects.filter(state=NodeState.ONLINE, drained=False, accepts_jobs=True).values_list("id")
+)
+ACCOUNTS = CompiledIn(lambda ids: Account.objects.filter(user_id__in=ids))
+RUNNING_OF = CompiledIn(
+    lambda ids: Job.objects.filter(state=JobState.RUNNING, owner_id__in=ids).values_list(
+        "owner_id", "request_cpus", "started_at"
+    )
 )
 QUEUE_OWNERS = Compiled(
     lambda: (

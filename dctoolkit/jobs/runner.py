@@ -11,7 +11,6 @@ import ctypes
 import functools
 import logging
 import os
-import resource
 import select
 import shutil
 import signal
@@ -21,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import psutil
 
@@ -77,7 +76,7 @@ class RunResult:
     cpu_seconds: float
     max_rss_mb: float
     stopped: str = ""  # a StopReason, or "" when the job ended by itself
-    start_error: str = ""
+    error: str = ""  # why it could not start, or ended without an exit status
 
 
 @dataclass
@@ -155,31 +154,62 @@ def _spawn(argv: list[str], spec: RunSpec, out: BinaryIO, err: BinaryIO) -> subp
     )
 
 
-def run(spec: RunSpec, should_stop: Callable[[], str]) -> RunResult:
-    """Run `spec` to its end, or until a limit or `should_stop()` (a StopReason or "") ends it."""
-    argv = sandbox.fenced_command(spec.argv, spec.fence) if spec.fence else spec.argv
+class StartError(Exception):
+    """The job's program could not be started; the message is for its owner."""
+
+
+class Child(Protocol):
+    """A started job, however it was started (a process of ours, or one a warm sandbox forked)."""
+
+    pid: int | None  # on this host; None when it is already gone
+    done: threading.Event  # set once the job has ended
+    exit_code: int | None
+    cpu_seconds: float
+    error: str  # why the job ended without an exit status of its own
+
+    def wait(self, timeout: float) -> bool: ...
+
+    def kill(self) -> None: ...
+
+
+Starter = Callable[[RunSpec, BinaryIO, BinaryIO], Child]
+
+
+def run(spec: RunSpec, should_stop: Callable[[], str], start: Starter | None = None) -> RunResult:
+    """Run `spec` to its end, or until a limit or `should_stop()` (a StopReason or "") ends it.
+
+    `start` starts the job (default: a process of ours, fenced when spec.fence
+    says so); `warm.py` passes one that starts it in a warm sandbox.
+    """
     started = time.monotonic()
     with open(spec.stdout_path, "wb") as out, open(spec.stderr_path, "wb") as err:
         try:
-            with SPAWN_LOCK:
-                proc = _spawn(argv, spec, out, err)
-        except OSError as exc:
-            return RunResult(None, 0.0, 0.0, 0.0, start_error=f"could not start {spec.argv[0]}: {exc.strerror}")
-    child = _Child(proc)
+            child = (start or start_process)(spec, out, err)
+        except StartError as exc:
+            return RunResult(None, 0.0, 0.0, 0.0, error=str(exc))
     watch = _Watch()
-    _watch_until_done(proc, spec, started, child, watch, should_stop)
-    wall = time.monotonic() - started
-    usage = child.usage
+    _watch_until_done(spec, started, child, watch, should_stop)
     return RunResult(
-        exit_code=proc.returncode,
-        wall_seconds=wall,
-        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        exit_code=child.exit_code,
+        wall_seconds=time.monotonic() - started,
+        cpu_seconds=child.cpu_seconds,
         max_rss_mb=round(watch.peak_rss_mb, 1),
         stopped=watch.stopped,
+        error="" if watch.stopped else child.error,
     )
 
 
-class _Child:
+def start_process(spec: RunSpec, out: BinaryIO, err: BinaryIO) -> Child:
+    """Start the job as a child process of this worker (inside a fresh bubblewrap when fenced)."""
+    argv = sandbox.fenced_command(spec.argv, spec.fence) if spec.fence else spec.argv
+    try:
+        with SPAWN_LOCK:
+            return _Process(_spawn(argv, spec, out, err))
+    except OSError as exc:
+        raise StartError(f"could not start {spec.argv[0]}: {exc.strerror}") from None
+
+
+class _Process:
     """Waits for a job's first process to end and reaps it, with its resource usage.
 
     Where the kernel has pidfds (Linux 5.3+), `wait()` polls one in the
@@ -187,15 +217,19 @@ class _Child:
     set once the process is reaped (the kill thread waits on it).
     """
 
+    error = ""
+
     def __init__(self, proc: subprocess.Popen) -> None:
-        self.proc = proc
+        self.pid: int | None = proc.pid
         self.done = threading.Event()
-        self.usage: resource.struct_rusage | None = None
+        self.exit_code: int | None = None
+        self.cpu_seconds = 0.0
         try:
             self._fd: int | None = os.pidfd_open(proc.pid)
         except (AttributeError, OSError):
             self._fd = None
             threading.Thread(target=self._reap, name=f"reap-{proc.pid}", daemon=True).start()
+        self._proc = proc
 
     def wait(self, timeout: float) -> bool:
         """True once the process has ended (and is reaped); False after `timeout` seconds."""
@@ -210,17 +244,20 @@ class _Child:
         self._reap()
         return True
 
+    def kill(self) -> None:
+        kill_tree(self._proc.pid, self.done)
+
     def _reap(self) -> None:
-        _, status, self.usage = os.wait4(self.proc.pid, 0)
-        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        _, status, usage = os.wait4(self._proc.pid, 0)
+        self.exit_code = self._proc.returncode = os.waitstatus_to_exitcode(status)
+        self.cpu_seconds = usage.ru_utime + usage.ru_stime
         self.done.set()
 
 
 def _watch_until_done(
-    proc: subprocess.Popen,
     spec: RunSpec,
     started: float,
-    child: _Child,
+    child: Child,
     watch: _Watch,
     should_stop: Callable[[], str],
 ) -> None:
@@ -232,8 +269,11 @@ def _watch_until_done(
         delay = min(delay * 3, CHECK_SECONDS)
         if watch.stopped:
             continue
-        rss, peak = tree_memory_mb(proc.pid)
-        watch.peak_rss_mb = max(watch.peak_rss_mb, peak)
+        if child.pid is not None:
+            rss, peak = tree_memory_mb(child.pid)
+            watch.peak_rss_mb = max(watch.peak_rss_mb, peak)
+        else:
+            rss = 0.0
         now = time.monotonic()
         if spec.max_runtime_seconds and now - started > spec.max_runtime_seconds:
             watch.stopped = StopReason.MAX_RUNTIME
@@ -247,7 +287,7 @@ def _watch_until_done(
                 log.exception("job %s: stop check failed; will retry", spec.job_id)
         if watch.stopped:
             log.info("job %s: stopping (%s)", spec.job_id, watch.stopped)
-            threading.Thread(target=kill_tree, args=(proc.pid, child.done), daemon=True).start()
+            threading.Thread(target=child.kill, daemon=True).start()
 
 
 def tree_memory_mb(pid: int) -> tuple[float, float]:
@@ -339,13 +379,30 @@ def _signal_tree(pid: int, sig: int) -> None:
 
 
 def stage_inputs(source_folder: Path, names: list[str], workdir: Path, executable: str) -> None:
-    """Copy the job's files into its fresh working folder; the executable gets its run bit."""
-    workdir.mkdir(parents=True, exist_ok=False)
+    """Copy the job's files into its working folder (new, or a warm sandbox's, empty).
+
+    The executable gets its run bit.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
     for stored in [executable, *names]:
         with SPAWN_LOCK:  # see SPAWN_LOCK: no fork while a job's file is open for writing
             shutil.copyfile(source_folder / stored, workdir / Path(stored).name)
     exe = workdir / Path(executable).name
     exe.chmod(exe.stat().st_mode | 0o755)
+
+
+def empty_folder(folder: Path) -> bool:
+    """Delete everything in `folder` but the folder itself; True when all of it went."""
+    ok = True
+    for entry in os.scandir(folder):
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            ok = False
+    return ok
 
 
 def snapshot(workdir: Path) -> dict[str, int]:

@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 from celery import shared_task
@@ -17,7 +18,7 @@ from django.utils import timezone
 from dctoolkit.fastsql import Compiled
 from dctoolkit.nodes import agent
 
-from . import runner, sandbox, transitions
+from . import runner, sandbox, transitions, warm
 from .dispatch import wake_scheduler_soon
 from .models import Job, JobState, KillRequest, Submission
 
@@ -50,6 +51,7 @@ def _on_worker_ready(sender, **kwargs) -> None:
 @worker_shutting_down.connect
 def _on_worker_shutting_down(**kwargs) -> None:
     agent.stop()
+    warm.close_pool()
 
 
 @shared_task(name="dctoolkit.run_job", acks_late=True, ignore_result=True)
@@ -90,39 +92,55 @@ def execute(job: Job, attempt: int, identity: agent.NodeIdentity) -> JobState:
         )
         transitions.finish(job.id, attempt, JobState.FAILED, timezone.now(), reason=reason, sandboxed=False)
         return JobState.FAILED
-    workdir = Path(settings.DCT_SCRATCH) / identity.name / f"job-{job.id}-{attempt}"
-    if workdir.exists():
-        shutil.rmtree(workdir)
+    fence = job_fence(job, identity)
+    scratch = Path(settings.DCT_SCRATCH) / identity.name
+    warm_sandbox = None
+    if fence and settings.DCT_WARM_SANDBOXES:
+        warm_sandbox = warm.pool(scratch, identity.slots).take(job.owner_id, fence)
+        workdir = warm_sandbox.folder
+    else:
+        workdir = scratch / f"job-{job.id}-{attempt}"
+        if workdir.exists():
+            shutil.rmtree(workdir)
     try:
-        runner.stage_inputs(Submission(id=job.submission_id).folder(), job.inputs, workdir, job.executable)
-    except OSError as exc:
-        reason = f"could not stage input files: {exc}"
-        transitions.finish(job.id, attempt, JobState.FAILED, timezone.now(), reason=reason)
-        return JobState.FAILED
-    try:
+        try:
+            runner.stage_inputs(Submission(id=job.submission_id).folder(), job.inputs, workdir, job.executable)
+        except OSError as exc:
+            reason = f"could not stage input files: {exc}"
+            transitions.finish(job.id, attempt, JobState.FAILED, timezone.now(), reason=reason)
+            return JobState.FAILED
         before = runner.snapshot(workdir)
-        result = runner.run(build_spec(job, workdir, identity), lambda: _stop_request(job.id))
+        spec = build_spec(job, workdir, replace(fence, workdir=str(workdir)) if fence else None)
+        result = runner.run(spec, lambda: _stop_request(job.id), warm_sandbox.start_job if warm_sandbox else None)
         outputs = folder / "outputs"
         if outputs.exists():
             shutil.rmtree(outputs)
         missing = runner.collect_outputs(workdir, before, job.output, outputs)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if warm_sandbox:
+            warm_sandbox.clean = runner.empty_folder(workdir) and warm_sandbox.clean
+            warm.pool(scratch, identity.slots).give_back(warm_sandbox)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     return record(job, attempt, result, missing, sandboxed=identity.sandbox)
 
 
-def build_spec(job: Job, workdir: Path, identity: agent.NodeIdentity) -> runner.RunSpec:
-    fence = None
-    if identity.sandbox:
-        network = job.network or settings.DCT_DEFAULT_NETWORK
-        fence = sandbox.Fence(
-            workdir=str(workdir),
-            network=network != "none",
-            container=job.container,
-            extra_paths=sandbox.parse_sandbox_paths(settings.DCT_SANDBOX_PATHS),
-            gpu_devices=job.request_gpus > 0,
-            hidden=hidden_paths(),
-        )
+def job_fence(job: Job, identity: agent.NodeIdentity) -> sandbox.Fence | None:
+    """How to fence `job` on this node (its folder not yet known), or None where the sandbox is off."""
+    if not identity.sandbox:
+        return None
+    network = job.network or settings.DCT_DEFAULT_NETWORK
+    return sandbox.Fence(
+        workdir="",
+        network=network != "none",
+        container=job.container,
+        extra_paths=sandbox.parse_sandbox_paths(settings.DCT_SANDBOX_PATHS),
+        gpu_devices=job.request_gpus > 0,
+        hidden=hidden_paths(),
+    )
+
+
+def build_spec(job: Job, workdir: Path, fence: sandbox.Fence | None) -> runner.RunSpec:
     inside = sandbox.inside_workdir(fence) if fence else str(workdir)
     executable = Path(job.executable).name
     if executable.endswith(".py"):
@@ -200,8 +218,8 @@ def record(job: Job, attempt: int, result: runner.RunResult, missing: list[str],
 
 def outcome(job: Job, result: runner.RunResult, missing: list[str]) -> tuple[JobState, str]:
     """The final state and the reason a person reads."""
-    if result.start_error:
-        return JobState.FAILED, result.start_error
+    if result.error:
+        return JobState.FAILED, result.error
     if result.stopped == runner.StopReason.CANCEL:
         return JobState.CANCELLED, "cancelled by its owner"
     if result.stopped == runner.StopReason.MAX_RUNTIME:

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from django.utils import timezone
 
-from dctoolkit.jobs import sandbox
+from dctoolkit.jobs import sandbox, warm
 
 from .metrics import probe_machine
 from .models import Node, NodeState
@@ -153,6 +153,7 @@ def _heartbeat_loop() -> None:
             close_old_connections()
             beat(current)
             _last_beat_ok = time.monotonic()
+            warm.retire_stale()
         except Exception as exc:  # database away: log and try again next beat
             log.warning("heartbeat failed (%s); retrying in %ss", exc, settings.DCT_HEARTBEAT_SECONDS)
             connections.close_all()

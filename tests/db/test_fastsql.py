@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from dctoolkit.accounts.models import DailyUsage
-from dctoolkit.fastsql import Add, Compiled, update_rows
+from dctoolkit.fastsql import Add, Compiled, CompiledIn, update_rows
 from dctoolkit.jobs.models import Job, JobState, Submission
 
 
@@ -41,3 +41,29 @@ def test_compiled_takes_new_parameters_each_call_and_converts_fields(job):
     assert found.submitted_at == job.submitted_at and found.arguments == job.arguments
     with pytest.raises(ValueError, match="takes 1 parameters, not 2"):
         rows.objects(1, 2)
+
+
+def test_compiled_values_converts_datetimes_and_objects_are_whole_instances(job):
+    row = Compiled(lambda: Job.objects.filter(id=0).values_list("id", "submitted_at", "arguments"))
+    assert row.values(job.id) == [(job.id, job.submitted_at, job.arguments)]
+    (found,) = Compiled(lambda: Job.objects.filter(id=0)).objects(job.id)
+    assert found.pk == job.pk and found.owner_id == job.owner_id and found.state == JobState.QUEUED
+    found.reason = "saved through the ORM"
+    found.save(update_fields=["reason"])  # a proper model instance: its state says it came from the database
+    assert Job.objects.get(id=job.id).reason == "saved through the ORM"
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 9])
+def test_compiled_in_finds_exactly_the_listed_rows_at_any_length(db, count):
+    owner = get_user_model().objects.create_user("bob")
+    sub = Submission.objects.create(owner=owner, source_name="job.txt", text="", job_count=12)
+    jobs = [
+        Job.objects.create(submission=sub, owner=owner, name=f"j{i}", executable="t.sh", submitted_at=timezone.now())
+        for i in range(12)
+    ]
+    wanted = [j.id for j in jobs[:count]]
+    by_id = CompiledIn(lambda ids: Job.objects.filter(state=JobState.QUEUED, id__in=ids).values_list("id", "name"))
+    assert sorted(by_id.values(wanted)) == [(j.id, j.name) for j in jobs[:count]]
+    assert by_id.values([]) == []
+    objects = CompiledIn(lambda ids: Job.objects.filter(id__in=ids))
+    assert sorted(j.name for j in objects.objects(wanted)) == sorted(j.name for j in jobs[:count])

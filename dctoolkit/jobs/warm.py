@@ -1,0 +1,312 @@
+"""Warm sandboxes: a bubblewrap sandbox kept between jobs, so a short job starts in a fork, not a new sandbox.
+
+Making a sandbox costs about 5 ms of kernel time (namespaces and a dozen
+mounts), more than everything else a node does for a trivial job.  So a node
+keeps each sandbox it made, with a small program inside (`zygote.py`) that
+starts one job after another there, and the next job with the same owner and
+the same fence reuses it.
+
+What a reused sandbox promises (README, "What a job can see"):
+
+- it only ever serves one user, with one fence: a job never meets a sandbox
+  another user's job ran in;
+- between two jobs, every process in it but the zygote is killed, /tmp and
+  /dev/shm are emptied and its job folder is emptied by the node; the node
+  counts the processes left itself rather than trust the zygote's word;
+- anything unexpected (the zygote gone, a process that would not die, a file
+  it could not delete, a message that does not parse) retires the sandbox;
+- it is retired after MAX_JOBS jobs, MAX_AGE_SECONDS, or IDLE_SECONDS unused.
+
+The job's folder is the sandbox's own (`DCT_SCRATCH/NODE/warm-...`), bound
+once when the sandbox is made and emptied between jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import BinaryIO
+
+from . import runner, sandbox
+from .runner import descendants
+
+log = logging.getLogger(__name__)
+
+ZYGOTE_SOURCE = Path(__file__).with_name("zygote.py").read_text() + "\nmain()\n"
+MAX_JOBS = 1000
+MAX_AGE_SECONDS = 600.0
+IDLE_SECONDS = 60.0
+# How long a reply to "start this job" may take: the first one waits for Python to start in the sandbox.
+START_TIMEOUT_SECONDS = 30.0
+MAX_MESSAGE = 1 << 16
+
+
+class SandboxBrokenError(RuntimeError):
+    """The warm sandbox stopped answering as it should; it is retired."""
+
+
+@dataclass
+class Ended:
+    exit_code: int | None
+    cpu_seconds: float
+
+
+@dataclass(eq=False)
+class WarmSandbox:
+    """One bubblewrap sandbox with the zygote in it."""
+
+    key: tuple
+    folder: Path
+    inside: str  # the job folder's path inside the sandbox
+    proc: subprocess.Popen
+    sock: socket.socket
+    made: float = field(default_factory=time.monotonic)
+    idle_since: float = field(default_factory=time.monotonic)
+    jobs: int = 0
+    zygote_pid: int | None = None  # inside the sandbox
+    clean: bool = True  # the last job left it as it found it
+
+    @classmethod
+    def make(cls, key: tuple, fence: sandbox.Fence, folder: Path) -> WarmSandbox:
+        folder.mkdir(parents=True, exist_ok=True)
+        fence = replace(fence, workdir=str(folder))
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        zygote = [sandbox.python_executable(), "-I", "-S", "-c", ZYGOTE_SOURCE, str(theirs.fileno())]
+        try:
+            with runner.SPAWN_LOCK:  # see SPAWN_LOCK: no fork while a job's file is open for writing
+                proc = subprocess.Popen(
+                    sandbox.fenced_command(zygote, fence),
+                    env={"PATH": "/usr/bin:/bin"},  # nothing of the node's environment goes in
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,  # the node's log would be readable through /proc/ZYGOTE/fd/2
+                    pass_fds=(theirs.fileno(),),
+                    start_new_session=True,
+                )
+        finally:
+            theirs.close()
+        return cls(key, folder, sandbox.inside_workdir(fence), proc, ours)
+
+    def start(self, argv: list[str], env: dict[str, str], stdout: int, stderr: int) -> int | None:
+        """Start one job; returns its pid on the host (None if it has already ended)."""
+        self.jobs += 1
+        request = json.dumps({"argv": argv, "env": env, "cwd": self.inside}).encode()
+        try:
+            socket.send_fds(self.sock, [request], [stdout, stderr])
+        except OSError as exc:
+            raise SandboxBrokenError(f"could not reach the sandbox: {exc}") from None
+        reply = self._receive(START_TIMEOUT_SECONDS)
+        if "error" in reply:
+            self._ended(self._receive(START_TIMEOUT_SECONDS))  # the clean-up report that follows
+            raise runner.StartError(str(reply["error"]))
+        try:
+            return self._host_pid(int(reply["started"]))
+        except (KeyError, TypeError, ValueError):
+            raise SandboxBrokenError(f"the sandbox said {reply!r} instead of the job's pid") from None
+
+    def wait(self, timeout: float) -> Ended | None:
+        """The job's end, or None when it is still running after `timeout` seconds."""
+        if not select.select([self.sock], [], [], timeout)[0]:
+            return None
+        return self._ended(self._receive(0))
+
+    def _ended(self, reply: dict) -> Ended:
+        try:
+            status = reply["status"]
+            code = os.waitstatus_to_exitcode(status) if status is not None else None
+            cpu_seconds = float(reply["utime"]) + float(reply["stime"])
+            self.zygote_pid = int(reply["me"])
+            clean = reply["clean"] is True
+        except (KeyError, TypeError, ValueError):
+            raise SandboxBrokenError(f"the sandbox said {reply!r} at the job's end") from None
+        self.clean = clean and self._only_zygote_left()
+        return Ended(code, cpu_seconds)
+
+    def _receive(self, timeout: float) -> dict:
+        if timeout and not select.select([self.sock], [], [], timeout)[0]:
+            raise SandboxBrokenError(f"the sandbox did not answer in {timeout:g} s")
+        try:
+            data = self.sock.recv(MAX_MESSAGE)
+            reply = json.loads(data) if data else None
+        except (OSError, ValueError):
+            reply = None
+        if not isinstance(reply, dict):
+            raise SandboxBrokenError("the sandbox ended unexpectedly")
+        return reply
+
+    def start_job(self, spec: runner.RunSpec, out: BinaryIO, err: BinaryIO) -> runner.Child:
+        """A runner.Starter: the job starts in this sandbox (in a fresh one if this one is broken)."""
+        try:
+            return _WarmChild(self, self.start(spec.argv, spec.env, out.fileno(), err.fileno()))
+        except SandboxBrokenError as exc:
+            log.warning("warm sandbox %s: %s; job %s starts in a fresh one", self.folder.name, exc, spec.job_id)
+            self.kill()
+            return runner.start_process(spec, out, err)
+
+    def kill(self) -> None:
+        """Kill the sandbox and all in it at once (it is retired when given back)."""
+        self.clean = False
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def _in_sandbox(self) -> dict[int, int]:
+        """Host pid -> pid inside the sandbox, for every process in it."""
+        found = {}
+        for pid in descendants(self.proc.pid):
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    nspid = next(line.split()[1:] for line in f if line.startswith("NSpid:"))
+            except (OSError, StopIteration):
+                continue
+            if len(nspid) > 1:
+                found[pid] = int(nspid[-1])
+        return found
+
+    def _host_pid(self, pid_inside: int) -> int | None:
+        return next((host for host, inner in self._in_sandbox().items() if inner == pid_inside), None)
+
+    def _only_zygote_left(self) -> bool:
+        left = set(self._in_sandbox().values()) - {1, self.zygote_pid}
+        if left:
+            log.warning("warm sandbox %s: %d process(es) outlived their job; retiring it", self.folder.name, len(left))
+        return not left
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def retire(self) -> None:
+        """End the sandbox and everything in it, and remove its folder."""
+        self.sock.close()
+        self.kill()
+        self.proc.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class _WarmChild:
+    """A job the zygote of `warm` started (see runner.Child)."""
+
+    def __init__(self, warm: WarmSandbox, pid: int | None) -> None:
+        self.warm = warm
+        self.pid = pid
+        self.done = threading.Event()
+        self.exit_code: int | None = None
+        self.cpu_seconds = 0.0
+        self.error = ""
+
+    def wait(self, timeout: float) -> bool:
+        try:
+            ended = self.warm.wait(timeout)
+        except SandboxBrokenError as exc:
+            log.warning("warm sandbox %s: %s", self.warm.folder.name, exc)
+            self.warm.kill()
+            self.error = "the job's sandbox ended before the job did (was its zygote killed?)"
+            self.done.set()
+            return True
+        if ended is None:
+            return False
+        self.exit_code, self.cpu_seconds = ended.exit_code, ended.cpu_seconds
+        self.done.set()
+        return True
+
+    def kill(self) -> None:
+        if self.pid is not None:
+            runner.kill_tree(self.pid, self.done)
+        if not self.done.wait(runner.TERM_GRACE_SECONDS + 1):
+            self.warm.kill()  # the job's processes would not die: the whole sandbox goes
+
+
+class WarmPool:
+    """The warm sandboxes of one node worker: at most `keep` idle ones, each for one (owner, fence)."""
+
+    def __init__(self, root: Path, keep: int) -> None:
+        self.root = root
+        self.keep = max(1, keep)
+        self._idle: list[WarmSandbox] = []
+        self._lock = threading.Lock()
+        self._prefix = f"warm-{uuid.uuid4().hex[:8]}"
+        self._made = 0
+
+    def take(self, owner: int, fence: sandbox.Fence) -> WarmSandbox:
+        """An idle sandbox for this owner and fence, or a new one."""
+        key = (owner, replace(fence, workdir=""), sandbox.private_entries())
+        now = time.monotonic()
+        with self._lock:
+            self._retire_stale(now)
+            for warm in self._idle:
+                if warm.key == key:
+                    self._idle.remove(warm)
+                    return warm
+            self._made += 1
+            folder = self.root / f"{self._prefix}-{self._made}"
+        return WarmSandbox.make(key, fence, folder)
+
+    def give_back(self, warm: WarmSandbox) -> None:
+        """After a job: keep the sandbox for the next one, or retire it."""
+        now = time.monotonic()
+        reusable = warm.clean and warm.alive and warm.jobs < MAX_JOBS and now - warm.made < MAX_AGE_SECONDS
+        if not reusable:
+            warm.retire()
+            return
+        warm.idle_since = now
+        with self._lock:
+            self._idle.append(warm)
+            extra = self._idle[: max(0, len(self._idle) - self.keep)]
+            del self._idle[: len(extra)]
+        for old in extra:
+            old.retire()
+
+    def retire_stale(self) -> None:
+        """Retire the sandboxes unused for IDLE_SECONDS (the heartbeat calls this)."""
+        with self._lock:
+            self._retire_stale(time.monotonic())
+
+    def _retire_stale(self, now: float) -> None:
+        stale = [w for w in self._idle if now - w.idle_since > IDLE_SECONDS or not w.alive]
+        for warm in stale:
+            self._idle.remove(warm)
+            warm.retire()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for warm in idle:
+            warm.retire()
+
+
+_pool: WarmPool | None = None
+_pool_lock = threading.Lock()
+
+
+def pool(root: Path, keep: int) -> WarmPool:
+    """This worker's pool of warm sandboxes, made on first use."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = WarmPool(root, keep)
+        return _pool
+
+
+def retire_stale() -> None:
+    """Retire this worker's warm sandboxes that have been unused for IDLE_SECONDS."""
+    if _pool is not None:
+        _pool.retire_stale()
+
+
+def close_pool() -> None:
+    """Retire every idle warm sandbox (the worker is stopping)."""
+    if _pool is not None:
+        _pool.close()

@@ -1,0 +1,121 @@
+"""The small program that lives inside a warm sandbox and starts one job after another there.
+
+It is never imported by the node: `warm.py` passes this file's text to
+`python -I -S -c` inside bubblewrap, with the number of a socket to the node
+as its one argument.  Only the standard library is at hand there.
+
+Per job, the node sends one message: JSON `{"argv", "env", "cwd"}` and the
+job's stdout and stderr as file descriptors (the files lie in shared storage,
+which the sandbox never sees).  The zygote answers `{"started": pid}` (the
+pid inside the sandbox), then, once the job has ended, `{"status", "utime",
+"stime", "clean"}`: the wait status and CPU time of the job and every process
+it waited for, and whether the sandbox was put back as it was found: every
+other process in it killed, /tmp (but the job's folder) and /dev/shm emptied.
+The node does not take "clean" on trust: it also counts the processes left.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+MAX_MESSAGE = 1 << 20
+EMPTIED = ("/tmp", "/dev/shm")
+
+
+def main() -> None:
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    os.set_inheritable(sock.fileno(), False)
+    mounts = mount_points()
+    while True:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, 2)
+        except OSError:
+            return
+        if not data:
+            return  # the node closed its end: the sandbox is being retired
+        request = json.loads(data)
+        status, utime, stime = run_one(request, fds, sock)
+        clean = end_every_other_process()
+        for folder in EMPTIED:
+            clean = empty(folder, keep={request["cwd"], *mounts}) and clean
+        reply = {"status": status, "utime": utime, "stime": stime, "clean": clean, "me": os.getpid()}
+        sock.send(json.dumps(reply).encode())
+
+
+def mount_points() -> set:
+    """Where something is mounted inside the sandbox (the job's folder, a Python under /tmp, ...)."""
+    with open("/proc/self/mountinfo") as f:
+        return {line.split()[4].replace("\\040", " ") for line in f}
+
+
+def run_one(request: dict, fds: list, sock: socket.socket) -> tuple:
+    """Start the job, tell the node its pid, and wait for it: (wait status, user and system CPU seconds)."""
+    out, err = fds
+    try:
+        proc = subprocess.Popen(
+            request["argv"],
+            cwd=request["cwd"],
+            env=request["env"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as exc:
+        sock.send(json.dumps({"error": f"could not start {request['argv'][0]}: {exc.strerror}"}).encode())
+        return None, 0.0, 0.0
+    finally:
+        os.close(out)
+        os.close(err)
+    sock.send(json.dumps({"started": proc.pid}).encode())
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; Popen must not wait again
+    return status, usage.ru_utime, usage.ru_stime
+
+
+def end_every_other_process() -> bool:
+    """SIGKILL everything in the sandbox but its init and this zygote; True once they are gone."""
+    me = os.getpid()
+    try:
+        os.kill(-1, signal.SIGKILL)  # every process we may signal, except init and ourselves
+    except ProcessLookupError:
+        pass  # nobody else was left
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        others = [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)]
+        if not others:
+            return True
+        time.sleep(0.002)
+    return False
+
+
+def empty(folder: str, keep: set) -> bool:
+    """Delete what is in `folder` but the paths in `keep` and the folders on the way to them.
+
+    True when everything else went.
+    """
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return True
+    ok = True
+    for name in names:
+        path = os.path.join(folder, name)
+        if path in keep:
+            continue
+        try:
+            if any(k.startswith(path + "/") for k in keep):
+                ok = empty(path, keep) and ok
+            elif os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+        except OSError:
+            ok = False
+    return ok
