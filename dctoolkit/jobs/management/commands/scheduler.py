@@ -18,12 +18,6 @@ log = logging.getLogger("dctoolkit.scheduler")
 # Longest sleep between passes when nothing wakes the scheduler; also the
 # pace of the liveness sweep, the re-send of lost messages and mail.
 IDLE_SECONDS = 1.0
-# Shortest time from one pass's start to the next's.  A pass costs a few
-# milliseconds however few jobs it places; under a stream of short jobs every
-# job's end wakes the scheduler, and without this each pass would place one.
-# Job ends within this window are served by one pass; an idle system, whose
-# last pass was long ago, passes at once.
-MIN_PASS_INTERVAL_SECONDS = 0.005
 
 
 class Command(DctCommand):
@@ -40,13 +34,10 @@ class Command(DctCommand):
             signal.signal(sig, lambda *_: stop.set())
         log.info("scheduler started")
         last_housekeeping = -IDLE_SECONDS
-        last_pass = -IDLE_SECONDS
         while not stop.is_set():
-            time.sleep(max(0.0, last_pass + MIN_PASS_INTERVAL_SECONDS - time.monotonic()))
-            last_pass = time.monotonic()
-            due = last_pass - last_housekeeping >= IDLE_SECONDS
+            due = time.monotonic() - last_housekeeping >= IDLE_SECONDS
             if due:
-                last_housekeeping = last_pass
+                last_housekeeping = time.monotonic()
             busy = self.round(housekeeping=due or options["once"])
             if options["once"]:
                 break
