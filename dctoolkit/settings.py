@@ -239,6 +239,7 @@ def _redis_url() -> str:
 
 REDIS_URL = _redis_url()
 CELERY_BROKER_URL = REDIS_URL
+CELERY_BROKER_TRANSPORT = "dctoolkit.broker:Transport"  # Redis, one client per channel (broker.py)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
