@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -171,3 +172,26 @@ def test_an_unused_sandbox_is_retired_and_its_folder_removed(pool, tmp_path, mon
     monkeypatch.setattr(warm, "IDLE_SECONDS", 0.0)
     pool.retire_stale()
     assert not box.alive and not box.folder.exists()
+
+
+def test_a_job_given_a_dead_sandbox_runs_in_a_fresh_one(pool, tmp_path):
+    box = pool.take(ALICE, fence())
+    box.kill()  # as if the zygote had died between two jobs
+    box.proc.wait()
+    (box.folder / "job.sh").write_text("#!/bin/sh\necho $$\n")
+    (box.folder / "job.sh").chmod(0o755)
+    spec = runner.RunSpec(
+        1,
+        box.folder,
+        ["./job.sh"],
+        runner.build_env({}, workdir=box.inside, extra={}),
+        tmp_path / "o",
+        tmp_path / "e",
+        fence=replace(fence(), workdir=str(box.folder)),
+    )
+    result = runner.run(spec, lambda: "", box.start_job)
+    pool.give_back(box)
+    assert result.exit_code == 0, (result, (tmp_path / "e").read_text())
+    # A fresh bubblewrap: the job is its PID namespace's second process (in a warm one the zygote is).
+    assert (tmp_path / "o").read_text() == "2\n"
+    assert not box.alive and not box.folder.exists(), "the dead sandbox was retired"
