@@ -85,6 +85,8 @@ class WarmSandbox:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         zygote = [sandbox.python_executable(), "-I", "-S", "-c", ZYGOTE_SOURCE, str(theirs.fileno())]
         try:
+            # Made from the job's thread, one of Celery's pool threads, which live as long as the
+            # worker: bubblewrap's --die-with-parent fires when the thread that started it ends.
             with runner.SPAWN_LOCK:  # see SPAWN_LOCK: no fork while a job's file is open for writing
                 proc = subprocess.Popen(
                     sandbox.fenced_command(zygote, fence),
@@ -118,9 +120,15 @@ class WarmSandbox:
 
     def wait(self, timeout: float) -> Ended | None:
         """The job's end, or None when it is still running after `timeout` seconds."""
-        if not select.select([self.sock], [], [], timeout)[0]:
+        if not self._readable(timeout):
             return None
         return self._ended(self._receive(0))
+
+    def _readable(self, timeout: float) -> bool:
+        # poll, not select: a busy node may hold more than select's 1,024 descriptors.
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        return bool(poller.poll(timeout * 1000))
 
     def _ended(self, reply: dict) -> Ended:
         try:
@@ -135,7 +143,7 @@ class WarmSandbox:
         return Ended(code, cpu_seconds)
 
     def _receive(self, timeout: float) -> dict:
-        if timeout and not select.select([self.sock], [], [], timeout)[0]:
+        if timeout and not self._readable(timeout):
             raise SandboxBrokenError(f"the sandbox did not answer in {timeout:g} s")
         try:
             data = self.sock.recv(MAX_MESSAGE)
