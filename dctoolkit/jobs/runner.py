@@ -220,6 +220,7 @@ class _Process:
     error = ""
 
     def __init__(self, proc: subprocess.Popen) -> None:
+        self._proc = proc
         self.pid: int | None = proc.pid
         self.done = threading.Event()
         self.exit_code: int | None = None
@@ -229,7 +230,6 @@ class _Process:
         except (AttributeError, OSError):
             self._fd = None
             threading.Thread(target=self._reap, name=f"reap-{proc.pid}", daemon=True).start()
-        self._proc = proc
 
     def wait(self, timeout: float) -> bool:
         """True once the process has ended (and is reaped); False after `timeout` seconds."""
