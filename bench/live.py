@@ -32,23 +32,28 @@ THROUGHPUT_POLL_SECONDS = 0.05
 JOB_TIMEOUT_SECONDS = 60
 
 
+def write_script(workdir: Path) -> Path:
+    """The trivial job every scenario submits (`true.sh` in `workdir/jobs`); returns that folder."""
+    folder = workdir / "jobs"
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "true.sh"
+    script.write_text(TRIVIAL_SCRIPT)
+    script.chmod(0o755)
+    return folder
+
+
 @dataclass
 class Live:
     """What the live scenarios share: the stack, who submits, where the script is."""
 
-    stack: Stack | None  # None where only the script is wanted
+    stack: Stack
     user: User
     folder: Path
     broker: redis.Redis
 
     @classmethod
-    def prepare(cls, stack: Stack | None, user: User, workdir: Path, broker: redis.Redis) -> Live:
-        folder = workdir / "jobs"
-        folder.mkdir(parents=True, exist_ok=True)
-        script = folder / "true.sh"
-        script.write_text(TRIVIAL_SCRIPT)
-        script.chmod(0o755)
-        return cls(stack, user, folder, broker)
+    def prepare(cls, stack: Stack, user: User, workdir: Path, broker: redis.Redis) -> Live:
+        return cls(stack, user, write_script(workdir), broker)
 
     @property
     def script(self) -> str:

@@ -127,7 +127,7 @@ def live_scenarios(workdir: Path, sizes: Sizes, broker, only: Only) -> list:
     from .stack import Stack
 
     user, _ = User.objects.get_or_create(username="bench")
-    live.Live.prepare(None, user, workdir, broker)  # the script the synthetic scenarios submit too
+    live.write_script(workdir)  # the synthetic scenarios submit it too
     if not only("throughput", "latency", "sandbox_overhead", "node_rss_mb"):
         return []
     stack = Stack(workdir)
