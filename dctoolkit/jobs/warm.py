@@ -200,7 +200,10 @@ class WarmSandbox:
         left = None
         if init is not None and zygote is not None:
             left = (set(_children(init)) - {zygote}) | set(_children(zygote))
-        if left is None or left:
+        if left is None:
+            log.warning("warm sandbox %s: its init or zygote is gone; retiring it", self.folder.name)
+            return False
+        if left:
             log.warning("warm sandbox %s: process(es) %s outlived their job; retiring it", self.folder.name, left)
         return not left
 

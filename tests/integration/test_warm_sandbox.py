@@ -195,3 +195,10 @@ def test_a_job_given_a_dead_sandbox_runs_in_a_fresh_one(pool, tmp_path):
     # A fresh bubblewrap: the job is its PID namespace's second process (in a warm one the zygote is).
     assert (tmp_path / "o").read_text() == "2\n"
     assert not box.alive and not box.folder.exists(), "the dead sandbox was retired"
+
+
+def test_a_sandbox_whose_init_or_zygote_cannot_be_found_is_not_reused(pool, tmp_path):
+    *_, box = run_in(pool, tmp_path, "#!/bin/sh\ntrue\n")
+    assert box._only_zygote_left()
+    box._init_and_zygote = (None, box._init_and_zygote[1])  # as if the init had not been found
+    assert not box._only_zygote_left()
