@@ -178,7 +178,7 @@ def over_output_cap_reason(cap_mb: int, stopped_at: str) -> str:
     """Why a job whose outputs passed DCT_MAX_OUTPUT_MB failed, and what to do about it."""
     return (
         f"outputs exceed DCT_MAX_OUTPUT_MB ({cap_mb} MB): collection stopped at {stopped_at} and kept only "
-        "the files before it; write less, name only the files you need in transfer_output_files, "
+        "the files before it; write less, name only the files you need in output (transfer_output_files), "
         "or ask the operator to raise DCT_MAX_OUTPUT_MB on the node"
     )
 
