@@ -12,8 +12,9 @@ raises RecursionError nor needs 1,100 descriptors to remove.
 
 Outputs copy only the data a file really holds (SEEK_DATA/SEEK_HOLE), within
 a budget.  Links, hard-linked files, FIFOs, sockets and devices are never
-collected; names that are not UTF-8 and folders deeper than MAX_OUTPUT_DEPTH
-are left out with a note, so nothing in storage breaks a page later.
+collected; names that are not UTF-8, folders deeper than MAX_OUTPUT_DEPTH and
+paths longer than MAX_OUTPUT_PATH_BYTES are left out with a note, so nothing
+in storage breaks a page later.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from .runner import SPAWN_LOCK
 # recurses (RecursionError near 900 levels), and the walk here keeps one
 # descriptor open per level.
 MAX_OUTPUT_DEPTH = 100
+# Nor a path longer than this (in bytes, below the outputs folder): whatever
+# reads storage by path name must stay under the system's PATH_MAX (4,096).
+MAX_OUTPUT_PATH_BYTES = 2048
 # What a collected file or folder costs at least in the output budget: one
 # filesystem block, so that a million empty files are not free.
 BLOCK_BYTES = 4096
@@ -43,6 +47,7 @@ NOTE_NAME_CHARS = 120
 
 NOT_UTF8 = "a file name that is not UTF-8"
 TOO_DEEP = f"folders more than {MAX_OUTPUT_DEPTH} levels deep"
+TOO_LONG = f"paths longer than {MAX_OUTPUT_PATH_BYTES} bytes"
 HARD_LINKED = "hard-linked files (copy them instead of linking)"
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -260,6 +265,8 @@ def _scan(root: int) -> tuple[dict[str, os.stat_result], _Notes]:
                 continue
             if not _utf8(name):
                 notes.add(NOT_UTF8, rel)
+            elif len(os.fsencode(rel)) >= MAX_OUTPUT_PATH_BYTES:
+                notes.add(TOO_LONG, rel)
             elif stat.S_ISDIR(st.st_mode):
                 if depth >= MAX_OUTPUT_DEPTH:
                     notes.add(TOO_DEEP, rel + "/")

@@ -236,6 +236,24 @@ def test_a_name_that_is_not_utf8_is_left_out_and_every_view_of_the_job_still_wor
     assert "not UTF-8" in c.cli("job", str(done["id"])).stdout
 
 
+LONG = """\
+import os
+for level in range(1, 31):
+    os.mkdir("n" * 200)
+    os.chdir("n" * 200)
+    if level in (5, 30):
+        open(f"at-{level}.txt", "w").write("x")
+"""
+
+
+def test_paths_longer_than_path_max_allows_are_left_out_and_the_file_list_still_works(c, tmp_path):
+    done, _ = _run(c, tmp_path, "executable = long.py\nnode = node-w\n", {"long.py": LONG})
+    assert done["state"] == "succeeded", done
+    assert done["reason"].startswith("not collected: paths longer than 2048 bytes: nnnn"), done
+    status, listing = _api(c, f"/api/jobs/{done['id']}/files/")
+    assert status == 200 and listing == {"files": [{"path": "/".join(["n" * 200] * 5) + "/at-5.txt", "size": 1}]}
+
+
 def test_the_node_is_still_well_after_all_this(c, tmp_path):
     for node in ("node-w", "node-cap"):
         done, out = _run(c, tmp_path / node, f"executable = t.sh\nnode = {node}\n", {"t.sh": "#!/bin/sh\necho ok\n"})

@@ -210,6 +210,17 @@ def test_folders_deeper_than_the_limit_are_left_out_with_a_note(tmp_path):
     assert workfiles.remove_tree(work)
 
 
+def test_paths_too_long_for_path_max_are_left_out_with_a_note(tmp_path):
+    work, dest = tmp_path / "w", tmp_path / "out"
+    long = work / Path(*["x" * 200] * 11)
+    long.mkdir(parents=True)
+    (long.parent / "fits.txt").write_text("ok\n")
+    (long / "too-far.txt").write_text("no\n")
+    got = workfiles.collect_outputs(work, {}, [], dest)
+    assert [p.name for p in dest.rglob("*") if p.is_file()] == ["fits.txt"]
+    assert len(got.notes) == 1 and got.notes[0].startswith("not collected: paths longer than 2048 bytes: xxx")
+
+
 def test_a_sparse_file_is_copied_sparsely(tmp_path):
     src, dst = tmp_path / "sparse", tmp_path / "copy"
     with open(src, "wb") as f:
