@@ -1,4 +1,4 @@
-"""Runs one job in its own folder, with its limits, and collects what it left.
+"""Runs one job in its own folder, with its limits (`workfiles.py` stages its files and collects what it left).
 
 No ORM here: `tasks.py` reads the job, builds a RunSpec, and records the
 RunResult.  The job's stdout and stderr go straight to files in shared
