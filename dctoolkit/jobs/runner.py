@@ -1,4 +1,4 @@
-"""Runs one job in its own folder, with its limits, and collects what it left.
+"""Runs one job in its own folder, with its limits (`workfiles.py` stages its files and collects what it left).
 
 No ORM here: `tasks.py` reads the job, builds a RunSpec, and records the
 RunResult.  The job's stdout and stderr go straight to files in shared
@@ -376,66 +376,3 @@ def _signal_tree(pid: int, sig: int) -> None:
             p.send_signal(sig)
         except psutil.Error:
             pass
-
-
-def stage_inputs(source_folder: Path, names: list[str], workdir: Path, executable: str) -> None:
-    """Copy the job's files into its working folder (new, or a warm sandbox's, empty).
-
-    The executable gets its run bit.
-    """
-    workdir.mkdir(parents=True, exist_ok=True)
-    for stored in [executable, *names]:
-        with SPAWN_LOCK:  # see SPAWN_LOCK: no fork while a job's file is open for writing
-            shutil.copyfile(source_folder / stored, workdir / Path(stored).name)
-    exe = workdir / Path(executable).name
-    exe.chmod(exe.stat().st_mode | 0o755)
-
-
-def empty_folder(folder: Path) -> bool:
-    """Delete everything in `folder` but the folder itself; True when all of it went."""
-    ok = True
-    for entry in os.scandir(folder):
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path)
-            else:
-                os.unlink(entry.path)
-        except OSError:
-            ok = False
-    return ok
-
-
-def snapshot(workdir: Path) -> dict[str, int]:
-    """Relative path -> mtime_ns of every regular file (links are not followed)."""
-    files: dict[str, int] = {}
-    for root, _dirs, names in os.walk(workdir, followlinks=False):
-        for name in names:
-            path = Path(root, name)
-            if path.is_file() and not path.is_symlink():
-                files[str(path.relative_to(workdir))] = path.stat().st_mtime_ns
-    return files
-
-
-def collect_outputs(workdir: Path, before: dict[str, int], wanted: list[str], dest: Path) -> list[str]:
-    """Copy the job's outputs into `dest`; returns the wanted paths that were missing.
-
-    With `wanted` empty, every file the job created or changed comes back.
-    Symbolic links are never followed: a job cannot smuggle out a file it
-    could not read itself.
-    """
-    after = snapshot(workdir)
-    missing: list[str] = []
-    if wanted:
-        chosen = []
-        for want in wanted:
-            hits = [p for p in after if p == want or p.startswith(want.rstrip("/") + "/")]
-            if not hits:
-                missing.append(want)
-            chosen += hits
-    else:
-        chosen = [p for p, mtime in after.items() if before.get(p) != mtime]
-    for rel in sorted(set(chosen)):
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(workdir / rel, target, follow_symlinks=False)
-    return missing

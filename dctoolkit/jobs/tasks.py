@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from django.utils import timezone
 from dctoolkit.fastsql import Compiled
 from dctoolkit.nodes import agent
 
-from . import runner, sandbox, transitions, warm
+from . import runner, sandbox, transitions, warm, workfiles
 from .dispatch import wake_scheduler_soon
 from .models import Job, JobState, KillRequest, Submission
 
@@ -81,7 +81,12 @@ def run_job(job_id: int, attempt: int) -> str:
 
 
 def execute(job: Job, attempt: int, identity: agent.NodeIdentity) -> JobState:
-    """Stage, run, collect and record one attempt; returns the state it ended in."""
+    """Stage, run, collect and record one attempt; returns the state it ended in.
+
+    Whatever happens after the job's folder is made, it is removed (a warm
+    sandbox's is emptied, and the sandbox given back or retired) before the
+    attempt is recorded.
+    """
     folder = job.folder()
     folder.mkdir(parents=True, exist_ok=True)
     if job.network == "none" and not identity.sandbox:
@@ -96,33 +101,96 @@ def execute(job: Job, attempt: int, identity: agent.NodeIdentity) -> JobState:
     scratch = Path(settings.DCT_SCRATCH) / identity.name
     warm_sandbox = None
     if fence and settings.DCT_WARM_SANDBOXES:
-        warm_sandbox = warm.pool(scratch, identity.slots).take(job.owner_id, fence)
+        warm_sandbox = _empty_warm_sandbox(warm.pool(scratch, identity.slots), job.owner_id, fence)
         workdir = warm_sandbox.folder
     else:
         workdir = scratch / f"job-{job.id}-{attempt}"
-        if workdir.exists():
-            shutil.rmtree(workdir)
     try:
-        try:
-            runner.stage_inputs(Submission(id=job.submission_id).folder(), job.inputs, workdir, job.executable)
-        except OSError as exc:
-            reason = f"could not stage input files: {exc}"
-            transitions.finish(job.id, attempt, JobState.FAILED, timezone.now(), reason=reason)
-            return JobState.FAILED
-        before = runner.snapshot(workdir)
-        spec = build_spec(job, workdir, replace(fence, workdir=str(workdir)) if fence else None)
-        result = runner.run(spec, lambda: _stop_request(job.id), warm_sandbox.start_job if warm_sandbox else None)
-        outputs = folder / "outputs"
-        if outputs.exists():
-            shutil.rmtree(outputs)
-        missing = runner.collect_outputs(workdir, before, job.output, outputs)
+        ran = _stage_run_collect(job, workdir, fence, warm_sandbox)
     finally:
-        if warm_sandbox:
-            warm_sandbox.clean = runner.empty_folder(workdir) and warm_sandbox.clean
-            warm.pool(scratch, identity.slots).give_back(warm_sandbox)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    return record(job, attempt, result, missing, sandboxed=identity.sandbox)
+        _clean_up(workdir, warm_sandbox, scratch, identity.slots)
+    if isinstance(ran, str):
+        transitions.finish(job.id, attempt, JobState.FAILED, timezone.now(), reason=ran)
+        return JobState.FAILED
+    result, collected = ran
+    return record(job, attempt, result, collected.missing, sandboxed=identity.sandbox, notes=collected.notes)
+
+
+def _empty_warm_sandbox(pool: warm.WarmPool, owner: int, fence: sandbox.Fence) -> warm.WarmSandbox:
+    """A warm sandbox for `owner` whose folder is empty.
+
+    A folder that is not empty before staging holds what no job of ours left
+    there (the node emptied it after the last job): a process of an earlier
+    job outlived it, say a zygote taken over, and may plant links for the
+    node to follow.  That sandbox is retired and the next one taken; at
+    worst a newly made one, which only the node has touched.
+    """
+    for _ in range(pool.keep + 2):  # each idle one at most once, then a new one
+        box = pool.take(owner, fence)
+        try:
+            if workfiles.is_empty(box.folder):
+                return box
+            problem = "its folder was not empty before staging"
+        except OSError as exc:
+            problem = f"its folder could not be read ({exc})"
+        log.warning("warm sandbox %s: %s; retiring it", box.folder.name, problem)
+        box.kill()  # so that give_back retires it
+        pool.give_back(box)
+    raise RuntimeError(f"no warm sandbox with an empty folder after {pool.keep + 2} tries; see the node's log")
+
+
+def _stage_run_collect(
+    job: Job, workdir: Path, fence: sandbox.Fence | None, warm_sandbox: warm.WarmSandbox | None
+) -> tuple[runner.RunResult, workfiles.Collected] | str:
+    """Run the job in `workdir`: (its result, what was collected), or why it could not be staged."""
+    if not warm_sandbox and not workfiles.remove_tree(workdir):
+        return f"could not stage input files: an earlier attempt's folder {workdir} could not be removed"
+    try:
+        workfiles.stage_inputs(Submission(id=job.submission_id).folder(), job.inputs, workdir, job.executable)
+    except OSError as exc:
+        if warm_sandbox and isinstance(exc, FileExistsError):
+            # A name appeared in the emptied folder while the node staged: something in the sandbox races
+            # the node.  Not retried (it would race again); the sandbox is retired.
+            warm_sandbox.kill()
+        return f"could not stage input files: {exc}"
+    before = workfiles.snapshot(workdir)
+    spec = build_spec(job, workdir, replace(fence, workdir=str(workdir)) if fence else None)
+    result = runner.run(spec, lambda: _stop_request(job.id), warm_sandbox.start_job if warm_sandbox else None)
+    try:
+        collected = _collect(job, workdir, before)
+    except Exception as exc:  # the job is told, and the worker goes on with the next one
+        log.exception("job %s: collecting its outputs failed", job.id)
+        failed = replace(result, error=result.error or f"could not collect its output files: {exc}")
+        return failed, workfiles.Collected(missing=[], notes=[])
+    if collected.over_budget_at and not result.error:
+        result = replace(result, error=over_output_cap_reason(settings.DCT_MAX_OUTPUT_MB, collected.over_budget_at))
+    return result, collected
+
+
+def _collect(job: Job, workdir: Path, before: dict[str, int]) -> workfiles.Collected:
+    outputs = job.folder() / "outputs"
+    if not workfiles.remove_tree(outputs):
+        raise OSError(f"the outputs of an earlier attempt in {outputs} could not be removed")
+    return workfiles.collect_outputs(workdir, before, job.output, outputs, settings.DCT_MAX_OUTPUT_MB << 20)
+
+
+def over_output_cap_reason(cap_mb: int, stopped_at: str) -> str:
+    """Why a job whose outputs passed DCT_MAX_OUTPUT_MB failed, and what to do about it."""
+    return (
+        f"outputs exceed DCT_MAX_OUTPUT_MB ({cap_mb} MB): collection stopped at {stopped_at} and kept only "
+        "the files before it; write less, name only the files you need in output (transfer_output_files), "
+        "or ask the operator to raise DCT_MAX_OUTPUT_MB on the node"
+    )
+
+
+def _clean_up(workdir: Path, warm_sandbox: warm.WarmSandbox | None, scratch: Path, slots: int) -> None:
+    """A warm sandbox's folder emptied and the sandbox given back (retired unless clean), or the folder removed."""
+    if warm_sandbox is None:
+        if not workfiles.remove_tree(workdir):
+            log.warning("job folder %s could not be removed", workdir)
+        return
+    warm_sandbox.clean = workfiles.empty_folder(workdir) and warm_sandbox.clean
+    warm.pool(scratch, slots).give_back(warm_sandbox)
 
 
 def job_fence(job: Job, identity: agent.NodeIdentity) -> sandbox.Fence | None:
@@ -187,7 +255,9 @@ def _stop_request(job_id: int) -> str:
     return {KillRequest.CANCEL: runner.StopReason.CANCEL, KillRequest.HOLD: runner.StopReason.HOLD}.get(kill, "")
 
 
-def record(job: Job, attempt: int, result: runner.RunResult, missing: list[str], sandboxed: bool) -> JobState:
+def record(
+    job: Job, attempt: int, result: runner.RunResult, missing: list[str], sandboxed: bool, notes: Sequence[str] = ()
+) -> JobState:
     """Write one attempt's outcome to the database (conditional on the attempt)."""
     now = timezone.now()
     measured = dict(
@@ -205,7 +275,7 @@ def record(job: Job, attempt: int, result: runner.RunResult, missing: list[str],
         return JobState.QUEUED
     if result.stopped == runner.StopReason.HOLD:
         return transitions.requeue(job.id, attempt, "held by its owner", now, hold=True) or JobState.HELD
-    state, reason = outcome(job, result, missing)
+    state, reason = outcome(job, result, missing, notes)
     from dctoolkit.accounts.usage import charge_job
 
     # One transaction: the database's write lock is taken once per job end,
@@ -216,7 +286,7 @@ def record(job: Job, attempt: int, result: runner.RunResult, missing: list[str],
     return state
 
 
-def outcome(job: Job, result: runner.RunResult, missing: list[str]) -> tuple[JobState, str]:
+def outcome(job: Job, result: runner.RunResult, missing: list[str], notes: Sequence[str] = ()) -> tuple[JobState, str]:
     """The final state and the reason a person reads."""
     if result.error:
         return JobState.FAILED, result.error
@@ -228,7 +298,7 @@ def outcome(job: Job, result: runner.RunResult, missing: list[str]) -> tuple[Job
         return JobState.FAILED, (
             f"killed: used more memory than request_memory ({job.request_memory_mb} MB); ask for more"
         )
-    notes = f"; output not created: {', '.join(missing)}" if missing else ""
+    notes = (f"; output not created: {', '.join(missing)}" if missing else "") + "".join(f"; {n}" for n in notes)
     if result.exit_code == 0:
         return JobState.SUCCEEDED, notes.lstrip("; ")
     if result.exit_code is not None and result.exit_code < 0:

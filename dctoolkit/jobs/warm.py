@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -38,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
-from . import runner, sandbox
+from . import runner, sandbox, workfiles
 from .runner import descendants
 
 log = logging.getLogger(__name__)
@@ -216,7 +215,8 @@ class WarmSandbox:
         self.sock.close()
         self.kill()
         self.proc.wait()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if not workfiles.remove_tree(self.folder):  # no link followed, no recursion, whatever a job left
+            log.warning("warm sandbox %s: its folder could not be removed", self.folder.name)
 
 
 def _children(pid: int) -> list[int]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from dctoolkit.jobs import runner, sandbox, warm
+from dctoolkit.jobs import runner, sandbox, warm, workfiles
 from dctoolkit.stack import wait_until
 
 pytestmark = pytest.mark.integration
@@ -52,7 +52,7 @@ def run_in(pool: warm.WarmPool, tmp_path: Path, script: str, owner: int = ALICE,
         **spec_changes,
     )
     result = runner.run(spec, stop, box.start_job)
-    box.clean = runner.empty_folder(box.folder) and box.clean
+    box.clean = workfiles.empty_folder(box.folder) and box.clean
     pool.give_back(box)
     return result, spec.stdout_path.read_text(), spec.stderr_path.read_text(), box
 
