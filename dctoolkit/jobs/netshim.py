@@ -1,0 +1,119 @@
+"""Starts bubblewrap with a user-mode network helper attached to the sandbox's own network namespace.
+
+It is never imported by the node: `usernet.py` passes this file's text to
+`python -I -S -c` on the host, followed by the helper's command as JSON (with
+`{pid}` where the sandbox's pid goes) and bubblewrap's command.  Only the
+standard library is at hand.
+
+This process becomes bubblewrap (exec), so the node's process is bubblewrap
+itself, as without a private network: its pid, exit status and
+`--die-with-parent` are unchanged.  Before that it forks a manager which reads
+the sandbox's pid from bubblewrap's `--info-fd`, forks a releaser that waits
+until the namespace has a default route and then unblocks bubblewrap's
+`--block-fd`, and itself becomes the helper.  The helper dies with bubblewrap
+(a parent-death signal set before its exec), so it never outlives the
+sandbox, however the sandbox ends.  When the network does not come up within
+READY_SECONDS, the releaser kills bubblewrap: a job never runs without the
+network it asked for, nor with another one.
+"""
+
+import ctypes
+import json
+import os
+import signal
+import sys
+import time
+
+PR_SET_PDEATHSIG = 1
+READY_SECONDS = 10.0
+HELPER_ENV = {"PATH": "/usr/bin:/bin"}  # nothing of the job's or the node's environment reaches the helper
+
+
+def main() -> None:
+    helper, bwrap = json.loads(sys.argv[1]), sys.argv[2:]
+    info_r, info_w = os.pipe()
+    block_r, block_w = os.pipe()
+    me = os.getpid()
+    if os.fork() == 0:
+        os.close(info_w)
+        os.close(block_r)
+        try:
+            manage(me, helper, info_r, block_w)
+        finally:
+            os._exit(1)
+    os.close(info_r)
+    os.close(block_w)
+    os.set_inheritable(info_w, True)
+    os.set_inheritable(block_r, True)
+    os.execv(bwrap[0], [bwrap[0], "--info-fd", str(info_w), "--block-fd", str(block_r), *bwrap[1:]])  # noqa: S606
+
+
+def manage(bwrap: int, helper: list, info_r: int, block_w: int) -> None:
+    """In the forked child: become the helper for the sandbox bubblewrap makes."""
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != bwrap:
+        return  # bubblewrap is already gone
+    pid = sandbox_pid(info_r)
+    if pid is None:
+        return
+    releaser = os.fork()
+    if releaser == 0:
+        # Twice forked, so that no zombie is left under the helper.
+        if os.fork() == 0:
+            release_when_ready(bwrap, pid, block_w)
+        os._exit(0)
+    os.waitpid(releaser, 0)
+    os.close(block_w)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)  # not the job's stdout and stderr files
+    os.closerange(3, 1 << 16)  # none of the node's descriptors either (the zygote's socket)
+    # Python ignores these; pasta (2023-03) refuses to start when SIGPIPE is already ignored.
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    argv = [a.replace("{pid}", str(pid)) for a in helper]
+    os.execve(argv[0], argv, HELPER_ENV)  # noqa: S606 (our own argv, no shell)
+
+
+def sandbox_pid(info_r: int) -> int | None:
+    """The sandbox's pid, from bubblewrap's `--info-fd` JSON (None when bubblewrap ended first)."""
+    data = b""
+    while True:
+        chunk = os.read(info_r, 4096)
+        if not chunk:
+            return None
+        data += chunk
+        try:
+            return int(json.loads(data)["child-pid"])
+        except ValueError:
+            continue
+        except (KeyError, TypeError):
+            return None
+
+
+def release_when_ready(bwrap: int, pid: int, block_w: int) -> None:
+    """Unblock bubblewrap once the sandbox's namespace has a default route; kill it if none comes."""
+    deadline = time.monotonic() + READY_SECONDS
+    delay = 0.0005
+    while time.monotonic() < deadline:
+        if has_default_route(pid):
+            os.write(block_w, b"1")
+            os._exit(0)
+        time.sleep(delay)
+        delay = min(delay * 2, 0.02)
+    # The sandbox first: once this process is gone, bubblewrap's block ends and the sandbox would go on.
+    for victim in (pid, bwrap):
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except OSError:
+            pass
+    os._exit(1)
+
+
+def has_default_route(pid: int) -> bool:
+    """True when the network namespace of `pid` has an IPv4 default route (the helper configured it)."""
+    try:
+        with open(f"/proc/{pid}/net/route") as f:
+            return any(line.split()[1:2] == ["00000000"] for line in f.readlines()[1:])
+    except OSError:
+        return False
