@@ -2,7 +2,8 @@
 
 It is never imported by the node: `usernet.py` passes this file's text to
 `python -I -S -c` on the host, followed by the helper's command as JSON (with
-`{pid}` where the sandbox's pid goes) and bubblewrap's command.  Only the
+`{netns}` and `{userns}` where the paths of the sandbox's network and user
+namespaces go) and bubblewrap's command.  Only the
 standard library is at hand.
 
 This process becomes bubblewrap (exec), so the node's process is bubblewrap
@@ -26,6 +27,7 @@ import time
 
 PR_SET_PDEATHSIG = 1
 READY_SECONDS = 10.0
+NETNS_FD, USERNS_FD = 3, 4
 HELPER_ENV = {"PATH": "/usr/bin:/bin"}  # nothing of the job's or the node's environment reaches the helper
 
 
@@ -64,14 +66,20 @@ def manage(bwrap: int, helper: list, info_r: int, block_w: int) -> None:
         os._exit(0)
     os.waitpid(releaser, 0)
     os.close(block_w)
+    # The namespaces are opened here, with every capability: the helper, which
+    # keeps only a few, may be refused them while bubblewrap sets the sandbox up.
+    # It gets them as descriptors 3 and 4 (/proc/self/fd/3 and 4 in its command).
+    for fd, kind in ((NETNS_FD, "net"), (USERNS_FD, "user")):
+        os.dup2(os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY), fd, inheritable=True)
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)  # not the job's stdout and stderr files
-    os.closerange(3, 1 << 16)  # none of the node's descriptors either (the zygote's socket)
+    os.closerange(USERNS_FD + 1, 1 << 16)  # none of the node's descriptors either (the zygote's socket)
     # Python ignores these; pasta (2023-03) refuses to start when SIGPIPE is already ignored.
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
-    argv = [a.replace("{pid}", str(pid)) for a in helper]
+    argv = [a.replace("{netns}", f"/proc/self/fd/{NETNS_FD}").replace("{userns}", f"/proc/self/fd/{USERNS_FD}")
+            for a in helper]  # fmt: skip
     os.execve(argv[0], argv, HELPER_ENV)  # noqa: S606 (our own argv, no shell)
 
 

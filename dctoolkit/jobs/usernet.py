@@ -34,7 +34,8 @@ NETWORKS = ("host", "none", "private")
 # In the order tried: pasta is the faster (see the README).
 HELPERS = ("pasta", "slirp4netns")
 SHIM_SOURCE = Path(__file__).with_name("netshim.py").read_text() + "\nmain()\n"
-SANDBOX_PID = "{pid}"  # netshim.py puts the sandbox's pid there
+# netshim.py puts the paths of the sandbox's network and user namespaces there.
+NETNS, USERNS = "{netns}", "{userns}"
 
 
 @dataclass(frozen=True)
@@ -53,24 +54,23 @@ def find_helper(which=shutil.which) -> Helper | None:
 
 
 def helper_command(helper: Helper, as_root: bool) -> list[str]:
-    """The helper's command, attached to the network namespace of the process SANDBOX_PID."""
-    netns = f"/proc/{SANDBOX_PID}/ns/net"
+    """The helper's command, attached to the network namespace NETNS (in the user namespace USERNS)."""
     if helper.name == "pasta":
         # As root, pasta would drop to `nobody` before opening the namespace, and fail;
         # it keeps only the capabilities it needs and a seccomp filter (`--runas 0`).
         # Not root: the namespace belongs to the sandbox's user namespace, which it joins.
-        who = ["--runas", "0"] if as_root else ["--userns", f"/proc/{SANDBOX_PID}/ns/user"]
+        who = ["--runas", "0"] if as_root else ["--userns", USERNS]
         return [
             helper.path, "-f", "-q", "--config-net",
             "-t", "none", "-u", "none", "-T", "none", "-U", "none", "--no-map-gw",
             "--no-dhcp", "--no-dhcpv6", "--no-ra",
-            *who, "--netns", netns,
+            *who, "--netns", NETNS,
         ]  # fmt: skip
     if helper.name == "slirp4netns":
-        userns = [] if as_root else ["--userns-path", f"/proc/{SANDBOX_PID}/ns/user"]
+        userns = [] if as_root else [f"--userns-path={USERNS}"]
         return [
             helper.path, "--configure", "--mtu=65520", "--disable-host-loopback",
-            "--enable-sandbox", "--enable-seccomp", *userns, "--netns-type=path", netns, "tap0",
+            "--enable-sandbox", "--enable-seccomp", *userns, "--netns-type=path", NETNS, "tap0",
         ]  # fmt: skip
     raise ValueError(f"unknown user-mode network helper {helper.name!r}; known: {', '.join(HELPERS)}")
 
