@@ -57,6 +57,9 @@ def manage(bwrap: int, helper: list, info_r: int, block_w: int) -> None:
         return  # bubblewrap is already gone
     pid = sandbox_pid(info_r)
     if pid is None:
+        return  # bubblewrap ended first
+    if not wait_for(lambda: loopback_up(pid)):
+        kill_sandbox(pid, bwrap)
         return
     releaser = os.fork()
     if releaser == 0:
@@ -99,23 +102,49 @@ def sandbox_pid(info_r: int) -> int | None:
             return None
 
 
-def release_when_ready(bwrap: int, pid: int, block_w: int) -> None:
-    """Unblock bubblewrap once the sandbox's namespace has a default route; kill it if none comes."""
-    deadline = time.monotonic() + READY_SECONDS
+def wait_for(ready, seconds: float = READY_SECONDS) -> bool:
+    """Poll `ready()` until it is true (True) or `seconds` have passed (False)."""
+    deadline = time.monotonic() + seconds
     delay = 0.0005
-    while time.monotonic() < deadline:
-        if has_default_route(pid):
-            os.write(block_w, b"1")
-            os._exit(0)
+    while not ready():
+        if time.monotonic() > deadline:
+            return False
         time.sleep(delay)
         delay = min(delay * 2, 0.02)
-    # The sandbox first: once this process is gone, bubblewrap's block ends and the sandbox would go on.
+    return True
+
+
+def loopback_up(pid: int) -> bool:
+    """True once bubblewrap has set up the sandbox's loopback (its last step before the block).
+
+    The helper must not configure the namespace meanwhile: their netlink
+    requests meet, and bubblewrap fails ("loopback: Failed RTM_NEWADDR").
+    The kernel lists 127.0.0.1 as a local address only once lo is up.
+    """
+    try:
+        with open(f"/proc/{pid}/net/fib_trie") as f:
+            return "127.0.0.1" in f.read()
+    except OSError:
+        return False
+
+
+def release_when_ready(bwrap: int, pid: int, block_w: int) -> None:
+    """Unblock bubblewrap once the sandbox's namespace has a default route; kill it if none comes."""
+    if wait_for(lambda: has_default_route(pid)):
+        os.write(block_w, b"1")
+        os._exit(0)
+    kill_sandbox(pid, bwrap)
+    os._exit(1)
+
+
+def kill_sandbox(pid: int, bwrap: int) -> None:
+    """The network did not come up: the sandbox must not run without it."""
+    # The sandbox first: once its block's last writer is gone, bubblewrap would go on.
     for victim in (pid, bwrap):
         try:
             os.kill(victim, signal.SIGKILL)
         except OSError:
             pass
-    os._exit(1)
 
 
 def has_default_route(pid: int) -> bool:
