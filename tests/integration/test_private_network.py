@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -95,7 +96,9 @@ def net(tmp_path_factory):
     why = namespaces_available()
     assert not why, f"the outside host needs network namespaces: {why}"
     home = tmp_path_factory.mktemp("net")
-    no_helper_bin = _bin_without_helpers(home / "bin")
+    # Under /opt, which sandboxes see: bubblewrap looks for the probe's `true` on the node's PATH.
+    assert os.access("/opt", os.W_OK), "the tests make a PATH folder under /opt (they run as root in CI)"
+    no_helper_bin = _bin_without_helpers(Path(tempfile.mkdtemp(prefix="dct-no-helper-", dir="/opt")) / "bin")
     outside = Host(200)
     outside.create()
     echo = subprocess.Popen(
@@ -112,6 +115,7 @@ def net(tmp_path_factory):
         echo.kill()
         echo.wait()
         outside.destroy()
+        shutil.rmtree(no_helper_bin.parent, ignore_errors=True)
 
 
 def _bin_without_helpers(folder: Path) -> Path:
