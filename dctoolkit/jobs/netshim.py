@@ -65,6 +65,8 @@ def manage(bwrap: int, helper: list, info_r: int, block_w: int) -> None:
     if releaser == 0:
         # Twice forked, so that no zombie is left under the helper.
         if os.fork() == 0:
+            os.closerange(3, block_w)  # none of the node's descriptors (the zygote's socket) is held here
+            os.closerange(block_w + 1, 1 << 16)
             release_when_ready(bwrap, pid, block_w)
         os._exit(0)
     os.waitpid(releaser, 0)
@@ -110,7 +112,7 @@ def wait_for(ready, seconds: float = READY_SECONDS) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(delay)
-        delay = min(delay * 2, 0.02)
+        delay = min(delay * 2, 0.005)
     return True
 
 

@@ -354,3 +354,31 @@ def test_a_sandbox_whose_network_does_not_come_up_never_runs(tmp_path, monkeypat
     assert done.returncode == -9 and not marker.exists(), (done.returncode, done.stderr)
     helper = psutil.Process(int((tmp_path / "helper.pid").read_text()))
     wait_until(lambda: _gone([helper]), 10, "the helper to die with bubblewrap")
+
+
+def test_a_fresh_sandbox_without_warm_ones_is_private_too_and_its_helper_ends_with_the_job(tmp_path):
+    server = LoopbackServer()
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "probe.py").write_text(PROBE + "import time\ntime.sleep(1.5)\n")  # runner.run looks twice
+    fence = sandbox.Fence(workdir=str(tmp_path / "job"), network="private")
+    spec = runner.RunSpec(
+        job_id=1,
+        workdir=tmp_path / "job",
+        argv=[sandbox.python_executable(), "probe.py", f"server=127.0.0.1:{server.port}"],
+        env=runner.build_env({}, workdir=str(tmp_path / "job"), extra={}),
+        stdout_path=tmp_path / "out",
+        stderr_path=tmp_path / "err",
+        fence=fence,
+    )
+    seen_helpers: list[psutil.Process] = []
+
+    def watch() -> str:  # runner.run's stop check, called while the job runs: note its helper
+        seen_helpers.extend(p for p in _helpers_under(os.getpid()) if p not in seen_helpers)
+        return ""
+
+    result = runner.run(spec, watch)
+    assert result.exit_code == 0, (tmp_path / "err").read_text()
+    seen = dict(line.split(" ", 1) for line in (tmp_path / "out").read_text().splitlines())
+    assert seen["server"] == "ConnectionRefusedError 111" and server.accepted == 0, seen
+    assert len(seen_helpers) == 1, seen_helpers
+    wait_until(lambda: _gone(seen_helpers), 10, "the helper to end with its sandbox")
