@@ -3,19 +3,20 @@
 It is never imported by the node: `usernet.py` passes this file's text to
 `python -I -S -c` on the host, followed by the helper's command as JSON (with
 `{netns}` and `{userns}` where the paths of the sandbox's network and user
-namespaces go) and bubblewrap's command.  Only the
-standard library is at hand.
+namespaces go) and bubblewrap's command.  Only the standard library is at hand.
 
 This process becomes bubblewrap (exec), so the node's process is bubblewrap
 itself, as without a private network: its pid, exit status and
 `--die-with-parent` are unchanged.  Before that it forks a manager which reads
-the sandbox's pid from bubblewrap's `--info-fd`, forks a releaser that waits
-until the namespace has a default route and then unblocks bubblewrap's
-`--block-fd`, and itself becomes the helper.  The helper dies with bubblewrap
-(a parent-death signal set before its exec), so it never outlives the
-sandbox, however the sandbox ends.  When the network does not come up within
-READY_SECONDS, the releaser kills bubblewrap: a job never runs without the
-network it asked for, nor with another one.
+the sandbox's pid from bubblewrap's `--info-fd`, waits until bubblewrap has
+set up the sandbox's loopback, forks a releaser that waits until the
+namespace has a default route and then unblocks bubblewrap's `--block-fd`,
+and itself becomes the helper.  The helper dies with bubblewrap (a
+parent-death signal set before its exec; bubblewrap's outer process is its
+parent), so it never outlives the sandbox, however the sandbox ends, even
+when the node is killed.  When the network does not come up within
+READY_SECONDS, the sandbox and bubblewrap are killed: a job never runs
+without the network it asked for, nor with another one.
 """
 
 import ctypes
