@@ -73,8 +73,9 @@ HELPER_NAMES = ("passt", "pasta", "slirp4netns")  # passt.avx2 is pasta's proces
 class LoopbackServer:
     """A TCP server on 127.0.0.1, like Redis or PostgreSQL on a node: counts who got through."""
 
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
+    def __init__(self, address: str = "127.0.0.1") -> None:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        self.sock = socket.create_server((address, 0), family=family)
         self.port = self.sock.getsockname()[1]
         self.accepted = 0
         threading.Thread(target=self._serve, daemon=True).start()
@@ -297,7 +298,7 @@ def test_each_helper_gives_outbound_only_and_ends_with_its_idle_retired_sandbox(
     path = shutil.which(name)
     assert path, f"{name} is missing (.ci/run installs it)"
     monkeypatch.setattr(usernet, "find_helper", lambda *a, **k: usernet.Helper(name, path))
-    server = LoopbackServer()
+    server, server6 = LoopbackServer(), LoopbackServer("::1")
     outside = Host(201)
     outside.create()
     echo = subprocess.Popen(
@@ -308,7 +309,12 @@ def test_each_helper_gives_outbound_only_and_ends_with_its_idle_retired_sandbox(
         assert echo.stdout.readline().strip() == "ready"
         box = pool.take(1, sandbox.Fence(workdir="", network="private"))
         (box.folder / "probe.py").write_text(PROBE)
-        targets = [f"server=127.0.0.1:{server.port}", f"gateway=GATEWAY:{server.port}", f"outside={outside.ip}:7007"]
+        targets = [
+            f"server=127.0.0.1:{server.port}",
+            f"server6=::1:{server6.port}",
+            f"gateway=GATEWAY:{server.port}",
+            f"outside={outside.ip}:7007",
+        ]
         spec = runner.RunSpec(
             job_id=1,
             workdir=box.folder,
@@ -321,9 +327,9 @@ def test_each_helper_gives_outbound_only_and_ends_with_its_idle_retired_sandbox(
         assert result.exit_code == 0, (tmp_path / "err").read_text()
         seen = dict(line.split(" ", 1) for line in (tmp_path / "out").read_text().splitlines())
         gateway = {"pasta": "TimeoutError None", "slirp4netns": "OSError 101"}[name]
-        assert seen["server"] == "ConnectionRefusedError 111" and seen["gateway"] == gateway, seen
-        assert seen["outside"] == "connected echo:hello", seen
-        assert server.accepted == 0
+        assert seen["server"] == seen["server6"] == "ConnectionRefusedError 111", seen
+        assert seen["gateway"] == gateway and seen["outside"] == "connected echo:hello", seen
+        assert server.accepted == server6.accepted == 0
         helpers = _helpers_under(box.proc.pid)
         process_name = {"pasta": ("passt", "pasta"), "slirp4netns": ("slirp4netns",)}[name]
         assert [p.name().startswith(process_name) for p in helpers] == [True], helpers
