@@ -22,6 +22,7 @@ without the network it asked for, nor with another one.
 import ctypes
 import json
 import os
+import select
 import signal
 import sys
 import time
@@ -59,16 +60,18 @@ def manage(bwrap: int, helper: list, info_r: int, block_w: int) -> None:
     pid = sandbox_pid(info_r)
     if pid is None:
         return  # bubblewrap ended first
+    # By pidfd where the kernel has them (5.3+): the releaser outlives this
+    # process, and must never signal another process that got a pid reused.
+    sandbox = [watch(pid), watch(bwrap)]
     if not wait_for(lambda: loopback_up(pid)):
-        kill_sandbox(pid, bwrap)
+        kill_sandbox(sandbox)
         return
     releaser = os.fork()
     if releaser == 0:
         # Twice forked, so that no zombie is left under the helper.
         if os.fork() == 0:
-            os.closerange(3, block_w)  # none of the node's descriptors (the zygote's socket) is held here
-            os.closerange(block_w + 1, 1 << 16)
-            release_when_ready(bwrap, pid, block_w)
+            close_all_but({block_w, *(w for w in sandbox if isinstance(w, Pidfd))})  # the zygote's socket...
+            release_when_ready(sandbox, pid, block_w)
         os._exit(0)
     os.waitpid(releaser, 0)
     os.close(block_w)
@@ -131,23 +134,60 @@ def loopback_up(pid: int) -> bool:
         return False
 
 
-def release_when_ready(bwrap: int, pid: int, block_w: int) -> None:
+def release_when_ready(sandbox: list, pid: int, block_w: int) -> None:
     """Unblock bubblewrap once the sandbox's namespace has a default route; kill it if none comes."""
-    if wait_for(lambda: has_default_route(pid)):
-        os.write(block_w, b"1")
+    if wait_for(lambda: has_default_route(pid) or ended(sandbox[0])):
+        if not ended(sandbox[0]):
+            os.write(block_w, b"1")
         os._exit(0)
-    kill_sandbox(pid, bwrap)
+    kill_sandbox(sandbox)
     os._exit(1)
 
 
-def kill_sandbox(pid: int, bwrap: int) -> None:
+class Pidfd(int):
+    """A process's pidfd (an int, the descriptor), where a plain int is its pid."""
+
+
+def watch(pid: int) -> int:
+    """A Pidfd for `pid`, or `pid` itself on a kernel without pidfds."""
+    try:
+        return Pidfd(os.pidfd_open(pid))
+    except (AttributeError, OSError):
+        return pid
+
+
+def ended(process: int) -> bool:
+    if isinstance(process, Pidfd):
+        poller = select.poll()
+        poller.register(process, select.POLLIN)
+        return bool(poller.poll(0))
+    try:
+        os.kill(process, 0)
+        return False
+    except OSError:
+        return True
+
+
+def kill_sandbox(sandbox: list) -> None:
     """The network did not come up: the sandbox must not run without it."""
     # The sandbox first: once its block's last writer is gone, bubblewrap would go on.
-    for victim in (pid, bwrap):
+    for process in sandbox:
         try:
-            os.kill(victim, signal.SIGKILL)
+            if isinstance(process, Pidfd):
+                signal.pidfd_send_signal(process, signal.SIGKILL)
+            else:
+                os.kill(process, signal.SIGKILL)
         except OSError:
             pass
+
+
+def close_all_but(keep: set) -> None:
+    """Close every descriptor from 3 up but those in `keep`."""
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
 
 
 def has_default_route(pid: int) -> bool:
