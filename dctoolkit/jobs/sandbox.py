@@ -4,7 +4,8 @@ What a job sees (README, "What a job can see"):
 - the system (`/usr`, `/etc`, ...) read-only, and the Python that runs `.py` jobs read-only;
 - its own folder, read-write, and a private `/tmp`;
 - the paths staff add with DCT_SANDBOX_PATHS, read-only or `:rw`;
-- its own PID, IPC and UTS namespaces; with `network = none` its own empty network;
+- its own PID, IPC and UTS namespaces; with `network = none` its own empty network, with
+  `network = private` its own network with outbound traffic only (usernet.py);
 - no capabilities, even when the node runs as root.
 Shared storage, the project folder, the database, `.env`, and other jobs are not there at all:
 they are never bound, and where one lies under a bound folder (`/opt/dctoolkit`, a
@@ -25,6 +26,8 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from . import usernet
 
 # System folders bound read-only when they exist; on merged-/usr systems /bin,
 # /lib and friends are symlinks and are recreated as such.
@@ -52,7 +55,7 @@ class Fence:
     """How to fence one job."""
 
     workdir: str
-    network: bool = True
+    network: str = "host"  # one of usernet.NETWORKS
     container: str = ""
     extra_paths: tuple[ExtraPath, ...] = ()
     gpu_devices: bool = False
@@ -176,7 +179,7 @@ def _base_args(fence: Fence, private: tuple[str, ...] | None = None) -> list[str
         "--cap-drop",
         "ALL",
     ]
-    if not fence.network:
+    if fence.network != "host":
         args.append("--unshare-net")
     if fence.container:
         args += ["--ro-bind", fence.container, "/"]
@@ -235,7 +238,8 @@ def fenced_command(argv: list[str], fence: Fence) -> list[str]:
     inside = inside_workdir(fence)
     private = private_entries()
     prefix = _fence_prefix(replace(fence, workdir=""), private, _private_cache[0])
-    return [*prefix, "--bind", fence.workdir, inside, "--chdir", inside, "--setenv", "HOME", inside, "--", *argv]
+    command = [*prefix, "--bind", fence.workdir, inside, "--chdir", inside, "--setenv", "HOME", inside, "--", *argv]
+    return usernet.wrap(command, python_executable()) if fence.network == "private" else command
 
 
 @functools.lru_cache(maxsize=64)

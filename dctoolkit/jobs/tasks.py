@@ -18,7 +18,7 @@ from django.utils import timezone
 from dctoolkit.fastsql import Compiled
 from dctoolkit.nodes import agent
 
-from . import runner, sandbox, transitions, warm, workfiles
+from . import runner, sandbox, transitions, usernet, warm, workfiles
 from .dispatch import wake_scheduler_soon
 from .models import Job, JobState, KillRequest, Submission
 
@@ -32,6 +32,7 @@ def _on_worker_ready(sender, **kwargs) -> None:
     try:
         queues = list(sender.app.amqp.queues.consume_from)
         name = agent.node_name_from_queues(queues)
+        _check_private_network(name)
         slots = int(os.environ.get("DCT_NODE_SLOTS") or getattr(sender.controller, "concurrency", 0) or 0)
         identity = agent.start(name, slots or None)
     except BaseException as exc:
@@ -46,6 +47,24 @@ def _on_worker_ready(sender, **kwargs) -> None:
         "on" if identity.sandbox else "OFF",
         f" ({identity.sandbox_problem})" if identity.sandbox_problem else "",
     )
+
+
+def _check_private_network(name: str) -> None:
+    """Say in the log whether `network = private` works here; refuse to start when it is the default and does not.
+
+    Refused rather than failing every job that did not choose a network: the
+    fault is the node's configuration, and its operator is the one to fix it.
+    """
+    ok, what = usernet.probe()
+    if ok:
+        log.info("node %s: network = private works here (through %s)", name, what)
+    elif settings.DCT_DEFAULT_NETWORK == "private":
+        raise RuntimeError(
+            f"DCT_DEFAULT_NETWORK=private, but a private network cannot work on {name}: {what}; "
+            "fix that, or set DCT_DEFAULT_NETWORK to host or none"
+        )
+    else:
+        log.warning("node %s: network = private cannot work here (%s); jobs that ask for it fail", name, what)
 
 
 @worker_shutting_down.connect
@@ -89,12 +108,8 @@ def execute(job: Job, attempt: int, identity: agent.NodeIdentity) -> JobState:
     """
     folder = job.folder()
     folder.mkdir(parents=True, exist_ok=True)
-    if job.network == "none" and not identity.sandbox:
-        # Only the sandbox can cut a job off the network: running it would quietly break its promise.
-        reason = (
-            f"network = none needs the sandbox, which is off on {identity.name} ({identity.sandbox_problem}); "
-            "submit it again pinned to a node whose sandbox is on (see './dct nodes')"
-        )
+    reason = network_problem(job.network or settings.DCT_DEFAULT_NETWORK, identity)
+    if reason:
         transitions.finish(job.id, attempt, JobState.FAILED, timezone.now(), reason=reason, sandboxed=False)
         return JobState.FAILED
     fence = job_fence(job, identity)
@@ -193,6 +208,28 @@ def _clean_up(workdir: Path, warm_sandbox: warm.WarmSandbox | None, scratch: Pat
     warm.pool(scratch, slots).give_back(warm_sandbox)
 
 
+def network_problem(network: str, identity: agent.NodeIdentity) -> str:
+    """Why a job with this network cannot run on this node ("" when it can).
+
+    Only the sandbox can cut a job off the host's network: running it on the
+    host's would quietly break its promise.
+    """
+    if network == "host":
+        return ""
+    if not identity.sandbox:
+        return (
+            f"network = {network} needs the sandbox, which is off on {identity.name} ({identity.sandbox_problem}); "
+            "submit it again pinned to a node whose sandbox is on (see './dct nodes')"
+        )
+    ok, why = usernet.probe() if network == "private" else (True, "")
+    if not ok:
+        return (
+            f"network = private cannot work on {identity.name}: {why}; "
+            "submit it again with network = host or none, or pinned to another node (see './dct nodes')"
+        )
+    return ""
+
+
 def job_fence(job: Job, identity: agent.NodeIdentity) -> sandbox.Fence | None:
     """How to fence `job` on this node (its folder not yet known), or None where the sandbox is off."""
     if not identity.sandbox:
@@ -200,7 +237,7 @@ def job_fence(job: Job, identity: agent.NodeIdentity) -> sandbox.Fence | None:
     network = job.network or settings.DCT_DEFAULT_NETWORK
     return sandbox.Fence(
         workdir="",
-        network=network != "none",
+        network=network,
         container=job.container,
         extra_paths=sandbox.parse_sandbox_paths(settings.DCT_SANDBOX_PATHS),
         gpu_devices=job.request_gpus > 0,

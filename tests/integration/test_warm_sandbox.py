@@ -93,7 +93,7 @@ def test_nothing_a_job_leaves_reaches_the_next_one(pool, tmp_path):
 def test_another_owner_or_another_fence_never_gets_the_sandbox(pool, tmp_path):
     *_, alices = run_in(pool, tmp_path, "#!/bin/sh\ntrue\n")
     *_, bobs = run_in(pool, tmp_path, "#!/bin/sh\ntrue\n", owner=BOB)
-    *_, offline = run_in(pool, tmp_path, "#!/bin/sh\ntrue\n", fence=fence(network=False))
+    *_, offline = run_in(pool, tmp_path, "#!/bin/sh\ntrue\n", fence=fence(network="none"))
     assert len({id(alices), id(bobs), id(offline)}) == 3
     assert alices.folder != bobs.folder and alices.proc.pid != bobs.proc.pid
     *_, alices_again = run_in(pool, tmp_path, "#!/bin/sh\ntrue\n")
