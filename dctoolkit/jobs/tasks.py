@@ -95,7 +95,7 @@ def execute(job: Job, attempt: int, identity: agent.NodeIdentity) -> JobState:
     fence = job_fence(job, identity)
     scratch = Path(settings.DCT_SCRATCH) / identity.name
     warm_sandbox = None
-    if fence and settings.DCT_WARM_SANDBOXES:
+    if fence and settings.DCT_WARM_SANDBOXES and warm.can_serve(fence):
         warm_sandbox = warm.pool(scratch, identity.slots).take(job.owner_id, fence)
         workdir = warm_sandbox.folder
     else:

@@ -78,6 +78,16 @@ class Ended:
     cpu_seconds: float
 
 
+def can_serve(fence: sandbox.Fence) -> bool:
+    """Whether jobs with this fence can run in a warm sandbox (else each gets a fresh bubblewrap).
+
+    Not in a container: the zygote needs the node's Python, and a
+    container's root has its own (or none).  It used to be tried anyway and
+    fail over to a fresh bubblewrap; now that nothing falls back, it is not tried.
+    """
+    return not fence.container
+
+
 @dataclass(eq=False)
 class WarmSandbox:
     """One bubblewrap sandbox with the zygote in it."""
