@@ -144,7 +144,8 @@ def job_fence(job: Job, identity: agent.NodeIdentity) -> sandbox.Fence | None:
 def build_spec(job: Job, workdir: Path, fence: sandbox.Fence | None) -> runner.RunSpec:
     """How to run `job` in `workdir`; a job whose stored environment or arguments may not be used gets a
     `refusal`, and runner.run fails it with that reason before anything starts."""
-    refusal = runner.start_refusal(job.environment, job.arguments)
+    offered = agent.current.containers if agent.current else []
+    refusal = runner.start_refusal(job.environment, job.arguments) or container_refusal(job.container, offered)
     environment, arguments = ({}, []) if refusal else (job.environment, list(job.arguments))
     inside = sandbox.inside_workdir(fence) if fence else str(workdir)
     executable = Path(job.executable).name
@@ -172,6 +173,20 @@ def build_spec(job: Job, workdir: Path, fence: sandbox.Fence | None) -> runner.R
         memory_limit_mb=job.request_memory_mb,
         fence=fence,
         refusal=refusal,
+    )
+
+
+def container_refusal(container: str, offered: list[str]) -> str:
+    """Why a stored `container =` must not be used here ("" when it may): only a root this node offers.
+
+    The submission checks it against every node's list; the node checks its own again, for a row it did not
+    check, since any other folder (say `/`) would become the job's root with nothing of the host covered.
+    """
+    if not container or container in offered:
+        return ""
+    return (
+        f"not started: container {container} is not offered by this node (it offers: {', '.join(offered) or 'none'}); "
+        "submit it again with a container './dct nodes' lists"
     )
 
 

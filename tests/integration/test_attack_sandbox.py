@@ -128,8 +128,8 @@ from dctoolkit.jobs import submit
 prepared = submit.prepare(order["text"], "job.txt", submit.FolderFiles(Path(order["folder"])))
 owner, _ = get_user_model().objects.get_or_create(username=order["user"])
 ids = []
-for env in order["environments"]:
-    jobs = tuple(replace(j, environment=env) for j in prepared.submission.jobs)
+for changes in order["changes"]:
+    jobs = tuple(replace(j, **changes) for j in prepared.submission.jobs)
     ids += [j.id for j in submit.queue(replace(prepared, submission=replace(prepared.submission, jobs=jobs)), owner)]
 print(json.dumps(ids))
 """
@@ -152,12 +152,16 @@ print(json.dumps({j.id: {"state": j.state, "reason": j.reason, "node": j.node.na
 
 
 def store(c: Cluster, folder: Path, text: str, files: dict[str, str], environments: list[dict], user="alice") -> list:
-    """Queue one job per environment, past the submission parser (which refuses loader variables)."""
+    """Queue one job per environment, past the submission parser (which refuses loader variables).
+
+    An entry of `environments` may instead be {"changes": {...}}: other fields of the parsed job to set.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
         (folder / name).write_text(content)
         (folder / name).chmod(0o755)
-    return django(c, STORE, text=text, folder=str(folder), user=user, environments=environments)
+    changes = [e.get("changes", {"environment": e}) for e in environments]
+    return django(c, STORE, text=text, folder=str(folder), user=user, changes=changes)
 
 
 def settle(c: Cluster, ids: list[int], timeout: float = 120) -> dict[int, dict]:

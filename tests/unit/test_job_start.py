@@ -170,3 +170,14 @@ def test_every_job_within_the_cap_fits_in_one_message_to_its_zygote():
 def test_a_message_the_zygote_cannot_read_is_refused(data):
     with pytest.raises(ValueError):
         zygote.decode_request(data)
+
+
+def test_a_stored_container_the_node_does_not_offer_stops_the_job():
+    # "/" would be the job's root with nothing of the host covered: every user's files, the database.
+    assert tasks.container_refusal("/", ["/srv/roots/debian"]) == (
+        "not started: container / is not offered by this node (it offers: /srv/roots/debian); "
+        "submit it again with a container './dct nodes' lists"
+    )
+    assert tasks.container_refusal("/srv/roots/debian", ["/srv/roots/debian"]) == ""
+    assert tasks.container_refusal("", []) == ""
+    assert tasks.container_refusal("/srv/roots/debian", []).startswith("not started: container /srv/roots/debian is")
