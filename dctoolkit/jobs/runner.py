@@ -235,11 +235,13 @@ def run(spec: RunSpec, should_stop: Callable[[], str], start: Starter | None = N
 def start_process(spec: RunSpec, out: BinaryIO, err: BinaryIO) -> Child:
     """Start the job as a child process of this worker (inside a fresh bubblewrap when fenced)."""
     try:
-        with SPAWN_LOCK:
-            if not spec.fence:
+        if not spec.fence:
+            with SPAWN_LOCK:
                 return _Process(_spawn(spec.argv, spec, out, err))
-            with sandbox.launch(spec.argv, spec.fence, spec.env) as cmd:
-                return _Process(_spawn(cmd.argv, spec, out, err, pass_fds=cmd.fds))
+        # The arguments are worked out before the lock is taken (now and then that means a scan of /etc);
+        # their memfds are close-on-exec, so no other job's child keeps them.
+        with sandbox.launch(spec.argv, spec.fence, spec.env) as cmd, SPAWN_LOCK:
+            return _Process(_spawn(cmd.argv, spec, out, err, pass_fds=cmd.fds))
     except sandbox.LaunchError as exc:
         raise StartError(f"not started: {exc}") from None
     except OSError as exc:

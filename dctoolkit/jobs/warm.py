@@ -115,9 +115,9 @@ class WarmSandbox:
         try:
             # Made from the job's thread, one of Celery's pool threads, which live as long as the
             # worker: bubblewrap's --die-with-parent fires when the thread that started it ends.
-            # see SPAWN_LOCK: no fork while a job's file is open for writing.  Nothing of the node's
+            # See SPAWN_LOCK: no fork while a job's file is open for writing.  Nothing of the node's
             # environment or of any job's goes in: bubblewrap and the zygote get HELPER_ENV.
-            with runner.SPAWN_LOCK, sandbox.launch(argv, fence, sandbox.HELPER_ENV) as cmd:
+            with sandbox.launch(argv, fence, sandbox.HELPER_ENV) as cmd, runner.SPAWN_LOCK:
                 proc = subprocess.Popen(
                     cmd.argv,
                     env=dict(sandbox.HELPER_ENV),

@@ -38,8 +38,9 @@ import subprocess
 import sys
 import time
 
-# One job's message: room for the most a job may pass (jobenv.MAX_ENV_AND_ARGS_BYTES, 64 KiB)
-# and twice that again for what the node adds; well inside a Unix socket's default send buffer.
+# One job's message: room for the most a job may pass (jobenv.MAX_ENV_AND_ARGS_BYTES, 64 KiB) and as
+# much again for what the node adds (its paths, the allowlisted variables); well inside a Unix socket's
+# default send buffer (net.core.wmem_default, 208 KiB), which warm.py asks to double besides.
 MAX_REQUEST_BYTES = 128 * 1024
 EMPTIED = ("/tmp", "/dev/shm")
 
@@ -55,7 +56,7 @@ def main() -> None:
             return
         if not data:
             return  # the node closed its end: the sandbox is being retired
-        if len(data) > MAX_REQUEST_BYTES or flags & socket.MSG_TRUNC or len(fds) != 2:
+        if len(data) > MAX_REQUEST_BYTES or flags & socket.MSG_TRUNC:
             return  # the node never sends such a message: end, and the node retires the sandbox
         try:
             request = decode_request(data)
