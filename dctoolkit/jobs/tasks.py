@@ -115,7 +115,7 @@ def execute(job: Job, attempt: int, identity: agent.NodeIdentity) -> JobState:
     fence = job_fence(job, identity)
     scratch = Path(settings.DCT_SCRATCH) / identity.name
     warm_sandbox = None
-    if fence and settings.DCT_WARM_SANDBOXES:
+    if fence and settings.DCT_WARM_SANDBOXES and warm.can_serve(fence):
         warm_sandbox = _empty_warm_sandbox(warm.pool(scratch, identity.slots), job.owner_id, fence)
         workdir = warm_sandbox.folder
     else:
@@ -240,38 +240,72 @@ def job_fence(job: Job, identity: agent.NodeIdentity) -> sandbox.Fence | None:
         network=network,
         container=job.container,
         extra_paths=sandbox.parse_sandbox_paths(settings.DCT_SANDBOX_PATHS),
-        gpu_devices=job.request_gpus > 0,
+        # Part of the fence, so that a warm sandbox only ever serves jobs on the same GPUs.
+        gpu_indices=tuple(i for i in job.gpu_indices if isinstance(i, int)) if job.request_gpus > 0 else (),
         hidden=hidden_paths(),
     )
 
 
 def build_spec(job: Job, workdir: Path, fence: sandbox.Fence | None) -> runner.RunSpec:
+    """How to run `job` in `workdir`; a job whose stored environment or arguments may not be used gets a
+    `refusal`, and runner.run fails it with that reason before anything starts."""
+    offered = agent.current.containers if agent.current else []
+    refusal = runner.start_refusal(job.environment, job.arguments) or container_refusal(job.container, offered)
+    environment, arguments = ({}, []) if refusal else (job.environment, list(job.arguments))
     inside = sandbox.inside_workdir(fence) if fence else str(workdir)
     executable = Path(job.executable).name
     if executable.endswith(".py"):
         python = "python3" if job.container else sandbox.python_executable()
-        argv = [python, executable, *job.arguments]
+        argv = [python, executable, *arguments]
     else:
-        argv = [f"./{executable}", *job.arguments]
+        argv = [f"./{executable}", *arguments]
     extra = {
         "DCT_JOB_ID": str(job.id),
         "DCT_PROCESS": str(job.process),
         "DCT_ATTEMPT": str(job.attempts),
         "OMP_NUM_THREADS": str(job.request_cpus),
-        "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in job.gpu_indices),
+        "CUDA_VISIBLE_DEVICES": cuda_visible_devices(job.gpu_indices, fence),
     }
     folder = job.folder()
     return runner.RunSpec(
         job_id=job.id,
         workdir=workdir,
         argv=argv,
-        env=runner.build_env(job.environment, workdir=inside, extra=extra),
+        env=runner.build_env(environment, workdir=inside, extra=extra),
         stdout_path=folder / "stdout",
         stderr_path=folder / "stderr",
         max_runtime_seconds=job.max_runtime_seconds,
         memory_limit_mb=job.request_memory_mb,
         fence=fence,
+        refusal=refusal,
     )
+
+
+def container_refusal(container: str, offered: list[str]) -> str:
+    """Why a stored `container =` must not be used here ("" when it may): only a root this node offers.
+
+    The submission checks it against every node's list; the node checks its own again, for a row it did not
+    check, since any other folder (say `/`) would become the job's root with nothing of the host covered.
+    """
+    if not container or container in offered:
+        return ""
+    return (
+        f"not started: container {container} is not offered by this node (it offers: {', '.join(offered) or 'none'}); "
+        "submit it again with a container './dct nodes' lists"
+    )
+
+
+def cuda_visible_devices(gpu_indices: list[int], fence: sandbox.Fence | None) -> str:
+    """CUDA_VISIBLE_DEVICES for a job on the node's GPUs `gpu_indices`.
+
+    Unfenced, the job sees every GPU and picks its own by their numbers.  In
+    the sandbox only its own /dev/nvidiaN are there, and CUDA numbers the
+    devices it can open from 0 (as under Slurm's ConstrainDevices): the job's
+    GPUs are 0 to N-1.
+    """
+    if fence is None:
+        return ",".join(str(i) for i in gpu_indices)
+    return ",".join(str(n) for n in range(len(fence.gpu_indices)))
 
 
 def hidden_paths() -> tuple[str, ...]:

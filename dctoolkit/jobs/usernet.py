@@ -117,9 +117,8 @@ def probe() -> tuple[bool, str]:
     if helper is None:
         return False, unavailable_reason()
     fence = sandbox.Fence(workdir="/tmp", network="private")
-    argv = sandbox.fenced_command(["cat", "/proc/net/route"], fence)
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False, env=_HOST_ENV)
+        done = sandbox.run_fenced(["cat", "/proc/net/route"], fence, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"{helper.name} ({helper.path}) failed to start: {exc}"
     routes = [line.split() for line in done.stdout.splitlines()[1:]]
@@ -127,6 +126,3 @@ def probe() -> tuple[bool, str]:
         detail = done.stderr.strip()[:300] or f"exit status {done.returncode}"
         return False, f"{helper.name} ({helper.path}) could not give a sandbox its network: {detail}"
     return True, helper.name
-
-
-_HOST_ENV = {"PATH": "/usr/bin:/bin"}

@@ -353,10 +353,8 @@ def test_a_sandbox_whose_network_does_not_come_up_never_runs(tmp_path, monkeypat
     fake.chmod(0o755)
     monkeypatch.setattr(usernet, "find_helper", lambda *a, **k: usernet.Helper("slirp4netns", str(fake)))
     marker = tmp_path / "ran"
-    argv = sandbox.fenced_command(
-        ["/bin/sh", "-c", f"touch {marker}"], sandbox.Fence(workdir=str(tmp_path), network="private")
-    )
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    fence = sandbox.Fence(workdir=str(tmp_path), network="private")
+    done = sandbox.run_fenced(["/bin/sh", "-c", f"touch {marker}"], fence, timeout=60)
     assert done.returncode == -9 and not marker.exists(), (done.returncode, done.stderr)
     helper = psutil.Process(int((tmp_path / "helper.pid").read_text()))
     wait_until(lambda: _gone([helper]), 10, "the helper to die with bubblewrap")
