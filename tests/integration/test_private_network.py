@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from dctoolkit.jobs import runner, sandbox, usernet, warm
+from dctoolkit.jobs import runner, sandbox, usernet, warm, workfiles
 from tests.support.cluster import Cluster, wait_until
 from tests.support.netns import Host, namespaces_available
 
@@ -333,7 +333,7 @@ def test_each_helper_gives_outbound_only_and_ends_with_its_idle_retired_sandbox(
         helpers = _helpers_under(box.proc.pid)
         process_name = {"pasta": ("passt", "pasta"), "slirp4netns": ("slirp4netns",)}[name]
         assert [p.name().startswith(process_name) for p in helpers] == [True], helpers
-        box.clean = runner.empty_folder(box.folder) and box.clean
+        box.clean = workfiles.empty_folder(box.folder) and box.clean
         pool.give_back(box)
         assert not _gone(helpers), "an idle sandbox keeps its network"
         monkeypatch.setattr(warm, "IDLE_SECONDS", 0.0)
