@@ -208,3 +208,15 @@ def test_a_sandbox_whose_init_or_zygote_cannot_be_found_is_not_reused(pool, tmp_
     assert box._only_zygote_left()
     box._init_and_zygote = (None, box._init_and_zygote[1])  # as if the init had not been found
     assert not box._only_zygote_left()
+
+
+def test_a_tree_in_tmp_deeper_than_python_recurses_retires_the_sandbox_and_the_job_keeps_its_result(pool, tmp_path):
+    # The zygote empties /tmp with shutil.rmtree, which recurses once per level:
+    # 1,100 levels pass the interpreter's limit.  The job's own result stands;
+    # the sandbox, not provably empty, is retired.
+    deep = "#!/bin/sh\ncd /tmp\nfor i in $(seq 1100); do mkdir d; cd d; done\necho deep > leaf\necho made\n"
+    result, out, err, box = run_in(pool, tmp_path, deep)
+    assert (result.exit_code, result.error, out) == (0, "", "made\n"), (result, err)
+    assert not box.clean and not box.alive
+    again, out2, _, box2 = run_in(pool, tmp_path, "#!/bin/sh\ntest -e /tmp/d && echo left || echo clean\n")
+    assert (again.exit_code, out2, box2 is box) == (0, "clean\n", False)
