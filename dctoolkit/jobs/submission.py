@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
 from .jobenv import MAX_ENV_AND_ARGS_BYTES, env_and_args_bytes, env_name_problem, job_env_problem
-from .units import UnitError, parse_duration, parse_size_mb
+from .units import MAX_RUNTIME_SECONDS, UnitError, parse_duration, parse_size_mb
 from .words import QuotingError, split_words
 
 DEFAULT_MEMORY_MB = 256
@@ -256,7 +256,7 @@ def _template(values: dict, fail: Callable[[str, str], SubmissionError]) -> dict
             raise fail("request_memory", str(exc)) from None
     if "max_runtime" in values:
         try:
-            spec["max_runtime_seconds"] = parse_duration(values["max_runtime"])
+            spec["max_runtime_seconds"] = parse_duration(values["max_runtime"], MAX_RUNTIME_SECONDS)
         except UnitError as exc:
             raise fail("max_runtime", str(exc)) from None
     if "email" in values:

@@ -27,7 +27,8 @@ _NUMBER_UNIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$", re.ASCII)
 # numbers are typing mistakes, and unbounded ones become inf, which no page,
 # JSON document or timer can hold.
 MAX_SIZE_MB = 64 * 1024**2
-MAX_DURATION_SECONDS = 365 * 86400
+MAX_RUNTIME_SECONDS = 365 * 86400  # a job's max_runtime
+MAX_DURATION_SECONDS = 100 * 365 * 86400  # any other duration (purge ages, half-lives)
 
 
 def parse_size_mb(text: str) -> int:
@@ -42,15 +43,16 @@ def parse_size_mb(text: str) -> int:
     return max(1, round(mb))
 
 
-def parse_duration(text: str) -> float:
-    """`90s`, `10m`, `2h`, `1d`, `1h30m`, `45` (bare numbers are seconds) -> seconds (> 0, at most 365d)."""
+def parse_duration(text: str, max_seconds: float = MAX_DURATION_SECONDS) -> float:
+    """`90s`, `10m`, `2h`, `1d`, `1h30m`, `45` (bare numbers are seconds) -> seconds (> 0, at most max_seconds)."""
     cleaned = text.strip().lower().replace(" ", "")
     parts = re.findall(r"(\d+(?:\.\d+)?)([a-z]*)", cleaned, re.ASCII)
     if not cleaned or "".join(n + u for n, u in parts) != cleaned or any(u not in _TIME_UNITS_S for _, u in parts):
         raise UnitError(f"'{_shown(text)}' is not a duration; write it like 90s, 10m, 2h, 1d or 1h30m")
     seconds = sum(float(n) * _TIME_UNITS_S[u] for n, u in parts)
-    if not math.isfinite(seconds) or seconds > MAX_DURATION_SECONDS:
-        raise UnitError(f"'{_shown(text)}' is longer than the longest duration, 365d; write it like 2h or 30d")
+    if not math.isfinite(seconds) or seconds > max_seconds:
+        longest = f"{max_seconds / 86400:g}d"
+        raise UnitError(f"'{_shown(text)}' is longer than the longest duration, {longest}; write it like 2h or 30d")
     if seconds <= 0:
         raise UnitError(f"'{_shown(text)}' is not a positive duration; write it like 90s, 10m or 2h")
     return seconds
