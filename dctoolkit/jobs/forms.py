@@ -135,10 +135,10 @@ class SubmitForm(forms.Form):
     def clean(self) -> dict:
         data = super().clean()
         if data.get("mode") == "file":
-            if not data.get("submission"):
+            if not data.get("submission") and "submission" not in self.errors:
                 self.add_error("submission", "Choose a submission file to upload.")
             return data
-        if not data.get("executable"):
+        if not data.get("executable") and "executable" not in self.errors:
             self.add_error("executable", "Choose the program to run (a .py file or a script).")
         for field in ("executable", "data"):
             for upload in _as_list(data.get(field)):
