@@ -23,10 +23,11 @@ _SIZE_UNITS_MB = {
 }
 _TIME_UNITS_S = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 _NUMBER_UNIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$", re.ASCII)
-# The largest memory request and duration anyone means (64 TB, a year): bigger
+# The largest memory request and duration anyone means (1024 TB, a year): bigger
 # numbers are typing mistakes, and unbounded ones become inf, which no page,
-# JSON document or timer can hold.
-MAX_SIZE_MB = 64 * 1024**2
+# JSON document or timer can hold (and 1024 TB in MB still fits the database's
+# 32-bit column).
+MAX_SIZE_MB = 1024**3
 MAX_RUNTIME_SECONDS = 365 * 86400  # a job's max_runtime
 MAX_DURATION_SECONDS = 100 * 365 * 86400  # any other duration (purge ages, half-lives)
 
@@ -39,7 +40,7 @@ def parse_size_mb(text: str) -> int:
         raise UnitError(f"'{_shown(text)}' is not a size; write it like 512MB, 4GB or 2048 (a bare number is MB)")
     mb = float(match.group(1)) * _SIZE_UNITS_MB[unit]
     if not math.isfinite(mb) or mb > MAX_SIZE_MB:
-        raise UnitError(f"'{_shown(text)}' is more than the largest size, 64TB; ask for what the job needs, like 4GB")
+        raise UnitError(f"'{_shown(text)}' is more than the largest size, 1024TB; ask for what the job needs, like 4GB")
     return max(1, round(mb))
 
 

@@ -90,7 +90,7 @@ SHOWN = "9" * 40 + "… (400 characters)"
         ),
         (
             f"request_memory = {DIGITS}",
-            f"job.txt:2: '{SHOWN}' is more than the largest size, 64TB; ask for what the job needs, like 4GB",
+            f"job.txt:2: '{SHOWN}' is more than the largest size, 1024TB; ask for what the job needs, like 4GB",
         ),
         ("client = ²", "job.txt:2: '²' is not a node name; write client = 2 (for node-2) or node = NAME"),
         ("queue = " + "9" * 5000, "job.txt:2: queue has 5,000 digits, which is out of range; use 1 to 100000"),

@@ -111,11 +111,11 @@ SHOWN = "9" * 40 + "… (400 characters)"
         ("max_runtime = 366d", "job.txt:2: '366d' is longer than the longest duration, 365d; write it like 2h or 30d"),
         (
             f"request_memory = {DIGITS_400}",
-            f"job.txt:2: '{SHOWN}' is more than the largest size, 64TB; ask for what the job needs, like 4GB",
+            f"job.txt:2: '{SHOWN}' is more than the largest size, 1024TB; ask for what the job needs, like 4GB",
         ),
         (
             f"request_memory = {DIGITS_400}.5TB",
-            "job.txt:2: '" + "9" * 40 + "… (404 characters)' is more than the largest size, 64TB; "
+            "job.txt:2: '" + "9" * 40 + "… (404 characters)' is more than the largest size, 1024TB; "
             "ask for what the job needs, like 4GB",
         ),
         ("client = ²", "job.txt:2: '²' is not a node name; write client = 2 (for node-2) or node = NAME"),
