@@ -204,7 +204,9 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     if is_htmx(request):
         return render(request, "partials/job_live.html", context)
     context["files"] = submitted_files(job)
-    context["submission_text"] = job.submission.text
+    # The start only: a submission stored before the 1 MB limit may be far bigger.
+    context["submission_text"] = job.submission.text[:TAIL_BYTES]
+    context["submission_cut"] = len(job.submission.text) > TAIL_BYTES
     return render(request, "job_detail.html", context)
 
 

@@ -244,6 +244,15 @@ def test_the_job_page_shows_only_the_tail_of_a_huge_stdout_with_a_link_to_all_of
     assert "Showing the end" in response.text
 
 
+def test_a_huge_submission_stored_before_the_limit_shows_only_its_start(client, owner):
+    job = make_job(owner)
+    Submission.objects.filter(id=job.submission_id).update(text="executable = fit.py\n" + "# pad\n" * 1_000_000)
+    client.force_login(owner)
+    response = client.get(f"/jobs/{job.id}/")
+    assert response.status_code == 200 and len(response.content) < TAIL_BYTES * 3
+    assert "Showing the start; the link has all of it." in response.text
+
+
 def test_a_download_answers_a_byte_range(client, job):
     client.force_login(job.owner)
     response = client.get(f"/jobs/{job.id}/files/stdout", HTTP_RANGE="bytes=6-9")
