@@ -7,7 +7,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from dctoolkit.accounts.api import UsageView
 from dctoolkit.jobs import api as jobs
+from dctoolkit.jobs import ids
 from dctoolkit.nodes.api import NodesView
+
+ids.register()  # <id:...>: a job id the database can hold, else the JSON 404 below
 
 
 @csrf_exempt  # it changes nothing; a POST to a wrong address is 404, not a CSRF 403
@@ -18,14 +21,14 @@ def not_found(request: HttpRequest, rest: str) -> JsonResponse:
 
 urlpatterns = [
     path("jobs/", jobs.JobsView.as_view(), name="api-jobs"),
-    path("jobs/<int:job_id>/", jobs.JobView.as_view(), name="api-job"),
-    path("jobs/<int:job_id>/cancel/", jobs.CancelView.as_view(), name="api-job-cancel"),
-    path("jobs/<int:job_id>/hold/", jobs.HoldView.as_view(), name="api-job-hold"),
-    path("jobs/<int:job_id>/release/", jobs.ReleaseView.as_view(), name="api-job-release"),
-    path("jobs/<int:job_id>/stdout", jobs.StdoutView.as_view(), name="api-job-stdout"),
-    path("jobs/<int:job_id>/stderr", jobs.StderrView.as_view(), name="api-job-stderr"),
-    path("jobs/<int:job_id>/files/", jobs.FilesView.as_view(), name="api-job-files"),
-    path("jobs/<int:job_id>/files/<path:path>", jobs.FileView.as_view(), name="api-job-file"),
+    path("jobs/<id:job_id>/", jobs.JobView.as_view(), name="api-job"),
+    path("jobs/<id:job_id>/cancel/", jobs.CancelView.as_view(), name="api-job-cancel"),
+    path("jobs/<id:job_id>/hold/", jobs.HoldView.as_view(), name="api-job-hold"),
+    path("jobs/<id:job_id>/release/", jobs.ReleaseView.as_view(), name="api-job-release"),
+    path("jobs/<id:job_id>/stdout", jobs.StdoutView.as_view(), name="api-job-stdout"),
+    path("jobs/<id:job_id>/stderr", jobs.StderrView.as_view(), name="api-job-stderr"),
+    path("jobs/<id:job_id>/files/", jobs.FilesView.as_view(), name="api-job-files"),
+    path("jobs/<id:job_id>/files/<path:path>", jobs.FileView.as_view(), name="api-job-file"),
     path("nodes/", NodesView.as_view(), name="api-nodes"),
     path("usage/", UsageView.as_view(), name="api-usage"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),

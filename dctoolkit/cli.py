@@ -18,6 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.utils import OperationalError, ProgrammingError
 
+from dctoolkit.jobs.ids import MAX_ID, bounded_int
 from dctoolkit.jobs.models import Job
 from dctoolkit.remote import Client, RemoteError
 
@@ -84,10 +85,13 @@ class DctCommand(BaseCommand):
 
 
 def parse_job_id(text: int | str) -> int:
-    try:
-        return int(text)
-    except (TypeError, ValueError):
-        raise CommandError(f"'{text}' is not a job id; job ids are numbers, as './dct jobs' shows") from None
+    """A job id from the command line; CommandError for anything else (a huge number too: the database
+    could not hold it, and the query would fail with an overflow)."""
+    number = bounded_int(str(text), 0, MAX_ID)
+    if number is None:
+        shown = str(text) if len(str(text)) <= 40 else f"{str(text)[:40]}… ({len(str(text)):,} characters)"
+        raise CommandError(f"'{shown}' is not a job id; job ids are numbers, as './dct jobs' shows")
+    return number
 
 
 def render_table(rows: list[list[str]]) -> str:

@@ -154,10 +154,17 @@ class Client:
 
     def output(self, job_id: int, stream: str, offset: int = 0) -> tuple[bytes, str]:
         """The job's stdout or stderr from byte `offset`, and the job's state before it was read."""
-        reply = self.call("GET", f"/api/jobs/{job_id}/{stream}", {"offset": offset} if offset else None)
-        if reply.status != 200:
-            raise RemoteError(reply.message())
-        return reply.body, reply.headers.get("X-Job-State", "")
+        # The server answers at most a few MB from an offset; X-Output-More says ask again.
+        chunks, state = [], None
+        while True:
+            reply = self.call("GET", f"/api/jobs/{job_id}/{stream}", {"offset": offset} if offset else None)
+            if reply.status != 200:
+                raise RemoteError(reply.message())
+            state = reply.headers.get("X-Job-State", "") if state is None else state
+            chunks.append(reply.body)
+            offset += len(reply.body)
+            if not reply.body or reply.headers.get("X-Output-More") != "true":
+                return b"".join(chunks), state
 
     def output_files(self, job_id: int) -> list[dict]:
         return self.get_json(f"/api/jobs/{job_id}/files/")["files"]

@@ -218,6 +218,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # <id:job_id> in the URLs (jobs/ids.py): a whole number a database can hold.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
 }
 # Biggest upload (a submission and its files, all together) the API takes; above it answers 413.
 DCT_MAX_UPLOAD_MB = _env_int("DCT_MAX_UPLOAD_MB", 2048, minimum=1)
@@ -296,13 +298,34 @@ DCT_MAX_QUEUE = _env_int("DCT_MAX_QUEUE", 100_000, minimum=1)
 # fails and storage keeps no more.  10 GB: far above what a batch job's
 # results usually are, well below what fills a shared disk.
 DCT_MAX_OUTPUT_MB = _env_int("DCT_MAX_OUTPUT_MB", 10240, minimum=1)
-# The portal: self-service sign-up (staff turn it off on a shared machine) and
+# The portal: self-service sign-up (off in production unless DCT_ALLOW_SIGNUP=1:
+# anyone who reaches the portal could otherwise make an account and run jobs) and
 # where the staff's Flower link points (./dct up starts Flower on DCT_FLOWER_PORT).
-DCT_ALLOW_SIGNUP = _env_bool("DCT_ALLOW_SIGNUP", True)
+DCT_ALLOW_SIGNUP = _env_bool("DCT_ALLOW_SIGNUP", not PRODUCTION)
 DCT_FLOWER_URL = os.environ.get("DCT_FLOWER_URL") or f"http://localhost:{_env_int('DCT_FLOWER_PORT', 5555)}/"
 # Remote command line (the API client); unset means the CLI talks to the database.
 DCT_SERVER = os.environ.get("DCT_SERVER", "").rstrip("/")
 DCT_TOKEN = os.environ.get("DCT_TOKEN", "")
+
+# --- log-in throttling (django-axes) ---------------------------------------
+# After AXES_FAILURE_LIMIT wrong passwords for one user name from one address,
+# that pair is refused for AXES_COOLOFF_TIME; the login form says so.  Keyed by
+# the pair, so another user behind the same address (a lab's NAT) can still log
+# in, and the owner can from elsewhere.  API tokens never pass through here.
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]  # last, as django-axes asks
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = _env_int("DCT_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = _env_int("DCT_LOGIN_COOLOFF_MINUTES", 15, minimum=1) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "dctoolkit.accounts.views.locked_out"
+# The address is REMOTE_ADDR (a client cannot forge it; behind a proxy it is
+# the proxy's, and the lockout is then per user name).
+AXES_VERBOSE = False
 
 # --- email ----------------------------------------------------------------
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "")

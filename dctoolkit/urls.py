@@ -5,14 +5,17 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from dctoolkit.accounts import views as account_views
+from dctoolkit.jobs import ids
 from dctoolkit.jobs import views as job_views
 from dctoolkit.nodes import views as node_views
 
+ids.register()  # <id:...>: a job id the database can hold, else 404 (not a 500 from an overflow)
+
 urlpatterns = [
     path("", job_views.home, name="home"),
-    path("jobs/<int:job_id>/", job_views.job_detail, name="job-detail"),
-    path("jobs/<int:job_id>/files/<path:path>", job_views.job_file, name="job-file"),
-    path("jobs/<int:job_id>/<str:action>/", job_views.job_action, name="job-action"),
+    path("jobs/<id:job_id>/", job_views.job_detail, name="job-detail"),
+    path("jobs/<id:job_id>/files/<path:path>", job_views.job_file, name="job-file"),
+    path("jobs/<id:job_id>/<str:action>/", job_views.job_action, name="job-action"),
     path("queue/", job_views.queue_page, name="queue"),
     path("completed/", job_views.completed, name="completed"),
     path("submit/", job_views.submit_page, name="submit"),

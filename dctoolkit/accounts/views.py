@@ -8,12 +8,13 @@ from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from .forms import SignupForm
+from .forms import LoginForm, SignupForm, lockout_message
 from .models import DailyUsage
 from .reports import usage_payload
 
@@ -22,16 +23,35 @@ CHART_DAYS = 30
 
 
 class LoginView(auth_views.LoginView):
-    """Django's login, with a sign-up link when sign-up is on."""
+    """Django's login, with a sign-up link when sign-up is on, and the throttle's message in the form."""
+
+    form_class = LoginForm
 
     def get_context_data(self, **kwargs) -> dict:
         return {**super().get_context_data(**kwargs), "signup_allowed": settings.DCT_ALLOW_SIGNUP}
 
 
+def locked_out(request: HttpRequest, response: HttpResponse | None = None, credentials: dict | None = None):
+    """django-axes' answer to a locked-out log-in: the login page itself, its form saying why (429).
+
+    The form has already put the lockout message in its errors (LoginForm);
+    only the status changes.  Anything else (the admin's log-in) gets the
+    same page, made fresh.
+    """
+    if response is None or request.path != reverse("login"):
+        form = LoginForm(request)
+        form.locked_out = lockout_message()
+        form.add_error(None, form.locked_out)
+        response = render(request, "registration/login.html", {"form": form, "next": "", "signup_allowed": False})
+    response.status_code = 429
+    return response
+
+
 def signup(request: HttpRequest) -> HttpResponse:
-    """Create an account and log in; 404 when staff turned sign-up off (DCT_ALLOW_SIGNUP=0)."""
+    """Create an account and log in; when sign-up is off (DCT_ALLOW_SIGNUP=0, the production
+    default) a page that says so, with status 404."""
     if not settings.DCT_ALLOW_SIGNUP:
-        raise Http404("sign-up is turned off here; ask the staff for an account")
+        return render(request, "registration/signup_off.html", status=404)
     if request.user.is_authenticated:
         return redirect("home")
     form = SignupForm(request.POST or None)

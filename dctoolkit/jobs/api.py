@@ -8,13 +8,15 @@ refuses) or 413 (upload too big); DRF's own 401/404 carry `{"detail": "..."}`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from django.db.models import QuerySet
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import Http404, HttpResponse
 from django.utils import timezone
+from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.exceptions import ParseError, UnsupportedMediaType
@@ -25,14 +27,22 @@ from rest_framework.views import APIView
 from . import schema
 from .dispatch import wake_scheduler
 from .history import FilterError, filter_jobs
+from .ids import bounded_int
 from .models import Job
+from .outputs import list_outputs
+from .ranges import CHUNK_BYTES, file_part, open_plain, ranged_file
 from .serializers import jobs_payload
-from .submission import SubmissionError
+from .submission import MAX_NAME_BYTES, MAX_SUBMISSION_BYTES, SubmissionError, submission_too_big_message
 from .submit import MAX_FILE_BYTES, UploadedFiles, prepare, queue
 from .transitions import CONTROLS
 
 # Jobs per page of GET /api/jobs/ (the contract's number).
 PAGE_SIZE = 50
+# The highest page number asked for (50 a page: 500 million jobs); more is a typing mistake.
+MAX_PAGE = 10_000_000
+# Most bytes of stdout/stderr one request with `offset` answers; X-Output-More says there is more.
+OUTPUT_CHUNK_BYTES = 4 * 1024 * 1024
+MAX_OFFSET = 2**62
 
 
 def error(message: str, status: int) -> Response:
@@ -80,12 +90,13 @@ class JobsView(APIView):
             jobs = Job.objects.select_related("owner", "node").filter(owner=request.user)
         try:
             jobs = filter_jobs(jobs, request.query_params)
-            page = int(request.query_params.get("page") or 1)
-            if page < 1:
-                raise ValueError
         except FilterError as exc:
             return error(str(exc), 400)
-        except ValueError:
+        raw_page = (request.query_params.get("page") or "1").strip()
+        page = bounded_int(raw_page, 1, MAX_PAGE)
+        if page is None:
+            if raw_page.isascii() and raw_page.isdigit() and raw_page.strip("0"):
+                return error(f"page must be at most {MAX_PAGE:,} (50 jobs a page)", 400)
             return error("page must be a whole number of at least 1", 400)
         count = jobs.count()
         start = (page - 1) * PAGE_SIZE
@@ -134,6 +145,12 @@ class JobsView(APIView):
             return error("send the submission file in the multipart field 'submission'", 400)
         if sum(f.size for f in [upload, *files]) > limit or any(f.size > MAX_FILE_BYTES for f in files):
             return too_big()
+        if upload.size > MAX_SUBMISSION_BYTES:  # refused before a byte of it is read
+            return error(f"{Path(upload.name).name[:100]}: {submission_too_big_message(upload.size)}", 413)
+        for f in [upload, *files]:
+            problem = name_problem(f.name)
+            if problem:
+                return error(problem, 400)
         by_name = {}
         for f in files:
             name = Path(f.name).name
@@ -150,6 +167,18 @@ class JobsView(APIView):
             return error(str(exc), 400)
         fresh = Job.objects.filter(id__in=[j.id for j in jobs]).select_related("owner", "node").order_by("id")
         return Response({"jobs": jobs_payload(fresh, timezone.now())}, status=201)
+
+
+def name_problem(name: str) -> str | None:
+    """Why an uploaded file's name cannot be stored (longer than a file system takes), or None."""
+    name = Path(name).name
+    size = len(name.encode(errors="replace"))
+    if size > MAX_NAME_BYTES:
+        return (
+            f"the uploaded file name '{name[:40]}…' is {size:,} bytes; "
+            f"the limit is {MAX_NAME_BYTES} bytes; rename the file"
+        )
+    return None
 
 
 def declared_length(request: Request) -> int:
@@ -223,27 +252,35 @@ class ReleaseView(ControlView):
 
 
 class OutputView(APIView):
-    """The job's stdout or stderr as text, from byte `offset` on (for following it while it runs)."""
+    """The job's stdout or stderr as text, streamed: whole, one HTTP Range, or from byte `offset` on.
+
+    With `offset` (for following it while it runs) at most OUTPUT_CHUNK_BYTES
+    come back; `X-Output-More: true` says more is there already (ask again
+    from offset + what came), and X-Output-Size is the file's size.
+    """
 
     stream = "stdout"
 
     def read(self, request: Request, job_id: int) -> HttpResponse:
         job = get_job(request, job_id)
-        try:
-            offset = int(request.query_params.get("offset") or 0)
-            if offset < 0:
-                raise ValueError
-        except ValueError:
-            return error("offset must be a whole number of at least 0", 400)
-        path = job.folder() / self.stream
-        data = b""
-        if path.is_file():
-            with open(path, "rb") as f:
-                f.seek(offset)
-                data = f.read()
-        response = HttpResponse(data, content_type="text/plain; charset=utf-8")
+        raw = request.query_params.get("offset")
+        offset = bounded_int(raw or "0", 0, MAX_OFFSET)
+        if offset is None:
+            return error("offset must be a whole number of at least 0 (a byte position in the file)", 400)
         # The state as of before the read: a follower that sees a final state has read everything.
-        response["X-Job-State"] = job.state
+        state = job.state
+        fd = open_plain(job.folder() / self.stream)
+        kind = {"content_type": "text/plain; charset=utf-8", "buffer_up_to": CHUNK_BYTES}
+        if raw is None or request.headers.get("Range"):
+            response = ranged_file(fd, request.headers.get("Range"), **kind)
+        else:
+            size = os.fstat(fd).st_size if fd is not None else 0
+            length = max(0, min(size - offset, OUTPUT_CHUNK_BYTES))
+            response = file_part(fd, offset, length, **kind)
+            response["X-Output-Size"] = str(size)
+            if offset + length < size:
+                response["X-Output-More"] = "true"
+        response["X-Job-State"] = state
         return response
 
 
@@ -251,10 +288,17 @@ def output_schema(stream: str):
     return extend_schema(
         summary=f"The job's {stream} (empty before it starts)",
         operation_id=f"jobs_{stream}",
-        parameters=[OpenApiParameter("offset", int, description="start at this byte (default 0)")],
+        parameters=[
+            OpenApiParameter(
+                "offset", int, description="start at this byte; at most 4 MB come back (X-Output-More: true: ask again)"
+            ),
+            OpenApiParameter("Range", str, OpenApiParameter.HEADER, description="bytes=FIRST-LAST, FIRST- or -LAST_N"),
+        ],
         responses={
             (200, "text/plain"): OpenApiResponse(OpenApiTypes.STR),
+            (206, "text/plain"): OpenApiResponse(OpenApiTypes.STR),
             400: schema.ErrorSerializer,
+            416: OpenApiResponse(description="the Range asks for no byte of the file"),
             404: schema.DetailSerializer,
         },
     )
@@ -283,13 +327,8 @@ class FilesView(APIView):
         responses={200: schema.FileListSerializer, 404: schema.DetailSerializer},
     )
     def get(self, request: Request, job_id: int) -> Response:
-        outputs = get_job(request, job_id).folder() / "outputs"
-        files = []
-        if outputs.is_dir():
-            for path in sorted(outputs.rglob("*")):
-                if path.is_file() and not path.is_symlink():
-                    files.append({"path": path.relative_to(outputs).as_posix(), "size": path.stat().st_size})
-        return Response({"files": files})
+        # Names that are not UTF-8 are left out (they cannot be JSON); the walk follows no link.
+        return Response({"files": list_outputs(get_job(request, job_id).folder() / "outputs").files})
 
 
 class FileView(APIView):
@@ -301,10 +340,13 @@ class FileView(APIView):
             404: schema.DetailSerializer,
         },
     )
-    def get(self, request: Request, job_id: int, path: str) -> FileResponse:
+    def get(self, request: Request, job_id: int, path: str) -> HttpResponse:
         outputs = (get_job(request, job_id).folder() / "outputs").resolve()
         # resolve() follows symlinks and `..`: whatever ends outside outputs/ does not exist.
         target = (outputs / path).resolve()
-        if not target.is_relative_to(outputs) or not target.is_file():
-            raise Http404(f"no output file '{path}'")
-        return FileResponse(open(target, "rb"), as_attachment=True, filename=target.name)
+        fd = open_plain(target) if target.is_relative_to(outputs) else None
+        if fd is None:
+            raise Http404(f"no output file '{path[:200]}'")
+        response = ranged_file(fd, request.headers.get("Range"), content_type="application/octet-stream")
+        response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=target.name)
+        return response

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
-from .submission import SubmissionError
+from .submission import MAX_NAME_BYTES, MAX_SUBMISSION_BYTES, SubmissionError, submission_too_big_message
 from .submit import MAX_FILE_BYTES
 
 # Characters a file name may not carry into a generated submission file: ','
@@ -66,12 +66,22 @@ def _as_list(value) -> list:
 
 def _within_size(uploads: list[UploadedFile]) -> list[UploadedFile]:
     for upload in uploads:
+        _name_fits(upload)
         if upload.size > MAX_FILE_BYTES:
             limit = MAX_FILE_BYTES // 1024**3
             raise forms.ValidationError(
                 f"'{upload.name}' is larger than {limit} GB, the most one uploaded file may be."
             )
     return uploads
+
+
+def _name_fits(upload: UploadedFile) -> None:
+    size = len(upload.name.encode(errors="replace"))
+    if size > MAX_NAME_BYTES:
+        raise forms.ValidationError(
+            f"'{upload.name[:40]}…': the file name is {size:,} bytes; the limit is {MAX_NAME_BYTES} bytes; "
+            "rename the file."
+        )
 
 
 def _one_line(value: str, label: str) -> str:
@@ -125,16 +135,24 @@ class SubmitForm(forms.Form):
     def clean(self) -> dict:
         data = super().clean()
         if data.get("mode") == "file":
-            if not data.get("submission"):
+            if not data.get("submission") and "submission" not in self.errors:
                 self.add_error("submission", "Choose a submission file to upload.")
             return data
-        if not data.get("executable"):
+        if not data.get("executable") and "executable" not in self.errors:
             self.add_error("executable", "Choose the program to run (a .py file or a script).")
         for field in ("executable", "data"):
             for upload in _as_list(data.get(field)):
                 if UNSAFE_NAME_CHARS & set(upload.name):
                     self.add_error(field, f"'{upload.name}': rename the file without , # or quotes in its name.")
         return data
+
+    def clean_submission(self) -> UploadedFile | None:
+        upload = self.cleaned_data["submission"]
+        if upload is not None:
+            _name_fits(upload)
+            if upload.size > MAX_SUBMISSION_BYTES:  # before a byte of it is read
+                raise forms.ValidationError(f"{upload.name[:100]}: {submission_too_big_message(upload.size)}.")
+        return upload
 
     def clean_files(self) -> list[UploadedFile]:
         return _within_size(self.cleaned_data["files"])

@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from .ids import MAX_ID, bounded_int
 from .models import FINAL_STATES, Job, JobState, Submission
 
 
@@ -32,10 +33,11 @@ def filter_jobs(jobs: QuerySet[Job], params: Mapping[str, str]) -> QuerySet[Job]
             raise FilterError(f"unknown state '{unknown[0]}'; use one of {', '.join(JobState.values)}")
         jobs = jobs.filter(state__in=states)
     if params.get("submission"):
-        try:
-            jobs = jobs.filter(submission_id=int(params["submission"]))
-        except ValueError:
-            raise FilterError("submission must be a submission's number, as a job's 'submission' field shows") from None
+        # Bounded: a 20-digit number would overflow the database's integer (a 500).
+        number = bounded_int(params["submission"], 1, MAX_ID)
+        if number is None:
+            raise FilterError("submission must be a submission's number, as a job's 'submission' field shows")
+        jobs = jobs.filter(submission_id=number)
     if params.get("name"):
         jobs = jobs.filter(name__icontains=params["name"])
     if params.get("since"):

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import Count
 
 from dctoolkit.nodes.liveness import display_state, is_lost
 from dctoolkit.nodes.models import Node, NodeState
 
 from .advice import Usage, compare
-from .dispatch import Capacity, capacity_in_use, effective_usage, free_node
+from .dispatch import Capacity, capacity_in_use, free_node
 from .models import Job, JobState
 from .reasons import NodeView, Request, WaitFacts, explain_wait
+from .waiting import QueueOrder, ahead_own, queue_order
+
+
+def finite(value: float | None) -> float | None:
+    """A stored float as JSON can carry it: inf and nan (rows from before the bounds) become None."""
+    return value if value is None or math.isfinite(value) else None
 
 
 def iso(value: datetime | None) -> str | None:
@@ -43,13 +49,13 @@ def job_dict(job: Job, now: datetime, reason: str | None = None) -> dict:
         "submitted_at": iso(job.submitted_at),
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
-        "run_seconds": run_seconds(job, now),
-        "cpu_seconds": job.cpu_seconds,
-        "max_rss_mb": job.max_rss_mb,
+        "run_seconds": finite(run_seconds(job, now)),
+        "cpu_seconds": finite(job.cpu_seconds),
+        "max_rss_mb": finite(job.max_rss_mb),
         "request_cpus": job.request_cpus,
         "request_memory_mb": job.request_memory_mb,
         "request_gpus": job.request_gpus,
-        "max_runtime_seconds": job.max_runtime_seconds,
+        "max_runtime_seconds": finite(job.max_runtime_seconds),
         "pinned_node": job.pinned_node or None,
         "process": job.process,
         "submission": job.submission_id,
@@ -63,7 +69,15 @@ def job_dict(job: Job, now: datetime, reason: str | None = None) -> dict:
 
 def usage_advice(job: Job) -> dict | None:
     """Requested versus used, and a better request when the gap is large; None before it ran."""
-    advice = compare(Usage(job.request_cpus, job.request_memory_mb, job.run_seconds, job.cpu_seconds, job.max_rss_mb))
+    advice = compare(
+        Usage(
+            job.request_cpus,
+            job.request_memory_mb,
+            finite(job.run_seconds),
+            finite(job.cpu_seconds),
+            finite(job.max_rss_mb),
+        )
+    )
     return {"comparison": advice.comparison, "suggestions": list(advice.suggestions)} if advice else None
 
 
@@ -134,23 +148,23 @@ def nodes_payload(now: datetime) -> list[dict]:
     return [node_dict(node, cap, now) for node, cap in rows]
 
 
-def jobs_payload(jobs: Iterable[Job], now: datetime) -> list[dict]:
-    """Jobs as dicts; waiting ones get their reason to wait."""
+def jobs_payload(jobs: Iterable[Job], now: datetime, order: QueueOrder | None = None) -> list[dict]:
+    """Jobs as dicts; waiting ones get their reason to wait.
+
+    The cost grows with the jobs given, not with the queue: `order` (the
+    queue's fair-share order, computed here when not given) and two indexed
+    counts per owner of a queued job.
+    """
     jobs = list(jobs)
     waiting = [j for j in jobs if j.state in (JobState.QUEUED, JobState.HELD)]
     if not waiting:
         return [job_dict(j, now) for j in jobs]
     _, views = node_views(now)
-    owners = {j.owner_id for j in waiting}
-    counts = dict(Job.objects.filter(state=JobState.QUEUED).values_list("owner_id").annotate(n=Count("id")).order_by())
-    usage = effective_usage(list(counts), now)
+    order = order or queue_order(now)
+    rank = ahead_own(waiting)
     reasons = {}
-    for owner_id in owners:
-        lower = sum(n for uid, n in counts.items() if uid != owner_id and usage[uid] < usage.get(owner_id, 0.0))
-        own_queued = list(
-            Job.objects.filter(state=JobState.QUEUED, owner_id=owner_id).order_by("id").values_list("id", flat=True)
-        )
-        rank = {job_id: i for i, job_id in enumerate(own_queued)}
+    for owner_id in {j.owner_id for j in waiting}:
+        lower = order.ahead_of(owner_id)
         for j in (j for j in waiting if j.owner_id == owner_id):
             facts = WaitFacts(nodes=tuple(views), ahead_own=rank.get(j.id, 0), ahead_others=lower)
             request = Request(

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import difflib
 import re
-import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
-from .units import UnitError, parse_duration, parse_size_mb
+from .jobenv import MAX_ENV_AND_ARGS_BYTES, env_and_args_bytes, env_name_problem, job_env_problem
+from .units import MAX_RUNTIME_SECONDS, UnitError, parse_duration, parse_size_mb
+from .words import QuotingError, split_words
 
 DEFAULT_MEMORY_MB = 256
-MAX_ARGUMENT_CHARS = 64 * 1024
+# The largest submission file (bytes, UTF-8): a page shows it whole, and it is
+# parsed inside a web request.  Upload paths check it before reading.
+MAX_SUBMISSION_BYTES = 1024 * 1024
+# The longest file name (bytes, UTF-8) most file systems take.
+MAX_NAME_BYTES = 255
 
 KEYS = (
     "executable",
@@ -43,7 +48,8 @@ _ALIASES = {"input": "data", "client": "node"}
 _MACRO = re.compile(r"\$\((\w+)\)")
 _NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _EMAIL = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Digits of `client = N`: node-N for a node number, not a 5,000-digit one.
+_NODE_NUMBER = re.compile(r"^[0-9]{1,9}$")
 
 
 class SubmissionError(ValueError):
@@ -111,6 +117,8 @@ class NodeOffer:
 
 def parse_submission(text: str, source: str = "job.txt", max_queue: int = 100_000) -> Submission:
     """Read a submission file.  Raises SubmissionError(source, line, message)."""
+    if len(text) > MAX_SUBMISSION_BYTES or len(text.encode()) > MAX_SUBMISSION_BYTES:
+        raise SubmissionError(source, 1, submission_too_big_message(len(text.encode())))
     values, lines = _read_lines(text, source)
 
     def fail(key: str, message: str) -> SubmissionError:
@@ -120,6 +128,7 @@ def parse_submission(text: str, source: str = "job.txt", max_queue: int = 100_00
         last = max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
         raise SubmissionError(source, last, "no executable given; add a line such as 'executable = fit.py'")
     count = _parse_int(values.get("queue", "1"), 1, max_queue, "queue", lambda m: fail("queue", m))
+    _check_env_and_args_size(values, fail)
     template = _template(values, fail)
     texts = [("arguments", values.get("arguments", "")), ("output", values.get("output", ""))]
     texts += [("data", value) for value, _ in values.get("data", [])]
@@ -135,6 +144,29 @@ def parse_submission(text: str, source: str = "job.txt", max_queue: int = 100_00
         first = _expand(template, values, lines, source, 0)
         jobs = (first, *(replace(first, process=process) for process in range(1, count)))
     return Submission(source=source, jobs=jobs, lines=lines)
+
+
+def submission_too_big_message(size: int) -> str:
+    """Why a submission file of `size` bytes is refused (the CLI, API and portal say the same)."""
+    return (
+        f"the submission file is {size:,} bytes; the limit is {MAX_SUBMISSION_BYTES:,} (1 MB); "
+        "put long lists and big values in a data file the job reads"
+    )
+
+
+def _check_env_and_args_size(values: dict, fail: Callable[[str, str], SubmissionError]) -> None:
+    # Measured on the text as written, before any splitting, so that a huge
+    # value costs nothing to refuse; the words are measured again after.
+    size = sum(len(values.get(key, "").encode()) for key in ("environment", "arguments"))
+    if size > MAX_ENV_AND_ARGS_BYTES:
+        raise fail("environment" if "environment" in values else "arguments", env_and_args_message(size))
+
+
+def env_and_args_message(size: int) -> str:
+    return (
+        f"environment and arguments take {size:,} bytes; the limit is {MAX_ENV_AND_ARGS_BYTES:,} (64 KB) together; "
+        "pass big inputs as a data file"
+    )
 
 
 def _read_lines(text: str, source: str) -> tuple[dict, dict[str, int]]:
@@ -187,13 +219,20 @@ def _unknown_key_message(key: str) -> str:
 
 
 def _parse_int(text: str, low: int, high: int, key: str, fail: Callable[[str], Exception]) -> int:
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise fail(f"{key} must be a whole number, got '{text}'") from None
+    text = text.strip()
+    if not re.fullmatch(r"[+-]?[0-9]{1,18}", text):
+        if re.fullmatch(r"[+-]?[0-9]+", text):
+            raise fail(f"{key} has {len(text):,} digits, which is out of range; use {low} to {high}")
+        raise fail(f"{key} must be a whole number, got '{_shown(text)}'")
+    value = int(text)
     if not low <= value <= high:
         raise fail(f"{key} = {value} is out of range; use {low} to {high}")
     return value
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """`text` as a message quotes it: cut short when long."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 
 
 def _unquote(value: str) -> str:
@@ -217,7 +256,7 @@ def _template(values: dict, fail: Callable[[str, str], SubmissionError]) -> dict
             raise fail("request_memory", str(exc)) from None
     if "max_runtime" in values:
         try:
-            spec["max_runtime_seconds"] = parse_duration(values["max_runtime"])
+            spec["max_runtime_seconds"] = parse_duration(values["max_runtime"], MAX_RUNTIME_SECONDS)
         except UnitError as exc:
             raise fail("max_runtime", str(exc)) from None
     if "email" in values:
@@ -248,23 +287,27 @@ def _template(values: dict, fail: Callable[[str, str], SubmissionError]) -> dict
 
 
 def _node_name(value: str, fail: Callable[[str], Exception]) -> str:
-    if value.isdigit():
+    # ASCII digits only: '²'.isdigit() is true, but int('²') fails.
+    if _NODE_NUMBER.match(value):
         return f"node-{int(value)}"
     if not _NODE_NAME.match(value):
-        raise fail(f"'{value}' is not a node name; write client = 2 (for node-2) or node = NAME")
+        raise fail(f"'{_shown(value)}' is not a node name; write client = 2 (for node-2) or node = NAME")
     return value
 
 
 def _environment(value: str, fail: Callable[[str], Exception]) -> dict[str, str]:
     try:
-        words = shlex.split(value)
-    except ValueError as exc:
+        words = split_words(value)
+    except QuotingError as exc:
         raise fail(f"cannot read the environment ({exc}); write it like environment = \"A=1 B='two words'\"") from None
     env: dict[str, str] = {}
     for word in words:
         name, eq, val = word.partition("=")
-        if not eq or not _ENV_NAME.match(name):
-            raise fail(f"'{word}' is not NAME=value; write it like environment = \"A=1 B=two\"")
+        if not eq or not name:
+            raise fail(f"'{_shown(word)}' is not NAME=value; write it like environment = \"A=1 B=two\"")
+        problem = env_name_problem(name)
+        if problem:
+            raise fail(problem)
         env[name] = val
     return env
 
@@ -274,6 +317,13 @@ def _file_ref(text: str, line: int, source: str, what: str) -> InputFile:
     name = path.name
     if not name or name in (".", ".."):
         raise SubmissionError(source, line, f"'{text}' is not a file name; name the {what} file, such as data.csv")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise SubmissionError(
+            source,
+            line,
+            f"the {what} file name '{_shown(name)}' is {len(name.encode()):,} bytes; "
+            f"the limit is {MAX_NAME_BYTES} bytes; rename the file",
+        )
     return InputFile(source=text, name=name, line=line)
 
 
@@ -301,12 +351,9 @@ def _expand(template: dict, values: dict, lines: dict[str, int], source: str, pr
             inputs.append(ref)
     arguments: tuple[str, ...] = ()
     if "arguments" in values:
-        text = sub(values["arguments"])
-        if len(text) > MAX_ARGUMENT_CHARS:
-            raise SubmissionError(source, lines["arguments"], "arguments are too long; pass big inputs as a data file")
         try:
-            arguments = tuple(shlex.split(text))
-        except ValueError as exc:
+            arguments = tuple(split_words(sub(values["arguments"])))
+        except QuotingError as exc:
             raise SubmissionError(
                 source, lines["arguments"], f"cannot read the arguments ({exc}); close every quote"
             ) from None
@@ -325,7 +372,14 @@ def _expand(template: dict, values: dict, lines: dict[str, int], source: str, pr
         process=process,
     )
     fields = {k: v for k, v in template.items() if k != "name"}
-    return replace(spec, **fields)
+    spec = replace(spec, **fields)
+    # The words as the node counts them ($(Process) filled in): the node refuses
+    # what the parser let through, so both use jobenv's one rule.
+    if job_env_problem(spec.environment, spec.arguments):
+        size = env_and_args_bytes(spec.environment, spec.arguments)
+        key = "environment" if "environment" in lines else "arguments"
+        raise SubmissionError(source, lines.get(key, lines["executable"]), env_and_args_message(size))
+    return spec
 
 
 def _output_path(text: str, line: int, source: str) -> str:

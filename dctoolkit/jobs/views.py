@@ -8,7 +8,7 @@ htmx request (header HX-Request) with just that part, which the page polls.
 from __future__ import annotations
 
 import mimetypes
-from datetime import datetime
+import os
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -17,22 +17,29 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Count, QuerySet
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_POST
 
 from . import transitions
-from .dispatch import effective_usage, wake_scheduler
+from .dispatch import wake_scheduler
 from .forms import SubmitForm
 from .history import FilterError, filter_jobs
+from .ids import MAX_ID, bounded_int
 from .models import ACTIVE_STATES, FINAL_STATES, Job, JobState
+from .outputs import list_outputs
+from .ranges import open_plain, ranged_file
 from .serializers import jobs_payload, nodes_payload
 from .submission import SubmissionError
 from .submit import UploadedFiles, prepare, queue
+from .waiting import queue_order, waiting_page
 
 COMPLETED_PER_PAGE = 25
+# Running jobs the queue page lists (a cluster runs at most its slots at once; this bounds a bad day).
+MAX_RUNNING_SHOWN = 500
 RECENT_JOBS = 10
 # How much of stdout/stderr a page shows: the tail, so a chatty job stays readable.
 TAIL_BYTES = 64 * 1024
@@ -84,31 +91,30 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-def queue_positions(now: datetime) -> dict[int, int]:
-    """job id -> place in the queue (1 = next), in fair-share order: users with lower usage
-    first, each user's jobs in submission order (the same facts `reason` is built from)."""
-    queued = list(Job.objects.filter(state=JobState.QUEUED).order_by("id").values_list("id", "owner_id"))
-    usage = effective_usage(list({owner for _, owner in queued}), now)
-    seen: dict[int, int] = {}
-    keyed = []
-    for job_id, owner in queued:
-        keyed.append((usage[owner], owner, seen.get(owner, 0), job_id))
-        seen[owner] = seen.get(owner, 0) + 1
-    keyed.sort(key=lambda k: (k[0], k[1], k[2]))
-    return {job_id: place for place, (*_, job_id) in enumerate(keyed, start=1)}
-
-
 @login_required
 def queue_page(request: HttpRequest) -> HttpResponse:
+    """Running jobs, and the waiting ones 50 a page in fair-share order (# = place in the whole queue).
+
+    Polled every 3 s, so its cost stays that of one page however long the queue is.
+    """
     now = timezone.now()
-    jobs = visible_jobs(request.user)
-    running = jobs_payload(jobs.filter(state__in=ACTIVE_STATES).order_by("started_at", "id"), now)
-    waiting = jobs_payload(jobs.filter(state__in=(JobState.QUEUED, JobState.HELD)).order_by("id"), now)
-    positions = queue_positions(now)
+    jobs = Job.objects.select_related("owner", "node")
+    jobs = jobs if request.user.is_staff else jobs.filter(owner=request.user)
+    active = jobs.filter(state__in=ACTIVE_STATES).order_by("started_at", "id")
+    running = jobs_payload(active[:MAX_RUNNING_SHOWN], now)
+    order = queue_order(now)
+    number = bounded_int(request.GET.get("page") or "1", 1, MAX_ID) or 1
+    page = waiting_page(jobs, order, None if request.user.is_staff else request.user.id, number)
+    waiting = jobs_payload(page.jobs, now, order)
     for job in waiting:
-        job["position"] = positions.get(job["id"])
-    waiting.sort(key=lambda j: (j["position"] is None, j["position"] or 0, j["id"]))
-    context = {"running": running, "waiting": waiting, "queue_length": len(positions)}
+        job["position"] = page.positions.get(job["id"])
+    context = {
+        "running": running,
+        "running_count": active.count() if len(running) == MAX_RUNNING_SHOWN else len(running),
+        "waiting": waiting,
+        "page": page,
+        "queue_length": order.total,
+    }
     template = "partials/queue_live.html" if is_htmx(request) else "queue.html"
     return render(request, template, context)
 
@@ -140,26 +146,21 @@ def completed(request: HttpRequest) -> HttpResponse:
 
 
 def read_tail(path: Path) -> tuple[str, bool]:
-    """The last TAIL_BYTES of a text file, and whether anything was cut off."""
-    if not path.is_file():
+    """The last TAIL_BYTES of a text file (a link or a FIFO reads as empty), and whether anything was cut off."""
+    fd = open_plain(path)
+    if fd is None:
         return "", False
-    size = path.stat().st_size
-    with open(path, "rb") as f:
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(fd).st_size
         f.seek(max(0, size - TAIL_BYTES))
-        data = f.read()
+        data = f.read(TAIL_BYTES)
     return data.decode(errors="replace"), size > TAIL_BYTES
 
 
 def output_files(job: Job) -> list[dict]:
-    """The job's collected output files: path (relative to outputs/) and size."""
-    root = job.folder() / "outputs"
-    if not root.is_dir():
-        return []
-    return [
-        {"path": p.relative_to(root).as_posix(), "size": p.stat().st_size}
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.is_symlink()
-    ]
+    """The job's collected output files: path (relative to outputs/) and size; names that are not
+    UTF-8 are left out (a page cannot show them, nor a link name them)."""
+    return list_outputs(job.folder() / "outputs").files
 
 
 def submitted_files(job: Job) -> list[dict]:
@@ -203,7 +204,9 @@ def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     if is_htmx(request):
         return render(request, "partials/job_live.html", context)
     context["files"] = submitted_files(job)
-    context["submission_text"] = job.submission.text
+    # The start only: a submission stored before the 1 MB limit may be far bigger.
+    context["submission_text"] = job.submission.text[:TAIL_BYTES]
+    context["submission_cut"] = len(job.submission.text) > TAIL_BYTES
     return render(request, "job_detail.html", context)
 
 
@@ -237,11 +240,14 @@ def job_file(request: HttpRequest, job_id: int, path: str) -> HttpResponse:
         response["Content-Disposition"] = f'attachment; filename="{Path(job.submission.source_name).name}"'
         return response
     target = job_file_path(job, path)
-    if target is None or not target.is_file() or target.is_symlink():
+    fd = open_plain(target) if target is not None else None
+    if fd is None:
         raise Http404("no such file")
     download_name = f"job{job.id}-{target.name}" if path in ("stdout", "stderr") else target.name
     kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-    return FileResponse(open(target, "rb"), as_attachment=True, filename=download_name, content_type=kind)
+    response = ranged_file(fd, request.headers.get("Range"), content_type=kind)
+    response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=download_name)
+    return response
 
 
 @login_required

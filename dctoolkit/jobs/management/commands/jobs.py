@@ -16,6 +16,10 @@ DEFAULT_LIMIT = 1000
 UNFINISHED = ",".join(s for s in JobState.values if s not in FINAL_STATES)
 
 
+# The most rows one listing prints (more would overflow the database's LIMIT as a number, or the screen).
+MAX_LIMIT = 1_000_000
+
+
 class Command(DctCommand):
     help = "Your queued and running jobs, why waiting ones wait, and (--all) finished ones."
     remote_capable = True
@@ -30,8 +34,8 @@ class Command(DctCommand):
         parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT, help="at most this many, newest first")
 
     def handle(self, *args, **options):
-        if options["limit"] < 1:
-            raise CommandError("--limit must be at least 1")
+        if not 1 <= options["limit"] <= MAX_LIMIT:
+            raise CommandError(f"--limit must be from 1 to {MAX_LIMIT:,}")
         query = {k: options[k] for k in ("name", "since", "until") if options[k]}
         query["state"] = options["state"] or ("" if options["all"] else UNFINISHED)
         if options["all_users"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,7 +14,12 @@ from django.utils import timezone
 from dctoolkit.cli import DctCommand
 from dctoolkit.jobs.models import FINAL_STATES, Job, JobState
 from dctoolkit.jobs.serializers import job_dict, jobs_payload
-from dctoolkit.jobs.submission import SubmissionError, parse_submission
+from dctoolkit.jobs.submission import (
+    MAX_SUBMISSION_BYTES,
+    SubmissionError,
+    parse_submission,
+    submission_too_big_message,
+)
 from dctoolkit.jobs.submit import FolderFiles, check_files, prepare, queue
 from dctoolkit.remote import upload_names
 
@@ -103,7 +109,13 @@ class Command(DctCommand):
 def read_submission(name: str) -> tuple[str, str]:
     """The submission file's text and the name it is reported under."""
     try:
-        return Path(name).read_text(), name
+        with open(name, "rb") as f:
+            # Never the whole of a 200 MB file: one byte past the limit is enough to refuse it.
+            data = f.read(MAX_SUBMISSION_BYTES + 1)
+        if len(data) > MAX_SUBMISSION_BYTES:
+            size = os.stat(name).st_size
+            raise CommandError(f"{name}: {submission_too_big_message(size)}")
+        return data.decode(), name
     except FileNotFoundError:
         raise CommandError(f"{name}: no such file; give the path of your submission file") from None
     except (OSError, UnicodeDecodeError) as exc:
