@@ -77,4 +77,9 @@ def _restrict_worker(**kwargs) -> None:
     # celery.worker.control); the worker's mailbox reads this same dict.
     from celery.worker.control import Panel
 
+    from dctoolkit.checks import refuse_to_start
+
     restrict_remote_control(Panel.data)
+    # A node runs no management command, so the deployment checks run here:
+    # with DCT_PRODUCTION=1, no node on a broker or database without a password.
+    refuse_to_start("this node worker")
