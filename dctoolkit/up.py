@@ -87,17 +87,19 @@ def private_redis(var: Path) -> tuple[str, str]:
 def gunicorn_command(port: int) -> list[str]:
     """The portal's gunicorn: threads that a slow or half-open client cannot all hold.
 
-    gthread workers hand a connection that sends nothing back to their
-    event loop instead of blocking a thread on it, and drop idle keep-alive
-    connections after 2 s; --timeout restarts a worker stuck on one request.
-    In production it goes behind a buffering proxy (deploy/README.md).
+    gthread workers (gunicorn 23+) hand a connection that has sent nothing
+    for 5 s back to their event loop instead of blocking a thread on it, and
+    close idle ones after --keep-alive; --timeout restarts a worker stuck on
+    one request.  32 threads, so dozens of such connections at once delay
+    nobody (sync workers, as before, stalled for 30 s on ten).  Many more
+    than that is what the buffering proxy in front is for (deploy/README.md).
     """
     return [PYTHON, "-m", "gunicorn", "dctoolkit.wsgi", "--bind", f"127.0.0.1:{port}",
             *GUNICORN_OPTIONS, "--access-logfile", "-"]  # fmt: skip
 
 
 # Shared with docker-compose.yml and deploy/systemd/dct-web.service (a test keeps them equal).
-GUNICORN_OPTIONS = ("--worker-class", "gthread", "--workers", "2", "--threads", "8", "--timeout", "60",
+GUNICORN_OPTIONS = ("--worker-class", "gthread", "--workers", "2", "--threads", "16", "--timeout", "60",
                     "--graceful-timeout", "20", "--keep-alive", "2")  # fmt: skip
 
 
