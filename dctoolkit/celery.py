@@ -34,14 +34,17 @@ def settle_conf() -> None:
 
 # --- remote control -----------------------------------------------------------
 # What a node worker obeys from the broker: the read-only inspection Flower
-# shows, and the switch for the events it draws from.  Anyone who can write
-# to the broker can broadcast, so shutdown, pool and consumer control,
-# revoke, rate and time limits, `conf` (every setting) and the rest are
-# refused: nothing of dctoolkit uses them (the database is the truth; a job is
-# cancelled through it, and a node stops by a signal from its own machine).
+# shows (its worker page also lists scheduled, reserved and revoked tasks:
+# ids and a job's id and attempt, as `active` does), and the switch for the
+# events it draws from.  Anyone who can write to the broker can broadcast,
+# so shutdown, pool and consumer control, revoke, rate and time limits,
+# `conf` (every setting) and the rest are refused: nothing of dctoolkit uses
+# them (the database is the truth; a job is cancelled through it, and a node
+# stops by a signal from its own machine).
 OBEYED_CONTROL_COMMANDS = frozenset(
-    {"ping", "stats", "registered", "active", "active_queues", "enable_events", "disable_events"}
-)
+    {"ping", "stats", "registered", "active", "active_queues", "scheduled", "reserved", "revoked",
+     "enable_events", "disable_events"}
+)  # fmt: skip
 REFUSAL = "refused: a dctoolkit node obeys only {obeyed} from the broker"
 
 

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 REFUSED = (
     "refused: a dctoolkit node obeys only active, active_queues, disable_events, enable_events, ping, registered, "
-    "stats from the broker"
+    "reserved, revoked, scheduled, stats from the broker"
 )
 ADMIN_COMMANDS = (("CONFIG", "GET", "dir"), ("CONFIG", "SET", "dir", "/tmp"), ("MODULE", "LOAD", "/tmp/x.so"),
                   ("DEBUG", "SLEEP", "0"), ("SHUTDOWN", "NOSAVE"), ("REPLICAOF", "127.0.0.1", "1"),
@@ -210,7 +210,8 @@ def test_the_read_only_inspection_flower_needs_still_answers(cluster, attacker):
     assert all("pool" in s and "broker" in s for s in stats.values()), stats
     assert all("dctoolkit.run_job" in r for r in inspect.registered().values())
     assert {q["name"] for qs in inspect.active_queues().values() for q in qs} == {"node-1", "node-2"}
-    assert all(isinstance(a, list) for a in inspect.active().values())
+    for listing in (inspect.active(), inspect.scheduled(), inspect.reserved(), inspect.revoked()):
+        assert len(listing) == 2 and all(isinstance(a, list) for a in listing.values()), listing
     for switch in ("enable_events", "disable_events"):  # what Flower's live view turns on
         replies = _replies(attacker, switch)
         assert len(replies) == 2 and all(r["ok"].startswith("task events") for r in replies.values()), replies
@@ -345,6 +346,16 @@ def test_ups_flower_wants_its_own_login_from_its_environment(up):
     children = psutil.Process(up["proc"].pid).children(recursive=True)
     flower = next(p for p in children if "flower" in " ".join(p.cmdline()))
     assert not any("basic" in a or secrets["flower_password"] in a for a in flower.cmdline()), flower.cmdline()
+
+
+def test_ups_flower_still_shows_the_node_with_only_read_only_inspection(up):
+    login = f"admin:{_up_secrets(up)['flower_password']}"
+    base = f"http://127.0.0.1:{up['flower']}"
+    worker = f"node-1@{socket.gethostname()}"
+    status, page = _get(f"{base}/worker/{worker}", login=login, timeout=30)
+    assert status == 200 and worker in page, page[:2000]
+    status, body = _get(f"{base}/api/workers?refresh=1", login=login, timeout=30)
+    assert status == 200 and "node-1" in body and '"active_queues"' in body, body[:2000]
 
 
 def test_a_job_under_up_reaches_neither_redis_nor_flower_without_their_passwords(up, tmp_path):
