@@ -90,9 +90,11 @@ def gunicorn_command(port: int) -> list[str]:
     gthread workers (gunicorn 23+) hand a connection that has sent nothing
     for 5 s back to their event loop instead of blocking a thread on it, and
     close idle ones after --keep-alive; --timeout restarts a worker stuck on
-    one request.  32 threads, so dozens of such connections at once delay
-    nobody (sync workers, as before, stalled for 30 s on ten).  Many more
-    than that is what the buffering proxy in front is for (deploy/README.md).
+    one request.  16 threads a worker, so ten half-open connections delay
+    nobody even if one worker took them all (sync workers stalled for 30 s).
+    But a connection that never finishes its headers holds its thread until
+    the client leaves: more of those than threads is what the buffering
+    proxy in front is for (deploy/README.md).
     """
     return [PYTHON, "-m", "gunicorn", "dctoolkit.wsgi", "--bind", f"127.0.0.1:{port}",
             *GUNICORN_OPTIONS, "--access-logfile", "-"]  # fmt: skip

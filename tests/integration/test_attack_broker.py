@@ -383,7 +383,11 @@ def test_half_open_connections_do_not_stall_ups_portal(up):
     url = f"http://127.0.0.1:{up['web']}/accounts/login/"
     idle = []
     try:
-        for i in range(24):  # three times the 8 threads it had before, and sync workers stalled on 10
+        # Ten: five that send nothing (each may hold a thread for 5 s), five that never finish
+        # their headers (each holds a thread until it goes away); one worker may accept them
+        # all, and has 16 threads.  Sync workers stalled for 30 s on ten, the 8 threads
+        # ./dct up had for good.  Many more is the buffering proxy's job (deploy/README.md).
+        for i in range(10):
             s = socket.create_connection(("127.0.0.1", up["web"]), 5)
             if i % 2:
                 s.sendall(b"GET /accounts/login/ HTTP/1.1\r\nHost: localhost\r\n")  # headers never finished
