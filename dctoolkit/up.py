@@ -133,6 +133,9 @@ def main() -> int:
 
     var = settings.VAR_DIR
     var.mkdir(parents=True, exist_ok=True)
+    # A var/ made before the umask may hold a database and files of mode 0644:
+    # closed, the folder keeps them from everyone else.
+    var.chmod(0o700)
     env = dict(os.environ)
     env.setdefault("DCT_REQUIRE_SANDBOX", "0")
     web_port = int(env.get("DCT_WEB_PORT", "8000"))
