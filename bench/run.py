@@ -105,7 +105,9 @@ def run_all(workdir: Path, sizes: Sizes, quick: bool, only: Only = Only()) -> tu
 
     from .report import machine
 
-    server = RedisServer(workdir / "redis", port=int(os.environ["BENCH_REDIS_PORT"]))
+    server = RedisServer(
+        workdir / "redis", port=int(os.environ["BENCH_REDIS_PORT"]), password=os.environ["BENCH_REDIS_PASSWORD"]
+    )
     server.start()
     try:
         broker = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=BROKER_TIMEOUT_SECONDS)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import pwd
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.utils import OperationalError, ProgrammingError
 
@@ -28,6 +30,27 @@ def os_user_name() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return os.environ.get("USER", "user")
+
+
+def real_user_name() -> str:
+    """The name of the Unix account this process runs as (not $USER, which anyone sets)."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return f"uid{os.getuid()}"
+
+
+def holds_secret_key() -> bool:
+    """Whether this process holds the server's secret key: the test of an operator.
+
+    SECRET_KEY in the environment (or a .env this user could read): they have
+    it already.  Otherwise the key is var/secret_key, mode 0600: its owner (or
+    root) reads it, anyone else gets no key (settings.py leaves it empty).
+    """
+    try:
+        return bool(settings.SECRET_KEY)
+    except ImproperlyConfigured:  # Django's answer to an empty SECRET_KEY
+        return False
 
 
 class DctCommand(BaseCommand):
@@ -44,12 +67,22 @@ class DctCommand(BaseCommand):
             parser.add_argument("--json", action="store_true", help="print one JSON document and nothing else")
         if self.user_option:
             parser.add_argument(
-                "--user", default=None, help="act as this user (created on first use); default: your OS user name"
+                "--user",
+                default=None,
+                help="act as this user (created on first use; operators only, who can read the server's "
+                "secret key); default: your OS user name",
             )
         return parser
 
     def execute(self, *args: Any, **options: Any) -> Any:
         self.options = options
+        if options.get("user") and not holds_secret_key():
+            raise CommandError(
+                f"--user {options['user']}: acting as another user is for the server's operators, who can read "
+                f"its secret key ({settings.VAR_DIR / 'secret_key'} or SECRET_KEY), and you ({real_user_name()}) "
+                "cannot; run the command without --user to act as yourself, or use your own API token "
+                "(DCT_SERVER and DCT_TOKEN)"
+            )
         try:
             if self.remote_capable and settings.DCT_SERVER:
                 self.remote = Client(settings.DCT_SERVER, settings.DCT_TOKEN)
@@ -64,7 +97,11 @@ class DctCommand(BaseCommand):
             ) from None
 
     def acting_user(self) -> AbstractBaseUser:
-        name = self.options.get("user") or os_user_name()
+        """The user the command acts for: --user NAME (operators only), else the caller's own account."""
+        name = self.options.get("user")
+        if not name:
+            # Only an operator may name themself through $USER or $LOGNAME.
+            name = os_user_name() if holds_secret_key() else real_user_name()
         user, _ = get_user_model().objects.get_or_create(username=name)
         return user
 

@@ -15,8 +15,18 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
+# --- private by default ---------------------------------------------------
+# Every server and node process reads these settings before it creates a
+# file (manage.py, worker_entry.py, gunicorn's wsgi.py, celery -A dctoolkit),
+# so this is the one place that makes what they create, the database,
+# var/, storage, outputs, logs, scratch, readable by their owner only.
+os.umask(0o077)
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-load_dotenv(BASE_DIR / ".env", override=False)
+try:
+    load_dotenv(BASE_DIR / ".env", override=False)
+except PermissionError:
+    pass  # another Unix user's .env: its settings and secrets are not ours (cli.py refuses --user)
 
 VAR_DIR = Path(os.environ.get("DCT_VAR", BASE_DIR / "var")).resolve()
 
@@ -67,11 +77,17 @@ def _secret_key() -> str:
         )
     # Development: keep one random key per checkout, readable by its owner only.
     path = VAR_DIR / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(50)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        if path.exists():
+            return path.read_text().strip()
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(50)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except PermissionError:
+        # Another Unix user's checkout: no key, so this process signs nothing
+        # (Django refuses an empty SECRET_KEY where one is needed) and may not
+        # act as another user (cli.py).
+        return ""
     with os.fdopen(fd, "w") as f:
         f.write(key)
     return key
@@ -233,10 +249,12 @@ def _redis_url() -> str:
     # address in var/redis_url; else the usual local port.
     if os.environ.get("REDIS_URL"):
         return os.environ["REDIS_URL"]
-    private = VAR_DIR / "redis_url"
-    if private.exists():
-        return private.read_text().strip()
-    return "redis://127.0.0.1:6379/0"
+    # (It holds the private Redis's password, so it is mode 0600: another Unix
+    # user of this checkout cannot read it and gets the usual local port.)
+    try:
+        return (VAR_DIR / "redis_url").read_text().strip()
+    except OSError:
+        return "redis://127.0.0.1:6379/0"
 
 
 REDIS_URL = _redis_url()

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from dctoolkit.stack import redis_url
 from tests.support.cluster import Cluster, free_port, wait_until
 from tests.support.netns import Host, namespaces_available, start_forwarder
 
@@ -64,7 +65,7 @@ def test_cutting_a_hosts_link_moves_its_job_to_another_host_once(hosts, tmp_path
         trace.mkdir()
         for h in hosts:
             env = {
-                "REDIS_URL": f"redis://{h.server_ip}:{redis_port}/0",
+                "REDIS_URL": redis_url(redis_port, c.redis.password, host=h.server_ip),
                 "DATABASE_URL": via(c.db.url, h.server_ip, pg_port),
                 "DCT_SANDBOX_PATHS": f"{trace}:rw",
             }

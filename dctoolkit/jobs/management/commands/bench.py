@@ -9,6 +9,7 @@ never touched.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from django.conf import settings
 from django.core.management.base import CommandError
 
 from dctoolkit.cli import DctCommand
-from dctoolkit.stack import free_port
+from dctoolkit.stack import free_port, redis_url
 
 # A full run takes a few minutes on a two-core machine; --quick under one.
 TIMEOUT_SECONDS = 3600
@@ -66,14 +67,15 @@ class Command(DctCommand):
 
 def private_env(workdir: Path) -> dict[str, str]:
     """Our environment without any dctoolkit setting, pointed at `workdir`'s own services."""
-    port = free_port()
+    port, password = free_port(), secrets.token_urlsafe(24)  # its Redis is configured as ./dct up's
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("DCT_", "DATABASE_URL", "REDIS_URL", "EMAIL_"))}
     return {
         **keep,
         "DCT_VAR": str(workdir / "var"),
         "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
-        "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        "REDIS_URL": redis_url(port, password),
         "BENCH_REDIS_PORT": str(port),
+        "BENCH_REDIS_PASSWORD": password,
         "BENCH_WORKDIR": str(workdir),
         "SECRET_KEY": "bench-only",
         "PYTHONUNBUFFERED": "1",
