@@ -15,7 +15,6 @@ Nothing of the job reaches bubblewrap's command line or environment: bubblewrap 
 fixed one (HELPER_ENV), and the job's variables and every other per-job argument reach it
 through a file descriptor (`--args`), set only for the program it starts (`--clearenv`,
 `--setenv`).
->>>>>>> sec-sandbox
 Shared storage, the project folder, the database, `.env`, and other jobs are not there at all:
 they are never bound, and where one lies under a bound folder (`/opt/dctoolkit`, a
 DCT_SANDBOX_PATHS entry) an empty tmpfs covers it.  Whatever in `/etc` not every user of the
