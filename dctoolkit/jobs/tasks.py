@@ -18,7 +18,7 @@ from django.utils import timezone
 from dctoolkit.fastsql import Compiled
 from dctoolkit.nodes import agent
 
-from . import runner, sandbox, transitions, warm
+from . import cgroups, runner, sandbox, transitions, warm
 from .dispatch import wake_scheduler_soon
 from .models import Job, JobState, KillRequest, Submission
 
@@ -34,6 +34,7 @@ def _on_worker_ready(sender, **kwargs) -> None:
         name = agent.node_name_from_queues(queues)
         slots = int(os.environ.get("DCT_NODE_SLOTS") or getattr(sender.controller, "concurrency", 0) or 0)
         identity = agent.start(name, slots or None)
+        cgroups.for_node(identity.name, settings.DCT_CGROUPS)  # says now, in the node's log, whether it can
     except BaseException as exc:
         # A worker that is not a registered node must not take jobs: stop it.
         log.critical("node start-up failed: %s; stopping this worker", exc)
@@ -52,6 +53,7 @@ def _on_worker_ready(sender, **kwargs) -> None:
 def _on_worker_shutting_down(**kwargs) -> None:
     agent.stop()
     warm.close_pool()
+    cgroups.close()
 
 
 @shared_task(name="dctoolkit.run_job", acks_late=True, ignore_result=True)
@@ -102,6 +104,8 @@ def execute(job: Job, attempt: int, identity: agent.NodeIdentity) -> JobState:
         workdir = scratch / f"job-{job.id}-{attempt}"
         if workdir.exists():
             shutil.rmtree(workdir)
+    cgroup = cgroups.for_job(identity.name, job.id, attempt, job.request_memory_mb, settings.DCT_JOB_MAX_PIDS,
+                             settings.DCT_CGROUPS)  # fmt: skip
     try:
         try:
             runner.stage_inputs(Submission(id=job.submission_id).folder(), job.inputs, workdir, job.executable)
@@ -111,12 +115,15 @@ def execute(job: Job, attempt: int, identity: agent.NodeIdentity) -> JobState:
             return JobState.FAILED
         before = runner.snapshot(workdir)
         spec = build_spec(job, workdir, replace(fence, workdir=str(workdir)) if fence else None)
+        spec = replace(spec, cgroup=cgroup)
         result = runner.run(spec, lambda: _stop_request(job.id), warm_sandbox.start_job if warm_sandbox else None)
         outputs = folder / "outputs"
         if outputs.exists():
             shutil.rmtree(outputs)
         missing = runner.collect_outputs(workdir, before, job.output, outputs)
     finally:
+        if cgroup:
+            cgroup.remove()  # never raises: what is left is logged
         if warm_sandbox:
             warm_sandbox.clean = runner.empty_folder(workdir) and warm_sandbox.clean
             warm.pool(scratch, identity.slots).give_back(warm_sandbox)

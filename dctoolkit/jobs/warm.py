@@ -101,12 +101,17 @@ class WarmSandbox:
             theirs.close()
         return cls(key, folder, sandbox.inside_workdir(fence), proc, ours)
 
-    def start(self, argv: list[str], env: dict[str, str], stdout: int, stderr: int) -> int:
-        """Start one job; returns its pid inside the sandbox (`host_pid` finds it on the host)."""
+    def start(
+        self, argv: list[str], env: dict[str, str], stdout: int, stderr: int, cgroup: list[int] | None = None
+    ) -> int:
+        """Start one job; returns its pid inside the sandbox (`host_pid` finds it on the host).
+
+        `cgroup`: the job's `cgroup.procs` files, open for writing; the job enters them before it execs.
+        """
         self.jobs += 1
         request = json.dumps({"argv": argv, "env": env, "cwd": self.inside}).encode()
         try:
-            socket.send_fds(self.sock, [request], [stdout, stderr])
+            socket.send_fds(self.sock, [request], [stdout, stderr, *(cgroup or [])])
         except OSError as exc:
             raise SandboxBrokenError(f"could not reach the sandbox: {exc}") from None
         reply = self._receive(START_TIMEOUT_SECONDS)
@@ -156,12 +161,16 @@ class WarmSandbox:
 
     def start_job(self, spec: runner.RunSpec, out: BinaryIO, err: BinaryIO) -> runner.Child:
         """A runner.Starter: the job starts in this sandbox (in a fresh one if this one is broken)."""
+        procs = spec.cgroup.open_procs() if spec.cgroup else []
         try:
-            return _WarmChild(self, self.start(spec.argv, spec.env, out.fileno(), err.fileno()))
+            return _WarmChild(self, self.start(spec.argv, spec.env, out.fileno(), err.fileno(), procs))
         except SandboxBrokenError as exc:
             log.warning("warm sandbox %s: %s; job %s starts in a fresh one", self.folder.name, exc, spec.job_id)
             self.kill()
             return runner.start_process(spec, out, err)
+        finally:
+            for fd in procs:
+                os.close(fd)
 
     def kill(self) -> None:
         """Kill the sandbox and all in it at once (it is retired when given back)."""

@@ -6,7 +6,10 @@ as its one argument.  Only the standard library is at hand there.
 
 Per job, the node sends one message: JSON `{"argv", "env", "cwd"}` and the
 job's stdout and stderr as file descriptors (the files lie in shared storage,
-which the sandbox never sees).  The zygote answers `{"started": pid}` (the
+which the sandbox never sees), then, where the node limits jobs through
+cgroups, the `cgroup.procs` file of each of the job's cgroups, open for
+writing: the job's process enters them between fork and exec, so it runs
+nothing of its own outside them, while the zygote and init stay out.  The zygote answers `{"started": pid}` (the
 pid inside the sandbox), then, once the job has ended, `{"status", "utime",
 "stime", "clean"}`: the wait status and CPU time of the job and every process
 it waited for, and whether the sandbox was put back as it was found: every
@@ -24,6 +27,7 @@ import sys
 import time
 
 MAX_MESSAGE = 1 << 20
+MAX_FDS = 8  # stdout, stderr and the job's cgroup.procs files (one per cgroup v1 hierarchy)
 EMPTIED = ("/tmp", "/dev/shm")
 
 
@@ -33,7 +37,7 @@ def main() -> None:
     mounts = mount_points()
     while True:
         try:
-            data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, 2)
+            data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, MAX_FDS)
         except OSError:
             return
         if not data:
@@ -55,7 +59,7 @@ def mount_points() -> set:
 
 def run_one(request: dict, fds: list, sock: socket.socket) -> tuple:
     """Start the job, tell the node its pid, and wait for it: (wait status, user and system CPU seconds)."""
-    out, err = fds
+    out, err, *cgroups = fds
     try:
         proc = subprocess.Popen(
             request["argv"],
@@ -65,18 +69,26 @@ def run_one(request: dict, fds: list, sock: socket.socket) -> tuple:
             stdout=out,
             stderr=err,
             start_new_session=True,
-            close_fds=True,
+            close_fds=True,  # the cgroup.procs files too: the job cannot move the zygote in
+            preexec_fn=(lambda: enter(cgroups)) if cgroups else None,
         )
-    except OSError as exc:
-        sock.send(json.dumps({"error": f"could not start {request['argv'][0]}: {exc.strerror}"}).encode())
+    except (OSError, subprocess.SubprocessError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "it could not enter its cgroup"
+        sock.send(json.dumps({"error": f"could not start {request['argv'][0]}: {why}"}).encode())
         return None, 0.0, 0.0
     finally:
-        os.close(out)
-        os.close(err)
+        for fd in fds:
+            os.close(fd)
     sock.send(json.dumps({"started": proc.pid}).encode())
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; Popen must not wait again
     return status, usage.ru_utime, usage.ru_stime
+
+
+def enter(cgroups: list) -> None:
+    """Between fork and exec: move this process into each cgroup (a cgroup.procs file descriptor)."""
+    for fd in cgroups:
+        os.write(fd, b"0")
 
 
 def end_every_other_process() -> bool:
