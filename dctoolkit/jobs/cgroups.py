@@ -85,8 +85,9 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:64] or "_"
 
 
-def own_dirs(version: int, own: dict[str, str], root: Path = ROOT) -> dict[str, Path]:
-    """The node's own cgroup folder in each hierarchy it uses ({"unified": ...} on v2)."""
+def own_dirs(version: int, own: dict[str, str], root: Path | None = None) -> dict[str, Path]:
+    """The node's own cgroup folder in each hierarchy it uses ({"unified": ...} on v2), under `root` (ROOT)."""
+    root = root or ROOT
     if version == 2:
         if "" not in own:
             raise CgroupError("/proc/self/cgroup has no cgroup v2 entry (0::/PATH)")
@@ -287,7 +288,7 @@ def _rmdir(path: Path) -> None:
 def _setup(node: str) -> NodeCgroups:
     """Make this worker's cgroup folders and check jobs can be limited in them.  Raises CgroupError."""
     version = 2 if (ROOT / "cgroup.controllers").exists() else 1
-    own = own_dirs(version, parse_proc_cgroup(Path("/proc/self/cgroup").read_text()))
+    own = own_dirs(version, parse_proc_cgroup(Path("/proc/self/cgroup").read_text()), ROOT)
     dirs = node_dirs(own, node, os.getpid())
     if version == 1:
         for hierarchy, folder in dirs.items():
@@ -398,6 +399,13 @@ def for_job(node: str, job_id: int, attempt: int, memory_mb: int | None, max_pid
     except CgroupError as exc:
         log.warning("job %s: no cgroup (%s); its memory is watched instead", job_id, exc)
         return None
+
+
+def enforcement(node: str) -> dict[str, str | None]:
+    """How this worker limits its jobs' memory and processes (DESIGN's node `enforcement`, less `cpus`)."""
+    with _node_lock:
+        made = _node.get(node)
+    return {"memory": "cgroup" if made else "watch", "pids": "cgroup" if made else None}
 
 
 def close() -> None:

@@ -95,3 +95,22 @@ def test_the_join_shell_refuses_to_run_the_job_outside_its_cgroup(tmp_path):
     job = cgroups.JobCgroup(1, {"memory": tmp_path / "missing"}, 10)
     done = subprocess.run(cgroups.joining(["echo", "ran"], job), capture_output=True, text=True)
     assert done.returncode == 125 and "ran" not in done.stdout, done
+
+
+def test_a_node_that_cannot_make_cgroups_says_so_once_and_watches_memory(tmp_path, monkeypatch, caplog):
+    # A cgroup root with no controller mounted under it, as on a machine where /sys/fs/cgroup is not writable.
+    monkeypatch.setattr(cgroups, "ROOT", tmp_path)
+    monkeypatch.setattr(cgroups, "_node", {})
+    assert cgroups.for_job("plain", 1, 1, 100, 4096) is None
+    assert cgroups.for_job("plain", 2, 1, 100, 4096) is None
+    said = [r.getMessage() for r in caplog.records if "cannot be limited through cgroups" in r.getMessage()]
+    assert len(said) == 1, said
+    assert f"the cgroup v1 memory controller is not mounted at {tmp_path}/memory" in said[0]
+    assert "watches their memory instead" in said[0] and "To fix:" in said[0]
+    assert cgroups.enforcement("plain") == {"memory": "watch", "pids": None}
+
+
+def test_dct_cgroups_off_turns_them_off(monkeypatch, caplog):
+    monkeypatch.setattr(cgroups, "_node", {})
+    assert cgroups.for_node("quiet", "off") is None
+    assert "DCT_CGROUPS=off" in caplog.text
