@@ -383,8 +383,8 @@ def _first_setup(node: str, mode: str) -> NodeCgroups | None:
             ROOT,
         )
         return None
-    log.info("node %s: jobs are limited by cgroup v%d (memory and processes) under %s", node, made.version,
-             next(iter(made.dirs.values())))  # fmt: skip
+    where = " and ".join(str(d) for d in made.dirs.values())
+    log.info("node %s: jobs are limited by cgroup v%d (memory and processes) under %s", node, made.version, where)
     return made
 
 

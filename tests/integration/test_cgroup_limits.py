@@ -181,3 +181,16 @@ def test_the_job_runs_in_its_own_cgroup_which_is_gone_after_it(cg, tmp_path, nod
     wait_until(lambda: not any(f.exists() for f in folders), 10, "the job's cgroup to be removed")
     # The node said in its log how it limits jobs.
     assert "jobs are limited by cgroup v" in (cg.logs / f"{node}.log").read_text()
+
+
+@pytest.mark.parametrize("node", NODES)
+def test_a_real_fork_bomb_ends_with_its_job_and_leaves_nothing(cg, tmp_path, node):
+    marker = f"dct-bomb-{uuid.uuid4().hex[:12]}"
+    # Every process of the bomb is a fork of the job's shell, so each has the marker in its command line.
+    bomb = "#!/bin/sh\nbomb() { bomb | bomb & }\nbomb\nsleep 3\necho the shell lived on\n"
+    (job,) = cg.submit(tmp_path, f"executable = job.sh\narguments = {marker}\nnode = {node}\n", {"job.sh": bomb})
+    done = cg.wait_job(job["id"], timeout=90)
+    assert done["state"] in ("succeeded", "failed"), done
+    wait_until(lambda: not marked(marker), 10, "every process of the fork bomb to be gone from the host")
+    after = submit(cg, tmp_path / "after", node, "print('still fine')\n")
+    assert cg.wait_job(after["id"], timeout=60)["state"] == "succeeded"
