@@ -193,13 +193,6 @@ class JobCgroup:
                 continue
         return found
 
-    def signal_all(self, sig: int) -> None:
-        for pid in self.pids():
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                pass
-
     def kill_all(self) -> bool:
         """SIGKILL every process in the cgroup, again until none is left; True when none is."""
         kill = next(iter(self.dirs.values())) / "cgroup.kill"  # v2 (Linux 5.14+): the kernel does it at once
