@@ -287,14 +287,14 @@ def _setup(node: str) -> NodeCgroups:
         for hierarchy, folder in dirs.items():
             if not (folder.parent / "cgroup.procs").exists():
                 raise CgroupError(f"the cgroup v1 {hierarchy} controller is not mounted at {ROOT / hierarchy}")
-        _sweep(dirs, node)
+        _sweep(dirs)
         for folder in dirs.values():
             _mkdir(folder)
         probe = oom_kills(1, (dirs["memory"] / "memory.oom_control").read_text())
         if probe is None:
             raise CgroupError("this kernel's memory.oom_control has no oom_kill count (Linux 4.13 or later has)")
         return NodeCgroups(1, dirs)
-    _sweep(dirs, node)
+    _sweep(dirs)
     _setup_v2(own["unified"], dirs["unified"])
     return NodeCgroups(2, dirs)
 
@@ -324,11 +324,15 @@ def _setup_v2(own: Path, mine: Path) -> None:
     _write(mine / "cgroup.subtree_control", enable)
 
 
-def _sweep(dirs: dict[str, Path], node: str) -> None:
-    """Remove what dead workers of this node left (a worker killed with jobs running)."""
-    pattern = re.compile(rf"dctoolkit-{re.escape(safe_name(node))}-(\d+)$")
+def _sweep(dirs: dict[str, Path]) -> None:
+    """Remove what dead node workers left beside ours (a worker killed with jobs running).
+
+    A worker counts as dead when no process has its pid: a reused pid only
+    leaves its folders for a later sweep.
+    """
+    pattern = re.compile(r"dctoolkit-.+-(\d+)$")
     for folder in dirs.values():
-        for old in folder.parent.glob(f"dctoolkit-{safe_name(node)}-*"):
+        for old in folder.parent.glob("dctoolkit-*-*"):
             match = pattern.match(old.name)
             if not match or int(match[1]) == os.getpid() or _alive(int(match[1])):
                 continue

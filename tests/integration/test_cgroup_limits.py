@@ -10,6 +10,7 @@ forks the job), fresh sandboxes (DCT_WARM_SANDBOXES=0) and no sandbox at all
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -75,10 +76,28 @@ for pid in made:
 
 @pytest.fixture(scope="module")
 def cg(tmp_path_factory):
-    with Cluster(tmp_path_factory.mktemp("cluster")) as c:
-        for name, env in NODES.items():
-            c.start_node(name, slots=1, env={"DCT_JOB_MAX_PIDS": str(MAX_PIDS), **env})
-        yield c
+    ghost = leave_a_dead_workers_cgroups()
+    try:
+        with Cluster(tmp_path_factory.mktemp("cluster")) as c:
+            c.ghost = ghost
+            for name, env in NODES.items():
+                c.start_node(name, slots=1, env={"DCT_JOB_MAX_PIDS": str(MAX_PIDS), **env})
+            yield c
+    finally:
+        for folder in ghost:  # where the sweep failed: not left on the machine
+            for leftover in (folder / "job-1-1", folder):
+                if leftover.exists():
+                    leftover.rmdir()
+
+
+def leave_a_dead_workers_cgroups() -> list[Path]:
+    """What a node worker killed with a job running leaves: its folder and the job's, in every hierarchy."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid no process has now
+    folders = [own / f"dctoolkit-ghost-{gone.pid}" for own in cgroup_folders("self")]  # the nodes' cgroups are ours
+    for folder in folders:
+        (folder / "job-1-1").mkdir(parents=True)
+    return folders
 
 
 def marked(marker: str) -> list[int]:
@@ -98,8 +117,8 @@ def job_process(marker: str) -> list[int]:
     return [pid for pid in marked(marker) if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:2] == [b"job.py"]]
 
 
-def cgroup_of(pid: int) -> dict[str, str]:
-    """controller -> cgroup path of a host process."""
+def cgroup_of(pid: int | str) -> dict[str, str]:
+    """controller -> cgroup path of a host process ("self": this one)."""
     found = {}
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
@@ -108,8 +127,8 @@ def cgroup_of(pid: int) -> dict[str, str]:
     return found
 
 
-def cgroup_folders(pid: int) -> list[Path]:
-    """The job cgroup folders a process is in, on v1 (memory, pids) or v2."""
+def cgroup_folders(pid: int | str) -> list[Path]:
+    """The cgroup folders a process is in, on v1 (memory, pids) or v2."""
     cgroups = cgroup_of(pid)
     if Path("/sys/fs/cgroup/cgroup.controllers").exists():
         return [Path("/sys/fs/cgroup" + cgroups["unified"])]
@@ -194,3 +213,7 @@ def test_a_real_fork_bomb_ends_with_its_job_and_leaves_nothing(cg, tmp_path, nod
     wait_until(lambda: not marked(marker), 10, "every process of the fork bomb to be gone from the host")
     after = submit(cg, tmp_path / "after", node, "print('still fine')\n")
     assert cg.wait_job(after["id"], timeout=60)["state"] == "succeeded"
+
+
+def test_what_a_dead_worker_left_is_swept_away_when_a_node_starts(cg):
+    assert cg.ghost and not any(folder.exists() for folder in cg.ghost), cg.ghost
