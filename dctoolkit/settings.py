@@ -292,9 +292,17 @@ except SandboxConfigError as exc:
 DCT_BWRAP = os.environ.get("DCT_BWRAP", "")
 DCT_CONTAINERS = [os.path.normpath(p.strip()) for p in os.environ.get("DCT_CONTAINERS", "").split(",") if p.strip()]
 DCT_DEFAULT_NETWORK = os.environ.get("DCT_DEFAULT_NETWORK", "host")
-if DCT_DEFAULT_NETWORK not in {"host", "none"}:
-    raise ImproperlyConfigured(f"DCT_DEFAULT_NETWORK={DCT_DEFAULT_NETWORK!r}: use host or none.")
+if DCT_DEFAULT_NETWORK not in {"host", "none", "private"}:
+    raise ImproperlyConfigured(
+        f"DCT_DEFAULT_NETWORK={DCT_DEFAULT_NETWORK!r}: use host (the node's network), none (no network) "
+        "or private (outbound only, through pasta or slirp4netns)."
+    )
 DCT_MAX_QUEUE = _env_int("DCT_MAX_QUEUE", 100_000, minimum=1)
+# Output files one job may leave in shared storage, in MB of data really held
+# (a sparse file counts what it holds, not its apparent size); past it the job
+# fails and storage keeps no more.  10 GB: far above what a batch job's
+# results usually are, well below what fills a shared disk.
+DCT_MAX_OUTPUT_MB = _env_int("DCT_MAX_OUTPUT_MB", 10240, minimum=1)
 # The portal: self-service sign-up (staff turn it off on a shared machine) and
 # where the staff's Flower link points (./dct up starts Flower on DCT_FLOWER_PORT).
 DCT_ALLOW_SIGNUP = _env_bool("DCT_ALLOW_SIGNUP", True)

@@ -421,6 +421,12 @@ def close() -> None:
                 pass
 
 
+def enter(procs_fds: list[int]) -> None:
+    """Move the calling process into a cgroup through its open `cgroup.procs` files (between fork and exec)."""
+    for fd in procs_fds:
+        os.write(fd, b"0")
+
+
 # The shell that puts itself in the job's cgroup(s), then becomes the job.
 _JOIN = 'for p do [ "$p" = -- ] && break; echo 0 > "$p" || exit 125; shift; done; shift; exec "$@"'
 
@@ -428,8 +434,9 @@ _JOIN = 'for p do [ "$p" = -- ] && break; echo 0 > "$p" || exit 125; shift; done
 def joining(argv: list[str], cgroup: JobCgroup) -> list[str]:
     """`argv` run by a shell that first enters `cgroup`, so the job starts inside it.
 
-    Used where the node starts the process itself (a fresh bubblewrap, an
-    unfenced job): it keeps subprocess's vfork, which a preexec_fn would turn
-    into a fork of the whole worker (milliseconds per job).
+    Used where the node starts bubblewrap itself (a fresh sandbox): it keeps
+    subprocess's vfork, which a preexec_fn would turn into a fork of the
+    whole worker (milliseconds per job).  It runs with bubblewrap's own fixed
+    environment (sandbox.HELPER_ENV), never the job's.
     """
     return ["/bin/sh", "-c", _JOIN, "dct-join-cgroup", *cgroup.procs_paths(), "--", *argv]

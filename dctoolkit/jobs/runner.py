@@ -1,4 +1,4 @@
-"""Runs one job in its own folder, with its limits, and collects what it left.
+"""Runs one job in its own folder, with its limits (`workfiles.py` stages its files and collects what it left).
 
 No ORM here: `tasks.py` reads the job, builds a RunSpec, and records the
 RunResult.  The job's stdout and stderr go straight to files in shared
@@ -12,19 +12,18 @@ import functools
 import logging
 import os
 import select
-import shutil
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 import psutil
 
-from . import cgroups, sandbox
+from . import cgroups, jobenv, sandbox
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +66,8 @@ class RunSpec:
     max_runtime_seconds: float | None = None
     memory_limit_mb: float | None = None
     fence: sandbox.Fence | None = None
+    # Why the job must not start at all (start_refusal); "" when it may.
+    refusal: str = ""
     cgroup: cgroups.JobCgroup | None = None  # holds every process of the job, wherever it forks to
 
 
@@ -107,54 +108,97 @@ def build_env(
     return env
 
 
+def start_refusal(environment: object, arguments: object) -> str:
+    """Why a job's stored environment and arguments must not reach its program ("" when they may).
+
+    The node asks again what the submission parser asked (jobenv), for a row
+    it did not check: one written by an older server or straight into the
+    database.  Also refused: what no program can be given at all (not text,
+    a NUL byte, text that is not UTF-8).
+    """
+    problem = _unpassable(environment, arguments) or jobenv.job_env_problem(environment, arguments)  # type: ignore[arg-type]
+    return f"not started: {problem}" if problem else ""
+
+
+def _unpassable(environment: object, arguments: object) -> str | None:
+    if not isinstance(environment, Mapping) or not isinstance(arguments, Sequence) or isinstance(arguments, str):
+        return "its stored environment or arguments are not a mapping and a list; submit it again"
+    texts = [("environment", str(k), v) for k, v in environment.items()]
+    texts += [("environment", str(k), k) for k in environment]
+    texts += [("arguments", f"argument {i + 1}", a) for i, a in enumerate(arguments)]
+    for where, name, text in texts:
+        if not isinstance(text, str):
+            return f"{where}: {name} is not text"
+        if "\0" in text:
+            return f"{where}: {name} holds a NUL byte, which no program can be given"
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return f"{where}: {name} is not valid text (a lone surrogate that has no UTF-8 form)"
+    return None
+
+
+def _prctl() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+# Looked up here, in the worker, so that the child between fork and exec only calls it.
+_PRCTL = _prctl()
+
+
 def _die_with_worker() -> None:
     # Runs in the child between fork and exec: if the node worker dies (even
-    # by SIGKILL), the kernel kills the job's first process too.
+    # by SIGKILL), the kernel kills the job's first process too.  Had the
+    # worker died before this call, nothing would: then the job does not run.
+    parent = os.getppid()
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _spawn(
+    argv: list[str], spec: RunSpec, out: BinaryIO, err: BinaryIO, pass_fds: tuple[int, ...] = ()
+) -> subprocess.Popen:
+    # A fenced job: `argv` is bubblewrap's, which is a host program, so it
+    # gets HELPER_ENV and never the job's variables (they reach the job
+    # through bubblewrap's --args); its --die-with-parent ends the job with
+    # the worker.  An unfenced job is exec'd directly with its own
+    # variables, and no host helper in between: the parent-death signal is
+    # set in a preexec_fn, at the price of a fork of the whole worker (about
+    # 12 ms, where vfork takes 0.7 ms), which only nodes without the sandbox pay.
+    # With a cgroup, the job is in it before its first instruction: an
+    # unfenced job's child enters it in that preexec_fn; bubblewrap is
+    # started by a shell (HELPER_ENV too) that enters it, then execs bubblewrap.
+    fenced = spec.fence is not None
+    joins = spec.cgroup.open_procs() if spec.cgroup and not fenced else []
+    if spec.cgroup and fenced:
+        argv = cgroups.joining(argv, spec.cgroup)
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
+        return subprocess.Popen(
+            argv,
+            cwd=spec.workdir,
+            env=dict(sandbox.HELPER_ENV) if fenced else spec.env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,  # its own process group, killed as one
+            preexec_fn=None if fenced else functools.partial(_unfenced_child, joins),
+            close_fds=True,
+            pass_fds=pass_fds,
+        )
+    finally:
+        for fd in joins:
+            os.close(fd)
 
 
-@functools.cache
-def _setpriv() -> str | None:
-    """util-linux's setpriv, where it can set a parent-death signal (2.33 and later)."""
-    path = shutil.which("setpriv")
-    if not path:
-        return None
-    try:
-        usage = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=10, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return path if "--pdeathsig" in usage else None
-
-
-def _spawn(argv: list[str], spec: RunSpec, out: BinaryIO, err: BinaryIO) -> subprocess.Popen:
-    # An unfenced job must die with the worker too.  setpriv sets that up in
-    # the child; a Python preexec_fn would do the same, but it makes Python
-    # fork the whole worker instead of using vfork: 12 ms against 0.7 ms per
-    # job for a worker of about 100 MB.
-    preexec = None
-    if spec.cgroup:
-        argv = cgroups.joining(argv, spec.cgroup)  # in its cgroup before the job's first instruction
-    if not spec.fence:
-        setpriv = _setpriv()
-        if setpriv:
-            argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
-        else:
-            preexec = _die_with_worker
-    return subprocess.Popen(
-        argv,
-        cwd=spec.workdir,
-        env=spec.env,
-        stdin=subprocess.DEVNULL,
-        stdout=out,
-        stderr=err,
-        start_new_session=True,  # its own process group, killed as one
-        preexec_fn=preexec,  # bwrap's --die-with-parent does this for fenced jobs
-        close_fds=True,
-    )
+def _unfenced_child(cgroup_fds: list[int]) -> None:
+    # Between fork and exec: into the job's cgroup (cgroup.procs descriptors), then tied to the worker.
+    cgroups.enter(cgroup_fds)
+    _die_with_worker()
 
 
 class StartError(Exception):
@@ -187,6 +231,8 @@ def run(spec: RunSpec, should_stop: Callable[[], str], start: Starter | None = N
     started = time.monotonic()
     with open(spec.stdout_path, "wb") as out, open(spec.stderr_path, "wb") as err:
         try:
+            if spec.refusal:
+                raise StartError(spec.refusal)
             child = (start or start_process)(spec, out, err)
         except StartError as exc:
             return RunResult(None, 0.0, 0.0, 0.0, error=str(exc))
@@ -209,14 +255,22 @@ def run(spec: RunSpec, should_stop: Callable[[], str], start: Starter | None = N
 
 def start_process(spec: RunSpec, out: BinaryIO, err: BinaryIO) -> Child:
     """Start the job as a child process of this worker (inside a fresh bubblewrap when fenced)."""
-    argv = sandbox.fenced_command(spec.argv, spec.fence) if spec.fence else spec.argv
     if spec.cgroup and spec.fence:
         spec.cgroup.allow_extra_pids(cgroups.BWRAP_PROCESSES)  # bubblewrap's own two are in the cgroup too
     try:
-        with SPAWN_LOCK:
-            return _Process(_spawn(argv, spec, out, err))
+        if not spec.fence:
+            with SPAWN_LOCK:
+                return _Process(_spawn(spec.argv, spec, out, err))
+        # The arguments are worked out before the lock is taken (now and then that means a scan of /etc);
+        # their memfds are close-on-exec, so no other job's child keeps them.
+        with sandbox.launch(spec.argv, spec.fence, spec.env) as cmd, SPAWN_LOCK:
+            return _Process(_spawn(cmd.argv, spec, out, err, pass_fds=cmd.fds))
+    except sandbox.LaunchError as exc:
+        raise StartError(f"not started: {exc}") from None
     except OSError as exc:
         raise StartError(f"could not start {spec.argv[0]}: {exc.strerror}") from None
+    except subprocess.SubprocessError:  # raised between fork and exec: entering the cgroup failed
+        raise StartError(f"could not start {spec.argv[0]}: it could not enter its cgroup") from None
 
 
 class _Process:
@@ -396,66 +450,3 @@ def _signal_tree(pid: int, sig: int) -> None:
             p.send_signal(sig)
         except psutil.Error:
             pass
-
-
-def stage_inputs(source_folder: Path, names: list[str], workdir: Path, executable: str) -> None:
-    """Copy the job's files into its working folder (new, or a warm sandbox's, empty).
-
-    The executable gets its run bit.
-    """
-    workdir.mkdir(parents=True, exist_ok=True)
-    for stored in [executable, *names]:
-        with SPAWN_LOCK:  # see SPAWN_LOCK: no fork while a job's file is open for writing
-            shutil.copyfile(source_folder / stored, workdir / Path(stored).name)
-    exe = workdir / Path(executable).name
-    exe.chmod(exe.stat().st_mode | 0o755)
-
-
-def empty_folder(folder: Path) -> bool:
-    """Delete everything in `folder` but the folder itself; True when all of it went."""
-    ok = True
-    for entry in os.scandir(folder):
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path)
-            else:
-                os.unlink(entry.path)
-        except OSError:
-            ok = False
-    return ok
-
-
-def snapshot(workdir: Path) -> dict[str, int]:
-    """Relative path -> mtime_ns of every regular file (links are not followed)."""
-    files: dict[str, int] = {}
-    for root, _dirs, names in os.walk(workdir, followlinks=False):
-        for name in names:
-            path = Path(root, name)
-            if path.is_file() and not path.is_symlink():
-                files[str(path.relative_to(workdir))] = path.stat().st_mtime_ns
-    return files
-
-
-def collect_outputs(workdir: Path, before: dict[str, int], wanted: list[str], dest: Path) -> list[str]:
-    """Copy the job's outputs into `dest`; returns the wanted paths that were missing.
-
-    With `wanted` empty, every file the job created or changed comes back.
-    Symbolic links are never followed: a job cannot smuggle out a file it
-    could not read itself.
-    """
-    after = snapshot(workdir)
-    missing: list[str] = []
-    if wanted:
-        chosen = []
-        for want in wanted:
-            hits = [p for p in after if p == want or p.startswith(want.rstrip("/") + "/")]
-            if not hits:
-                missing.append(want)
-            chosen += hits
-    else:
-        chosen = [p for p, mtime in after.items() if before.get(p) != mtime]
-    for rel in sorted(set(chosen)):
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(workdir / rel, target, follow_symlinks=False)
-    return missing

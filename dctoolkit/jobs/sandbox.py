@@ -4,8 +4,18 @@ What a job sees (README, "What a job can see"):
 - the system (`/usr`, `/etc`, ...) read-only, and the Python that runs `.py` jobs read-only;
 - its own folder, read-write, and a private `/tmp`;
 - the paths staff add with DCT_SANDBOX_PATHS, read-only or `:rw`;
-- its own PID, IPC and UTS namespaces; with `network = none` its own empty network;
-- no capabilities, even when the node runs as root.
+- its own PID, IPC and UTS namespaces; with `network = none` its own empty network, with
+  `network = private` its own network with outbound traffic only (usernet.py);
+- no capabilities, even when the node runs as root, and a system-call filter (`seccomp.py`)
+  that refuses what would reach other processes, the kernel or new namespaces;
+- for a GPU job, only its own /dev/nvidiaN and the driver's control devices;
+- nothing of pid 1, bubblewrap's own init: /proc/1 is covered, as bubblewrap makes its init
+  dumpable again and a job could otherwise write into its memory.
+Nothing of the job reaches bubblewrap's command line or environment: bubblewrap starts with a
+fixed one (HELPER_ENV), and the job's variables and every other per-job argument reach it
+through a file descriptor (`--args`), set only for the program it starts (`--clearenv`,
+`--setenv`).
+>>>>>>> sec-sandbox
 Shared storage, the project folder, the database, `.env`, and other jobs are not there at all:
 they are never bound, and where one lies under a bound folder (`/opt/dctoolkit`, a
 DCT_SANDBOX_PATHS entry) an empty tmpfs covers it.  Whatever in `/etc` not every user of the
@@ -15,6 +25,7 @@ running as root would otherwise read it as the file's owner.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import os
@@ -22,9 +33,13 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from . import seccomp, usernet
 
 # System folders bound read-only when they exist; on merged-/usr systems /bin,
 # /lib and friends are symlinks and are recreated as such.
@@ -35,10 +50,25 @@ PRIVATE_SCAN_PATHS = ("/etc",)
 # How long a scan of PRIVATE_SCAN_PATHS is reused: a scan takes ~30 ms, too
 # much for every job, and a new secret in /etc is covered within this delay.
 PRIVATE_SCAN_SECONDS = 60.0
+# The whole environment of every program the node starts around a job
+# (bubblewrap, and through it the warm sandboxes' zygote): nothing of the
+# job's or of the node's own.
+HELPER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"}
+# bubblewrap reads at most this many arguments through --args (MAX_ARGS in bubblewrap.c).
+BWRAP_MAX_ARGS = 9000
+# The devices every GPU job gets besides its own /dev/nvidiaN: the driver's
+# control and unified-memory devices, and (below /dev/nvidia-caps) the MIG
+# capabilities.  Any other /dev/nvidia* (another GPU, an NVSwitch) is left out.
+GPU_CONTROL_DEVICES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
+GPU_CAPS_FOLDER = "/dev/nvidia-caps"
 
 
 class SandboxConfigError(ValueError):
     """DCT_SANDBOX_PATHS names something that cannot be bound."""
+
+
+class LaunchError(ValueError):
+    """A job cannot be handed to bubblewrap as it is; the message is for its owner."""
 
 
 @dataclass(frozen=True)
@@ -52,10 +82,11 @@ class Fence:
     """How to fence one job."""
 
     workdir: str
-    network: bool = True
+    network: str = "host"  # one of usernet.NETWORKS
     container: str = ""
     extra_paths: tuple[ExtraPath, ...] = ()
-    gpu_devices: bool = False
+    # The GPUs the job was given (their /dev/nvidiaN); none: no GPU device at all.
+    gpu_indices: tuple[int, ...] = ()
     # Host folders the job must never see (project, var/, storage, scratch,
     # the database's folder), covered wherever a bound folder would show them.
     hidden: tuple[str, ...] = ()
@@ -93,20 +124,28 @@ def bwrap_path() -> str | None:
 
 @functools.cache
 def probe() -> tuple[bool, str]:
-    """(True, "") when bubblewrap can fence a job on this machine, else (False, why not)."""
+    """(True, "") when bubblewrap can fence a job on this machine, else (False, why not).
+
+    It starts `true` exactly as a job is started (arguments through --args,
+    the system-call filter, a job folder), so a bubblewrap too old for one of
+    them, or a kernel without seccomp, says so here rather than at a job.
+    """
     bwrap = bwrap_path()
     if not bwrap:
         configured = _configured_bwrap()
         if configured:
             return False, f"DCT_BWRAP={configured} is not an executable file; point it at bubblewrap's bwrap"
         return False, "bubblewrap (bwrap) is not installed; install Debian's 'bubblewrap' package"
-    argv = [bwrap, *_base_args(Fence(workdir="/tmp")), "true"]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+        with tempfile.TemporaryDirectory() as workdir:
+            done = run_fenced(["true"], Fence(workdir=workdir), timeout=20)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"bubblewrap failed to start: {exc}"
     if done.returncode != 0:
-        return False, f"bubblewrap cannot make namespaces here: {done.stderr.strip()[:300]}"
+        return False, (
+            f"bubblewrap cannot fence a job here: {done.stderr.strip()[:300]} "
+            "(it needs bubblewrap 0.5 or later and a kernel with user namespaces and seccomp)"
+        )
     return True, ""
 
 
@@ -176,7 +215,7 @@ def _base_args(fence: Fence, private: tuple[str, ...] | None = None) -> list[str
         "--cap-drop",
         "ALL",
     ]
-    if not fence.network:
+    if fence.network != "host":
         args.append("--unshare-net")
     if fence.container:
         args += ["--ro-bind", fence.container, "/"]
@@ -188,14 +227,32 @@ def _base_args(fence: Fence, private: tuple[str, ...] | None = None) -> list[str
                 args += ["--ro-bind", path, path]
         for path in private_entries() if private is None else private:
             args += ["--tmpfs", path] if os.path.isdir(path) else ["--ro-bind", "/dev/null", path]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    # bubblewrap's init (pid 1) is dumpable and of the job's uid: without the
+    # cover a job could write into /proc/1/mem and, say, outlive its sandbox.
+    args += ["--proc", "/proc", "--tmpfs", "/proc/1", "--remount-ro", "/proc/1"]
+    args += ["--dev", "/dev", "--tmpfs", "/tmp"]
     # After the private /tmp, so that a Python environment under /tmp stays.
     for path in python_paths() if not fence.container else ():
         args += ["--ro-bind", path, path]
-    if fence.gpu_devices:
-        for dev in sorted(glob.glob("/dev/nvidia*")):
-            args += ["--dev-bind", dev, dev]
+    for dev in gpu_devices(_nvidia_entries(), fence.gpu_indices):
+        args += ["--dev-bind", dev, dev]
     return args
+
+
+def gpu_devices(entries: Iterable[str], indices: Iterable[int]) -> list[str]:
+    """The device paths, out of `entries` (the /dev/nvidia* and /dev/nvidia-caps/* there are), a job on GPUs
+    `indices` gets: its own /dev/nvidiaN and the control devices; nothing without a GPU."""
+    own = {f"/dev/nvidia{i}" for i in indices}
+    if not own:
+        return []
+    control = set(GPU_CONTROL_DEVICES)
+    return sorted(
+        path for path in set(entries) if path in own or path in control or os.path.dirname(path) == GPU_CAPS_FOLDER
+    )
+
+
+def _nvidia_entries() -> list[str]:
+    return glob.glob("/dev/nvidia*") + glob.glob(f"{GPU_CAPS_FOLDER}/*")
 
 
 def _under(path: str, folder: str) -> bool:
@@ -228,14 +285,77 @@ def inside_workdir(fence: Fence) -> str:
     return CONTAINER_WORKDIR if fence.container else fence.workdir
 
 
-def fenced_command(argv: list[str], fence: Fence) -> list[str]:
-    """`argv` wrapped in bubblewrap so that it runs fenced in (see the module docstring)."""
-    if not bwrap_path():
+@dataclass(frozen=True)
+class Launch:
+    """How to start one fenced program: run `argv` with HELPER_ENV as its environment, passing `fds`."""
+
+    argv: list[str]
+    fds: tuple[int, ...]
+
+
+@contextlib.contextmanager
+def launch(argv: list[str], fence: Fence, env: Mapping[str, str]) -> Iterator[Launch]:
+    """`argv` fenced in (see the module docstring), with exactly `env` as its environment.
+
+    bubblewrap's command line holds only `--args FD -- argv`: the fence, the
+    job's folder and its variables are read from FD, and the system-call
+    filter from another; both are closed on leaving.  Raises LaunchError when
+    bubblewrap could not take the arguments (a NUL byte, too many variables).
+    """
+    bwrap = bwrap_path()
+    if not bwrap:
         raise RuntimeError("bubblewrap is not installed")
+    with contextlib.ExitStack() as stack:
+        filter_fd = _memory_file("dct-seccomp", seccomp.program())
+        stack.callback(os.close, filter_fd)
+        args = [*job_arguments(fence, env), "--seccomp", str(filter_fd)]
+        if len(args) > BWRAP_MAX_ARGS:
+            most = (BWRAP_MAX_ARGS - (len(args) - 3 * len(env))) // 3
+            raise LaunchError(f"{len(env):,} environment variables are more than bubblewrap takes here ({most:,})")
+        args_fd = _memory_file("dct-bwrap-args", nul_separated(args))
+        stack.callback(os.close, args_fd)
+        command = [bwrap, "--args", str(args_fd), "--", *argv]
+        if fence.network == "private":
+            command = usernet.wrap(command, python_executable())  # the shim becomes bwrap; the fds pass through
+        yield Launch(command, (args_fd, filter_fd))
+
+
+def run_fenced(argv: list[str], fence: Fence, timeout: float) -> subprocess.CompletedProcess:
+    """Run `argv` fenced in, with HELPER_ENV as its environment, to its end (probes and tests)."""
+    with launch(argv, fence, HELPER_ENV) as cmd:
+        return subprocess.run(
+            cmd.argv, env=HELPER_ENV, pass_fds=cmd.fds, capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+
+def job_arguments(fence: Fence, env: Mapping[str, str]) -> list[str]:
+    """bubblewrap's options for one program: the fence, its folder, and `env` as its whole environment."""
     inside = inside_workdir(fence)
     private = private_entries()
     prefix = _fence_prefix(replace(fence, workdir=""), private, _private_cache[0])
-    return [*prefix, "--bind", fence.workdir, inside, "--chdir", inside, "--setenv", "HOME", inside, "--", *argv]
+    variables = [part for name, value in env.items() for part in ("--setenv", name, value)]
+    return [*prefix, "--bind", fence.workdir, inside, "--chdir", inside, "--clearenv", *variables]
+
+
+def nul_separated(args: list[str]) -> bytes:
+    """Arguments as --args reads them; LaunchError when one holds a NUL, which would split it in two."""
+    if any("\0" in a for a in args):
+        raise LaunchError("an argument or environment variable holds a NUL byte, which no program can be given")
+    return b"".join(a.encode() + b"\0" for a in args)
+
+
+def _memory_file(name: str, data: bytes) -> int:
+    """A file descriptor to read `data` from (a memfd: no pipe fills up, nothing on disk)."""
+    try:
+        fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    except (AttributeError, OSError):  # a kernel without memfd: an unlinked temporary file
+        with tempfile.TemporaryFile() as f:
+            fd = os.dup(f.fileno())
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 @functools.lru_cache(maxsize=64)
@@ -244,7 +364,7 @@ def _fence_prefix(fence: Fence, private: tuple[str, ...], scanned_at: float) -> 
     # same fence, and worked out again with each scan of the private files
     # (`scanned_at`, every PRIVATE_SCAN_SECONDS), which also sees folders
     # that appeared or went since.
-    args = [bwrap_path(), *_base_args(fence, private)]
+    args = _base_args(fence, private)
     # Staff paths go after the private /tmp, so a path under /tmp is visible.
     for extra in _extra_paths_shown(fence):
         args += ["--bind-try" if extra.writable else "--ro-bind-try", extra.path, extra.path]

@@ -231,8 +231,11 @@ def _template(values: dict, fail: Callable[[str, str], SubmissionError]) -> dict
         spec["environment"] = _environment(_unquote(values["environment"]), lambda m: fail("environment", m))
     if "network" in values:
         network = _unquote(values["network"]).lower()
-        if network not in ("none", "host"):
-            raise fail("network", f"network = {network} is not known; use 'none' (no network) or 'host'")
+        if network not in ("none", "host", "private"):
+            raise fail(
+                "network",
+                f"network = {network} is not known; use 'none' (no network), 'private' (outbound only) or 'host'",
+            )
         spec["network"] = network
     if "container" in values:
         container = _unquote(values["container"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from django.utils import timezone
 from dctoolkit.fastsql import Compiled
 from dctoolkit.nodes import agent
 
-from . import cgroups, runner, sandbox, transitions, warm
+from . import cgroups, runner, sandbox, transitions, usernet, warm, workfiles
 from .dispatch import wake_scheduler_soon
 from .models import Job, JobState, KillRequest, Submission
 
@@ -32,6 +32,7 @@ def _on_worker_ready(sender, **kwargs) -> None:
     try:
         queues = list(sender.app.amqp.queues.consume_from)
         name = agent.node_name_from_queues(queues)
+        _check_private_network(name)
         slots = int(os.environ.get("DCT_NODE_SLOTS") or getattr(sender.controller, "concurrency", 0) or 0)
         identity = agent.start(name, slots or None)
         cgroups.for_node(identity.name, settings.DCT_CGROUPS)  # says now, in the node's log, whether it can
@@ -47,6 +48,24 @@ def _on_worker_ready(sender, **kwargs) -> None:
         "on" if identity.sandbox else "OFF",
         f" ({identity.sandbox_problem})" if identity.sandbox_problem else "",
     )
+
+
+def _check_private_network(name: str) -> None:
+    """Say in the log whether `network = private` works here; refuse to start when it is the default and does not.
+
+    Refused rather than failing every job that did not choose a network: the
+    fault is the node's configuration, and its operator is the one to fix it.
+    """
+    ok, what = usernet.probe()
+    if ok:
+        log.info("node %s: network = private works here (through %s)", name, what)
+    elif settings.DCT_DEFAULT_NETWORK == "private":
+        raise RuntimeError(
+            f"DCT_DEFAULT_NETWORK=private, but a private network cannot work on {name}: {what}; "
+            "fix that, or set DCT_DEFAULT_NETWORK to host or none"
+        )
+    else:
+        log.warning("node %s: network = private cannot work here (%s); jobs that ask for it fail", name, what)
 
 
 @worker_shutting_down.connect
@@ -83,53 +102,143 @@ def run_job(job_id: int, attempt: int) -> str:
 
 
 def execute(job: Job, attempt: int, identity: agent.NodeIdentity) -> JobState:
-    """Stage, run, collect and record one attempt; returns the state it ended in."""
+    """Stage, run, collect and record one attempt; returns the state it ended in.
+
+    Whatever happens after the job's folder is made, it is removed (a warm
+    sandbox's is emptied, and the sandbox given back or retired) before the
+    attempt is recorded.
+    """
     folder = job.folder()
     folder.mkdir(parents=True, exist_ok=True)
-    if job.network == "none" and not identity.sandbox:
-        # Only the sandbox can cut a job off the network: running it would quietly break its promise.
-        reason = (
-            f"network = none needs the sandbox, which is off on {identity.name} ({identity.sandbox_problem}); "
-            "submit it again pinned to a node whose sandbox is on (see './dct nodes')"
-        )
+    reason = network_problem(job.network or settings.DCT_DEFAULT_NETWORK, identity)
+    if reason:
         transitions.finish(job.id, attempt, JobState.FAILED, timezone.now(), reason=reason, sandboxed=False)
         return JobState.FAILED
     fence = job_fence(job, identity)
     scratch = Path(settings.DCT_SCRATCH) / identity.name
     warm_sandbox = None
-    if fence and settings.DCT_WARM_SANDBOXES:
-        warm_sandbox = warm.pool(scratch, identity.slots).take(job.owner_id, fence)
+    if fence and settings.DCT_WARM_SANDBOXES and warm.can_serve(fence):
+        warm_sandbox = _empty_warm_sandbox(warm.pool(scratch, identity.slots), job.owner_id, fence)
         workdir = warm_sandbox.folder
     else:
         workdir = scratch / f"job-{job.id}-{attempt}"
-        if workdir.exists():
-            shutil.rmtree(workdir)
     cgroup = cgroups.for_job(identity.name, job.id, attempt, job.request_memory_mb, settings.DCT_JOB_MAX_PIDS,
                              settings.DCT_CGROUPS)  # fmt: skip
     try:
-        try:
-            runner.stage_inputs(Submission(id=job.submission_id).folder(), job.inputs, workdir, job.executable)
-        except OSError as exc:
-            reason = f"could not stage input files: {exc}"
-            transitions.finish(job.id, attempt, JobState.FAILED, timezone.now(), reason=reason)
-            return JobState.FAILED
-        before = runner.snapshot(workdir)
-        spec = build_spec(job, workdir, replace(fence, workdir=str(workdir)) if fence else None)
-        spec = replace(spec, cgroup=cgroup)
-        result = runner.run(spec, lambda: _stop_request(job.id), warm_sandbox.start_job if warm_sandbox else None)
-        outputs = folder / "outputs"
-        if outputs.exists():
-            shutil.rmtree(outputs)
-        missing = runner.collect_outputs(workdir, before, job.output, outputs)
+        ran = _stage_run_collect(job, workdir, fence, warm_sandbox, cgroup)
     finally:
         if cgroup:
             cgroup.remove()  # never raises: what is left is logged
-        if warm_sandbox:
-            warm_sandbox.clean = runner.empty_folder(workdir) and warm_sandbox.clean
-            warm.pool(scratch, identity.slots).give_back(warm_sandbox)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    return record(job, attempt, result, missing, sandboxed=identity.sandbox)
+        _clean_up(workdir, warm_sandbox, scratch, identity.slots)
+    if isinstance(ran, str):
+        transitions.finish(job.id, attempt, JobState.FAILED, timezone.now(), reason=ran)
+        return JobState.FAILED
+    result, collected = ran
+    return record(job, attempt, result, collected.missing, sandboxed=identity.sandbox, notes=collected.notes)
+
+
+def _empty_warm_sandbox(pool: warm.WarmPool, owner: int, fence: sandbox.Fence) -> warm.WarmSandbox:
+    """A warm sandbox for `owner` whose folder is empty.
+
+    A folder that is not empty before staging holds what no job of ours left
+    there (the node emptied it after the last job): a process of an earlier
+    job outlived it, say a zygote taken over, and may plant links for the
+    node to follow.  That sandbox is retired and the next one taken; at
+    worst a newly made one, which only the node has touched.
+    """
+    for _ in range(pool.keep + 2):  # each idle one at most once, then a new one
+        box = pool.take(owner, fence)
+        try:
+            if workfiles.is_empty(box.folder):
+                return box
+            problem = "its folder was not empty before staging"
+        except OSError as exc:
+            problem = f"its folder could not be read ({exc})"
+        log.warning("warm sandbox %s: %s; retiring it", box.folder.name, problem)
+        box.kill()  # so that give_back retires it
+        pool.give_back(box)
+    raise RuntimeError(f"no warm sandbox with an empty folder after {pool.keep + 2} tries; see the node's log")
+
+
+def _stage_run_collect(
+    job: Job,
+    workdir: Path,
+    fence: sandbox.Fence | None,
+    warm_sandbox: warm.WarmSandbox | None,
+    cgroup: cgroups.JobCgroup | None = None,
+) -> tuple[runner.RunResult, workfiles.Collected] | str:
+    """Run the job in `workdir`: (its result, what was collected), or why it could not be staged."""
+    if not warm_sandbox and not workfiles.remove_tree(workdir):
+        return f"could not stage input files: an earlier attempt's folder {workdir} could not be removed"
+    try:
+        workfiles.stage_inputs(Submission(id=job.submission_id).folder(), job.inputs, workdir, job.executable)
+    except OSError as exc:
+        if warm_sandbox and isinstance(exc, FileExistsError):
+            # A name appeared in the emptied folder while the node staged: something in the sandbox races
+            # the node.  Not retried (it would race again); the sandbox is retired.
+            warm_sandbox.kill()
+        return f"could not stage input files: {exc}"
+    before = workfiles.snapshot(workdir)
+    spec = build_spec(job, workdir, replace(fence, workdir=str(workdir)) if fence else None)
+    spec = replace(spec, cgroup=cgroup)
+    result = runner.run(spec, lambda: _stop_request(job.id), warm_sandbox.start_job if warm_sandbox else None)
+    try:
+        collected = _collect(job, workdir, before)
+    except Exception as exc:  # the job is told, and the worker goes on with the next one
+        log.exception("job %s: collecting its outputs failed", job.id)
+        failed = replace(result, error=result.error or f"could not collect its output files: {exc}")
+        return failed, workfiles.Collected(missing=[], notes=[])
+    if collected.over_budget_at and not result.error:
+        result = replace(result, error=over_output_cap_reason(settings.DCT_MAX_OUTPUT_MB, collected.over_budget_at))
+    return result, collected
+
+
+def _collect(job: Job, workdir: Path, before: dict[str, int]) -> workfiles.Collected:
+    outputs = job.folder() / "outputs"
+    if not workfiles.remove_tree(outputs):
+        raise OSError(f"the outputs of an earlier attempt in {outputs} could not be removed")
+    return workfiles.collect_outputs(workdir, before, job.output, outputs, settings.DCT_MAX_OUTPUT_MB << 20)
+
+
+def over_output_cap_reason(cap_mb: int, stopped_at: str) -> str:
+    """Why a job whose outputs passed DCT_MAX_OUTPUT_MB failed, and what to do about it."""
+    return (
+        f"outputs exceed DCT_MAX_OUTPUT_MB ({cap_mb} MB): collection stopped at {stopped_at} and kept only "
+        "the files before it; write less, name only the files you need in output (transfer_output_files), "
+        "or ask the operator to raise DCT_MAX_OUTPUT_MB on the node"
+    )
+
+
+def _clean_up(workdir: Path, warm_sandbox: warm.WarmSandbox | None, scratch: Path, slots: int) -> None:
+    """A warm sandbox's folder emptied and the sandbox given back (retired unless clean), or the folder removed."""
+    if warm_sandbox is None:
+        if not workfiles.remove_tree(workdir):
+            log.warning("job folder %s could not be removed", workdir)
+        return
+    warm_sandbox.clean = workfiles.empty_folder(workdir) and warm_sandbox.clean
+    warm.pool(scratch, slots).give_back(warm_sandbox)
+
+
+def network_problem(network: str, identity: agent.NodeIdentity) -> str:
+    """Why a job with this network cannot run on this node ("" when it can).
+
+    Only the sandbox can cut a job off the host's network: running it on the
+    host's would quietly break its promise.
+    """
+    if network == "host":
+        return ""
+    if not identity.sandbox:
+        return (
+            f"network = {network} needs the sandbox, which is off on {identity.name} ({identity.sandbox_problem}); "
+            "submit it again pinned to a node whose sandbox is on (see './dct nodes')"
+        )
+    ok, why = usernet.probe() if network == "private" else (True, "")
+    if not ok:
+        return (
+            f"network = private cannot work on {identity.name}: {why}; "
+            "submit it again with network = host or none, or pinned to another node (see './dct nodes')"
+        )
+    return ""
 
 
 def job_fence(job: Job, identity: agent.NodeIdentity) -> sandbox.Fence | None:
@@ -139,41 +248,75 @@ def job_fence(job: Job, identity: agent.NodeIdentity) -> sandbox.Fence | None:
     network = job.network or settings.DCT_DEFAULT_NETWORK
     return sandbox.Fence(
         workdir="",
-        network=network != "none",
+        network=network,
         container=job.container,
         extra_paths=sandbox.parse_sandbox_paths(settings.DCT_SANDBOX_PATHS),
-        gpu_devices=job.request_gpus > 0,
+        # Part of the fence, so that a warm sandbox only ever serves jobs on the same GPUs.
+        gpu_indices=tuple(i for i in job.gpu_indices if isinstance(i, int)) if job.request_gpus > 0 else (),
         hidden=hidden_paths(),
     )
 
 
 def build_spec(job: Job, workdir: Path, fence: sandbox.Fence | None) -> runner.RunSpec:
+    """How to run `job` in `workdir`; a job whose stored environment or arguments may not be used gets a
+    `refusal`, and runner.run fails it with that reason before anything starts."""
+    offered = agent.current.containers if agent.current else []
+    refusal = runner.start_refusal(job.environment, job.arguments) or container_refusal(job.container, offered)
+    environment, arguments = ({}, []) if refusal else (job.environment, list(job.arguments))
     inside = sandbox.inside_workdir(fence) if fence else str(workdir)
     executable = Path(job.executable).name
     if executable.endswith(".py"):
         python = "python3" if job.container else sandbox.python_executable()
-        argv = [python, executable, *job.arguments]
+        argv = [python, executable, *arguments]
     else:
-        argv = [f"./{executable}", *job.arguments]
+        argv = [f"./{executable}", *arguments]
     extra = {
         "DCT_JOB_ID": str(job.id),
         "DCT_PROCESS": str(job.process),
         "DCT_ATTEMPT": str(job.attempts),
         "OMP_NUM_THREADS": str(job.request_cpus),
-        "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in job.gpu_indices),
+        "CUDA_VISIBLE_DEVICES": cuda_visible_devices(job.gpu_indices, fence),
     }
     folder = job.folder()
     return runner.RunSpec(
         job_id=job.id,
         workdir=workdir,
         argv=argv,
-        env=runner.build_env(job.environment, workdir=inside, extra=extra),
+        env=runner.build_env(environment, workdir=inside, extra=extra),
         stdout_path=folder / "stdout",
         stderr_path=folder / "stderr",
         max_runtime_seconds=job.max_runtime_seconds,
         memory_limit_mb=job.request_memory_mb,
         fence=fence,
+        refusal=refusal,
     )
+
+
+def container_refusal(container: str, offered: list[str]) -> str:
+    """Why a stored `container =` must not be used here ("" when it may): only a root this node offers.
+
+    The submission checks it against every node's list; the node checks its own again, for a row it did not
+    check, since any other folder (say `/`) would become the job's root with nothing of the host covered.
+    """
+    if not container or container in offered:
+        return ""
+    return (
+        f"not started: container {container} is not offered by this node (it offers: {', '.join(offered) or 'none'}); "
+        "submit it again with a container './dct nodes' lists"
+    )
+
+
+def cuda_visible_devices(gpu_indices: list[int], fence: sandbox.Fence | None) -> str:
+    """CUDA_VISIBLE_DEVICES for a job on the node's GPUs `gpu_indices`.
+
+    Unfenced, the job sees every GPU and picks its own by their numbers.  In
+    the sandbox only its own /dev/nvidiaN are there, and CUDA numbers the
+    devices it can open from 0 (as under Slurm's ConstrainDevices): the job's
+    GPUs are 0 to N-1.
+    """
+    if fence is None:
+        return ",".join(str(i) for i in gpu_indices)
+    return ",".join(str(n) for n in range(len(fence.gpu_indices)))
 
 
 def hidden_paths() -> tuple[str, ...]:
@@ -194,7 +337,9 @@ def _stop_request(job_id: int) -> str:
     return {KillRequest.CANCEL: runner.StopReason.CANCEL, KillRequest.HOLD: runner.StopReason.HOLD}.get(kill, "")
 
 
-def record(job: Job, attempt: int, result: runner.RunResult, missing: list[str], sandboxed: bool) -> JobState:
+def record(
+    job: Job, attempt: int, result: runner.RunResult, missing: list[str], sandboxed: bool, notes: Sequence[str] = ()
+) -> JobState:
     """Write one attempt's outcome to the database (conditional on the attempt)."""
     now = timezone.now()
     measured = dict(
@@ -212,7 +357,7 @@ def record(job: Job, attempt: int, result: runner.RunResult, missing: list[str],
         return JobState.QUEUED
     if result.stopped == runner.StopReason.HOLD:
         return transitions.requeue(job.id, attempt, "held by its owner", now, hold=True) or JobState.HELD
-    state, reason = outcome(job, result, missing)
+    state, reason = outcome(job, result, missing, notes)
     from dctoolkit.accounts.usage import charge_job
 
     # One transaction: the database's write lock is taken once per job end,
@@ -223,7 +368,7 @@ def record(job: Job, attempt: int, result: runner.RunResult, missing: list[str],
     return state
 
 
-def outcome(job: Job, result: runner.RunResult, missing: list[str]) -> tuple[JobState, str]:
+def outcome(job: Job, result: runner.RunResult, missing: list[str], notes: Sequence[str] = ()) -> tuple[JobState, str]:
     """The final state and the reason a person reads."""
     if result.error:
         return JobState.FAILED, result.error
@@ -235,7 +380,7 @@ def outcome(job: Job, result: runner.RunResult, missing: list[str]) -> tuple[Job
         return JobState.FAILED, (
             f"killed: used more memory than request_memory ({job.request_memory_mb} MB); ask for more"
         )
-    notes = f"; output not created: {', '.join(missing)}" if missing else ""
+    notes = (f"; output not created: {', '.join(missing)}" if missing else "") + "".join(f"; {n}" for n in notes)
     if result.exit_code == 0:
         return JobState.SUCCEEDED, notes.lstrip("; ")
     if result.exit_code is not None and result.exit_code < 0:

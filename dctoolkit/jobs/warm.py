@@ -15,6 +15,9 @@ What a reused sandbox promises (README, "What a job can see"):
   counts the processes left itself rather than trust the zygote's word;
 - anything unexpected (the zygote gone, a process that would not die, a file
   it could not delete, a message that does not parse) retires the sandbox;
+- a sandbox that cannot take a job (its message too long, the socket broken,
+  a reply that makes no sense) fails that job with the reason and is
+  retired: the job never falls back to another way of starting;
 - it is retired after MAX_JOBS jobs, MAX_AGE_SECONDS, or IDLE_SECONDS unused.
 
 The job's folder is the sandbox's own (`DCT_SCRATCH/NODE/warm-...`), bound
@@ -27,7 +30,6 @@ import json
 import logging
 import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -38,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
-from . import runner, sandbox
+from . import runner, sandbox, workfiles, zygote
 from .runner import descendants
 
 log = logging.getLogger(__name__)
@@ -49,17 +51,40 @@ MAX_AGE_SECONDS = 600.0
 IDLE_SECONDS = 60.0
 # How long a reply to "start this job" may take: the first one waits for Python to start in the sandbox.
 START_TIMEOUT_SECONDS = 30.0
-MAX_MESSAGE = 1 << 16
+# The zygote's replies are a few short JSON objects.
+MAX_REPLY_BYTES = 1 << 16
 
 
 class SandboxBrokenError(RuntimeError):
-    """The warm sandbox stopped answering as it should; it is retired."""
+    """The warm sandbox cannot take the job, or stopped answering as it should; it is retired."""
+
+    hint = "submit the job again"
+
+
+class SandboxEndedError(SandboxBrokenError):
+    """The sandbox went away once it had the job: the job may have begun (and killed its zygote)."""
+
+
+class RequestTooLongError(SandboxBrokenError):
+    """The job's message to the zygote would be longer than MAX_REQUEST_BYTES."""
+
+    hint = "make its environment and arguments smaller"
 
 
 @dataclass
 class Ended:
     exit_code: int | None
     cpu_seconds: float
+
+
+def can_serve(fence: sandbox.Fence) -> bool:
+    """Whether jobs with this fence can run in a warm sandbox (else each gets a fresh bubblewrap).
+
+    Not in a container: the zygote needs the node's Python, and a
+    container's root has its own (or none).  It used to be tried anyway and
+    fail over to a fresh bubblewrap; now that nothing falls back, it is not tried.
+    """
+    return not fence.container
 
 
 @dataclass(eq=False)
@@ -83,18 +108,22 @@ class WarmSandbox:
         folder.mkdir(parents=True, exist_ok=True)
         fence = replace(fence, workdir=str(folder))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        zygote = [sandbox.python_executable(), "-I", "-S", "-c", ZYGOTE_SOURCE, str(theirs.fileno())]
+        # A message must fit in the send buffer whole; the kernel doubles this, up to net.core.wmem_max.
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, zygote.MAX_REQUEST_BYTES * 2)
+        argv = [sandbox.python_executable(), "-I", "-S", "-c", ZYGOTE_SOURCE, str(theirs.fileno())]
         try:
             # Made from the job's thread, one of Celery's pool threads, which live as long as the
             # worker: bubblewrap's --die-with-parent fires when the thread that started it ends.
-            with runner.SPAWN_LOCK:  # see SPAWN_LOCK: no fork while a job's file is open for writing
+            # See SPAWN_LOCK: no fork while a job's file is open for writing.  Nothing of the node's
+            # environment or of any job's goes in: bubblewrap and the zygote get HELPER_ENV.
+            with sandbox.launch(argv, fence, sandbox.HELPER_ENV) as cmd, runner.SPAWN_LOCK:
                 proc = subprocess.Popen(
-                    sandbox.fenced_command(zygote, fence),
-                    env={"PATH": "/usr/bin:/bin"},  # nothing of the node's environment goes in
+                    cmd.argv,
+                    env=dict(sandbox.HELPER_ENV),
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,  # the node's log would be readable through /proc/ZYGOTE/fd/2
-                    pass_fds=(theirs.fileno(),),
+                    pass_fds=(theirs.fileno(), *cmd.fds),
                     start_new_session=True,
                 )
         finally:
@@ -109,12 +138,20 @@ class WarmSandbox:
         `cgroup`: the job's `cgroup.procs` files, open for writing; the job enters them before it execs.
         """
         self.jobs += 1
-        request = json.dumps({"argv": argv, "env": env, "cwd": self.inside}).encode()
+        request = zygote.encode_request(argv, env, self.inside)
+        if len(request) > zygote.MAX_REQUEST_BYTES:
+            raise RequestTooLongError(
+                f"its environment and arguments make a {len(request):,}-byte message, more than the "
+                f"{zygote.MAX_REQUEST_BYTES:,} bytes a sandbox takes"
+            )
         try:
             socket.send_fds(self.sock, [request], [stdout, stderr, *(cgroup or [])])
         except OSError as exc:
             raise SandboxBrokenError(f"could not reach the sandbox: {exc}") from None
-        reply = self._receive(START_TIMEOUT_SECONDS)
+        try:
+            reply = self._receive(START_TIMEOUT_SECONDS)
+        except SandboxBrokenError as exc:
+            raise SandboxEndedError(str(exc)) from None
         if "error" in reply:
             self._ended(self._receive(START_TIMEOUT_SECONDS))  # the clean-up report that follows
             raise runner.StartError(str(reply["error"]))
@@ -151,7 +188,7 @@ class WarmSandbox:
         if timeout and not self._readable(timeout):
             raise SandboxBrokenError(f"the sandbox did not answer in {timeout:g} s")
         try:
-            data = self.sock.recv(MAX_MESSAGE)
+            data = self.sock.recv(MAX_REPLY_BYTES)
             reply = json.loads(data) if data else None
         except (OSError, ValueError):
             reply = None
@@ -160,14 +197,22 @@ class WarmSandbox:
         return reply
 
     def start_job(self, spec: runner.RunSpec, out: BinaryIO, err: BinaryIO) -> runner.Child:
-        """A runner.Starter: the job starts in this sandbox (in a fresh one if this one is broken)."""
+        """A runner.Starter: the job starts in this sandbox, or fails (StartError) and the sandbox is retired.
+
+        Never anywhere else: a job that a sandbox could not take (the padding
+        of the LD_PRELOAD escape in issue 14) must not reach a weaker way in.
+        """
         procs = spec.cgroup.open_procs() if spec.cgroup else []
         try:
             return _WarmChild(self, self.start(spec.argv, spec.env, out.fileno(), err.fileno(), procs))
         except SandboxBrokenError as exc:
-            log.warning("warm sandbox %s: %s; job %s starts in a fresh one", self.folder.name, exc, spec.job_id)
+            log.warning("warm sandbox %s could not take job %s: %s; retiring it", self.folder.name, spec.job_id, exc)
             self.kill()
-            return runner.start_process(spec, out, err)
+            if isinstance(exc, SandboxEndedError):
+                why = f"the job's sandbox ended as the job started (was its zygote killed?): {exc}"
+            else:
+                why = f"not started: its warm sandbox could not take it: {exc}"
+            raise runner.StartError(f"{why} (the sandbox was retired); {exc.hint}") from None
         finally:
             for fd in procs:
                 os.close(fd)
@@ -225,7 +270,8 @@ class WarmSandbox:
         self.sock.close()
         self.kill()
         self.proc.wait()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if not workfiles.remove_tree(self.folder):  # no link followed, no recursion, whatever a job left
+            log.warning("warm sandbox %s: its folder could not be removed", self.folder.name)
 
 
 def _children(pid: int) -> list[int]:

@@ -1,21 +1,37 @@
 """The small program that lives inside a warm sandbox and starts one job after another there.
 
-It is never imported by the node: `warm.py` passes this file's text to
-`python -I -S -c` inside bubblewrap, with the number of a socket to the node
-as its one argument.  Only the standard library is at hand there.
+It runs only as `python -I -S -c` inside bubblewrap: `warm.py` passes this
+file's text, with the number of a socket to the node as its one argument.
+Only the standard library is at hand there.  (The node imports it only for
+the message format, encode_request and MAX_REQUEST_BYTES, shared by both ends.)
 
-Per job, the node sends one message: JSON `{"argv", "env", "cwd"}` and the
-job's stdout and stderr as file descriptors (the files lie in shared storage,
-which the sandbox never sees), then, where the node limits jobs through
-cgroups, the `cgroup.procs` file of each of the job's cgroups, open for
-writing: the job's process enters them between fork and exec, so it runs
-nothing of its own outside them, while the zygote and init stay out.  The zygote answers `{"started": pid}` (the
-pid inside the sandbox), then, once the job has ended, `{"status", "utime",
+Its first statement makes it undumpable (PR_SET_DUMPABLE 0): the jobs it
+starts run as the same user, with no capability either, and could otherwise
+write into its memory through /proc/PID/mem and answer the node in its name.
+(A program's dumpable flag is set again by execve, so its jobs are not
+affected; the system-call filter bubblewrap installed refuses them ptrace.)
+
+Per job, the node sends one message (`encode_request`: a JSON head `{"cwd",
+"argc"}`, then the job's argv and NAME=value environment, each after a NUL
+byte, never escaped, so that its size is that of the job's own text) of at
+most MAX_REQUEST_BYTES, and the job's stdout and stderr as file descriptors
+(the files lie in shared storage, which the sandbox never sees), then,
+where the node limits jobs through cgroups, the `cgroup.procs` file of each
+of the job's cgroups, open for writing: the job's process enters them between
+fork and exec, so it runs nothing of its own outside them, while the zygote
+and init stay out.  The zygote
+answers `{"started": pid}` (the pid inside the sandbox), then, once the job has ended, `{"status", "utime",
 "stime", "clean"}`: the wait status and CPU time of the job and every process
 it waited for, and whether the sandbox was put back as it was found: every
 other process in it killed, /tmp (but the job's folder) and /dev/shm emptied.
 The node does not take "clean" on trust: it also counts the processes left.
+A message it cannot read ends the zygote, and so the sandbox.
 """
+
+# The very first statement, before any import: PR_SET_DUMPABLE is 4.  (Not when warm.py imports this file
+# for encode_request: only the zygote itself runs as __main__.)
+if __name__ == "__main__" and __import__("ctypes").CDLL(None).prctl(4, 0, 0, 0, 0) != 0:
+    raise SystemExit("zygote: could not make itself undumpable (prctl PR_SET_DUMPABLE); starting no job")
 
 import json
 import os
@@ -26,7 +42,10 @@ import subprocess
 import sys
 import time
 
-MAX_MESSAGE = 1 << 20
+# One job's message: room for the most a job may pass (jobenv.MAX_ENV_AND_ARGS_BYTES, 64 KiB) and as
+# much again for what the node adds (its paths, the allowlisted variables); well inside a Unix socket's
+# default send buffer (net.core.wmem_default, 208 KiB), which warm.py asks to double besides.
+MAX_REQUEST_BYTES = 128 * 1024
 MAX_FDS = 8  # stdout, stderr and the job's cgroup.procs files (one per cgroup v1 hierarchy)
 EMPTIED = ("/tmp", "/dev/shm")
 
@@ -37,18 +56,42 @@ def main() -> None:
     mounts = mount_points()
     while True:
         try:
-            data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, MAX_FDS)
+            data, fds, flags, _addr = socket.recv_fds(sock, MAX_REQUEST_BYTES + 1, MAX_FDS)
         except OSError:
             return
         if not data:
             return  # the node closed its end: the sandbox is being retired
-        request = json.loads(data)
+        if len(data) > MAX_REQUEST_BYTES or flags & socket.MSG_TRUNC:
+            return  # the node never sends such a message: end, and the node retires the sandbox
+        try:
+            request = decode_request(data)
+        except (ValueError, KeyError, TypeError):
+            return
         status, utime, stime = run_one(request, fds, sock)
         clean = end_every_other_process()
         for folder in EMPTIED:
             clean = empty(folder, keep={request["cwd"], *mounts}) and clean
         reply = {"status": status, "utime": utime, "stime": stime, "clean": clean, "me": os.getpid()}
         sock.send(json.dumps(reply).encode())
+
+
+def encode_request(argv: list, env: dict, cwd: str) -> bytes:
+    """One job's message to the zygote (see the module docstring); no NUL may be in argv or env."""
+    head = json.dumps({"cwd": cwd, "argc": len(argv)}).encode()
+    items = [*argv, *(f"{name}={value}" for name, value in env.items())]
+    return head + b"".join(b"\0" + item.encode() for item in items)
+
+
+def decode_request(data: bytes) -> dict:
+    """`encode_request`'s message back: {"cwd", "argv", "env"}, argv and env as bytes; ValueError if malformed."""
+    head, *items = data.split(b"\0")
+    request = json.loads(head)
+    argc = request["argc"]
+    if not isinstance(argc, int) or not 1 <= argc <= len(items) or not isinstance(request["cwd"], str):
+        raise ValueError("malformed request head")
+    request["argv"] = items[:argc]
+    request["env"] = dict(item.split(b"=", 1) for item in items[argc:])
+    return request
 
 
 def mount_points() -> set:
@@ -72,9 +115,12 @@ def run_one(request: dict, fds: list, sock: socket.socket) -> tuple:
             close_fds=True,  # the cgroup.procs files too: the job cannot move the zygote in
             preexec_fn=(lambda: enter(cgroups)) if cgroups else None,
         )
-    except (OSError, subprocess.SubprocessError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "it could not enter its cgroup"
-        sock.send(json.dumps({"error": f"could not start {request['argv'][0]}: {why}"}).encode())
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        if isinstance(exc, subprocess.SubprocessError):  # raised in enter(), between fork and exec
+            why = "it could not enter its cgroup"
+        program = os.fsdecode(request["argv"][0])
+        sock.send(json.dumps({"error": f"could not start {program}: {why}"}).encode())
         return None, 0.0, 0.0
     finally:
         for fd in fds:

@@ -260,7 +260,10 @@ def test_job_shows_whether_it_ran_fenced(sc, tmp_path):
 
 
 def _fenced(argv: list[str], fence: sandbox.Fence) -> subprocess.CompletedProcess:
-    return subprocess.run(sandbox.fenced_command(argv, fence), capture_output=True, text=True, timeout=60)
+    with sandbox.launch(argv, fence, sandbox.HELPER_ENV) as cmd:
+        return subprocess.run(
+            cmd.argv, env=sandbox.HELPER_ENV, pass_fds=cmd.fds, capture_output=True, text=True, timeout=60
+        )
 
 
 def test_hidden_folders_under_bound_system_and_staff_paths_are_covered(tmp_path):

@@ -1,15 +1,16 @@
 """An unfenced job's first process dies with the node worker that started it, even by SIGKILL.
 
 Real processes, no services: a child Python plays the worker, starts a job
-with `runner._spawn` exactly as a node does, and is killed.
+with `runner._spawn` exactly as a node does, and is killed.  The job is
+exec'd directly, no host helper (setpriv) in between that would run with the
+job's environment.
 """
 
+import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
-
-import pytest
 
 from dctoolkit.stack import wait_until
 
@@ -18,9 +19,8 @@ WORKER = """
 import sys, time
 from pathlib import Path
 from dctoolkit.jobs import runner
-if sys.argv[2] == "preexec":
-    runner._setpriv = lambda: None  # as on a machine without setpriv
-spec = runner.RunSpec(job_id=1, workdir=Path("/tmp"), argv=["sleep", sys.argv[1]], env={"PATH": "/usr/bin:/bin"},
+spec = runner.RunSpec(job_id=1, workdir=Path("/tmp"), argv=["sleep", sys.argv[1]],
+                      env={"PATH": "/usr/bin:/bin", "DCT_SPAWN_MARK": sys.argv[2]},
                       stdout_path=Path("/dev/null"), stderr_path=Path("/dev/null"))
 with open("/dev/null", "wb") as out:
     proc = runner._spawn(spec.argv, spec, out, out)
@@ -45,16 +45,25 @@ def running(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-@pytest.mark.parametrize("way", ["setpriv", "preexec"])
-def test_an_unfenced_job_dies_with_its_worker(way):
-    if way == "setpriv" and subprocess.run(["sh", "-c", "setpriv --help | grep -q pdeathsig"]).returncode != 0:
-        pytest.skip("SKIPPED: this machine's setpriv cannot set a parent-death signal")
+def environment_of(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_an_unfenced_job_dies_with_its_worker_and_no_helper_sees_its_environment():
     seconds = f"{uuid.uuid4().int % 10**6 + 1000}.5"
-    worker = subprocess.Popen([sys.executable, "-c", WORKER, seconds, way], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    mark = uuid.uuid4().hex
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER, seconds, mark], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     try:
         pid = int(worker.stdout.readline())
-        # The job runs as itself under that pid (setpriv, when used, execs it).
+        # The job runs as itself under that pid, from its first exec: no helper ran before it.
         wait_until(lambda: command_of(pid)[:2] == [b"sleep", seconds.encode()], 10, "the job to start")
+        with_mark = [int(p) for p in os.listdir("/proc") if p.isdigit() and mark.encode() in environment_of(int(p))]
+        assert with_mark == [pid], "only the job itself has its variables"
         worker.kill()
         worker.wait()
         wait_until(lambda: not running(pid), 10, "the job to die with its worker")

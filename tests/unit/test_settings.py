@@ -33,7 +33,11 @@ def start(env: dict, tmp_path: Path) -> subprocess.CompletedProcess:
         ({"DCT_NODE_TIMEOUT_SECONDS": "1"}, "DCT_NODE_TIMEOUT_SECONDS='1': use a whole number of at least 2."),
         ({"DCT_FAIRSHARE_HALFLIFE": "a week"}, "DCT_FAIRSHARE_HALFLIFE='a week': 'a week' is not a duration"),
         ({"DCT_REQUIRE_SANDBOX": "maybe"}, "DCT_REQUIRE_SANDBOX='maybe': use 1 or 0"),
-        ({"DCT_DEFAULT_NETWORK": "wifi"}, "DCT_DEFAULT_NETWORK='wifi': use host or none."),
+        (
+            {"DCT_DEFAULT_NETWORK": "wifi"},
+            "DCT_DEFAULT_NETWORK='wifi': use host (the node's network), none (no network) "
+            "or private (outbound only, through pasta or slirp4netns).",
+        ),
         ({"DCT_PRODUCTION": "1"}, "SECRET_KEY is not set: with DCT_PRODUCTION=1 put a long random SECRET_KEY"),
     ],
 )

@@ -153,7 +153,7 @@ def test_bare_memory_number_is_megabytes_and_comment_after_value():
         ),
         (
             "executable = f.py\nnetwork = off\n",
-            "job.txt:2: network = off is not known; use 'none' (no network) or 'host'",
+            "job.txt:2: network = off is not known; use 'none' (no network), 'private' (outbound only) or 'host'",
         ),
         (
             "executable = f.py\ncontainer = images/debian\n",
