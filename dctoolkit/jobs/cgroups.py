@@ -17,9 +17,12 @@ clusters do).
 
 A job enters its cgroup before it runs a single instruction of its own: the
 process that will exec it writes "0" to the cgroup's `cgroup.procs` (the
-zygote's child between fork and exec; for a fresh bubblewrap or an unfenced
-job, a small shell that then execs it, see `joining`).  A warm sandbox's
-init and zygote stay outside, in the node's own cgroup.
+zygote's child between fork and exec; an unfenced job's child in the
+runner's preexec_fn; for a fresh bubblewrap, a small shell that then execs
+it, see `joining`, so that bubblewrap's own two processes are in the cgroup
+too and pids.max is raised by BWRAP_PROCESSES; a private network's helpers
+are in it as well).  A warm sandbox's init and zygote stay outside, in the
+node's own cgroup.
 
 Where cgroups cannot be made, the node says so once in its log and falls
 back to the memory watch, with no process limit.
