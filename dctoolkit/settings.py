@@ -292,6 +292,13 @@ DCT_REQUIRE_SANDBOX = _env_bool("DCT_REQUIRE_SANDBOX", PRODUCTION)
 DCT_SANDBOX_PATHS = os.environ.get("DCT_SANDBOX_PATHS", "")
 # Keep each bubblewrap sandbox for the next job of the same user (jobs/warm.py).
 DCT_WARM_SANDBOXES = _env_bool("DCT_WARM_SANDBOXES", True)
+# Per-job cgroups (jobs/cgroups.py): memory and process limits every process of a job is held to.
+# auto: where the node can make them (else it says so and watches memory); off: never.
+DCT_CGROUPS = os.environ.get("DCT_CGROUPS", "auto").strip().lower() or "auto"
+if DCT_CGROUPS not in {"auto", "off"}:
+    raise ImproperlyConfigured(f"DCT_CGROUPS={DCT_CGROUPS!r}: use auto or off.")
+# Processes (and threads) a job may have at once, counting only its own (cgroup pids.max).
+DCT_JOB_MAX_PIDS = _env_int("DCT_JOB_MAX_PIDS", 4096, minimum=1)
 # GPUs a node declares instead of probing NVML: a count or comma-separated names.
 DCT_GPUS = os.environ.get("DCT_GPUS", "")
 try:

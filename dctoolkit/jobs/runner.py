@@ -23,7 +23,7 @@ from typing import BinaryIO, Protocol
 
 import psutil
 
-from . import jobenv, sandbox
+from . import cgroups, jobenv, sandbox
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class RunSpec:
     fence: sandbox.Fence | None = None
     # Why the job must not start at all (start_refusal); "" when it may.
     refusal: str = ""
+    cgroup: cgroups.JobCgroup | None = None  # holds every process of the job, wherever it forks to
 
 
 @dataclass
@@ -169,19 +170,35 @@ def _spawn(
     # variables, and no host helper in between: the parent-death signal is
     # set in a preexec_fn, at the price of a fork of the whole worker (about
     # 12 ms, where vfork takes 0.7 ms), which only nodes without the sandbox pay.
+    # With a cgroup, the job is in it before its first instruction: an
+    # unfenced job's child enters it in that preexec_fn; bubblewrap is
+    # started by a shell (HELPER_ENV too) that enters it, then execs bubblewrap.
     fenced = spec.fence is not None
-    return subprocess.Popen(
-        argv,
-        cwd=spec.workdir,
-        env=dict(sandbox.HELPER_ENV) if fenced else spec.env,
-        stdin=subprocess.DEVNULL,
-        stdout=out,
-        stderr=err,
-        start_new_session=True,  # its own process group, killed as one
-        preexec_fn=None if fenced else _die_with_worker,
-        close_fds=True,
-        pass_fds=pass_fds,
-    )
+    joins = spec.cgroup.open_procs() if spec.cgroup and not fenced else []
+    if spec.cgroup and fenced:
+        argv = cgroups.joining(argv, spec.cgroup)
+    try:
+        return subprocess.Popen(
+            argv,
+            cwd=spec.workdir,
+            env=dict(sandbox.HELPER_ENV) if fenced else spec.env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,  # its own process group, killed as one
+            preexec_fn=None if fenced else functools.partial(_unfenced_child, joins),
+            close_fds=True,
+            pass_fds=pass_fds,
+        )
+    finally:
+        for fd in joins:
+            os.close(fd)
+
+
+def _unfenced_child(cgroup_fds: list[int]) -> None:
+    # Between fork and exec: into the job's cgroup (cgroup.procs descriptors), then tied to the worker.
+    cgroups.enter(cgroup_fds)
+    _die_with_worker()
 
 
 class StartError(Exception):
@@ -221,6 +238,11 @@ def run(spec: RunSpec, should_stop: Callable[[], str], start: Starter | None = N
             return RunResult(None, 0.0, 0.0, 0.0, error=str(exc))
     watch = _Watch()
     _watch_until_done(spec, started, child, watch, should_stop)
+    if spec.cgroup:
+        spec.cgroup.kill_all()  # what the job left running (an unfenced job's daemons) ends with it
+        watch.peak_rss_mb = max(watch.peak_rss_mb, spec.cgroup.peak_mb())
+        if not watch.stopped and spec.cgroup.oom_killed():
+            watch.stopped = StopReason.MEMORY
     return RunResult(
         exit_code=child.exit_code,
         wall_seconds=time.monotonic() - started,
@@ -233,6 +255,8 @@ def run(spec: RunSpec, should_stop: Callable[[], str], start: Starter | None = N
 
 def start_process(spec: RunSpec, out: BinaryIO, err: BinaryIO) -> Child:
     """Start the job as a child process of this worker (inside a fresh bubblewrap when fenced)."""
+    if spec.cgroup and spec.fence:
+        spec.cgroup.allow_extra_pids(cgroups.BWRAP_PROCESSES)  # bubblewrap's own two are in the cgroup too
     try:
         if not spec.fence:
             with SPAWN_LOCK:
@@ -245,6 +269,8 @@ def start_process(spec: RunSpec, out: BinaryIO, err: BinaryIO) -> Child:
         raise StartError(f"not started: {exc}") from None
     except OSError as exc:
         raise StartError(f"could not start {spec.argv[0]}: {exc.strerror}") from None
+    except subprocess.SubprocessError:  # raised between fork and exec: entering the cgroup failed
+        raise StartError(f"could not start {spec.argv[0]}: it could not enter its cgroup") from None
 
 
 class _Process:
@@ -312,10 +338,14 @@ def _watch_until_done(
             watch.peak_rss_mb = max(watch.peak_rss_mb, peak)
         else:
             rss = 0.0
+        over = bool(spec.memory_limit_mb) and rss > spec.memory_limit_mb
+        if spec.cgroup:  # the kernel holds the limit; the node only learns of its kills
+            over = spec.cgroup.oom_killed()
+            watch.peak_rss_mb = max(watch.peak_rss_mb, spec.cgroup.peak_mb())
         now = time.monotonic()
         if spec.max_runtime_seconds and now - started > spec.max_runtime_seconds:
             watch.stopped = StopReason.MAX_RUNTIME
-        elif spec.memory_limit_mb and rss > spec.memory_limit_mb:
+        elif over:
             watch.stopped = StopReason.MEMORY
         elif now >= next_stop_check:
             next_stop_check = now + CHECK_SECONDS
@@ -325,7 +355,13 @@ def _watch_until_done(
                 log.exception("job %s: stop check failed; will retry", spec.job_id)
         if watch.stopped:
             log.info("job %s: stopping (%s)", spec.job_id, watch.stopped)
-            threading.Thread(target=child.kill, daemon=True).start()
+            threading.Thread(target=_stop, args=(child, spec.cgroup), daemon=True).start()
+
+
+def _stop(child: Child, cgroup: cgroups.JobCgroup | None) -> None:
+    child.kill()
+    if cgroup:  # a process that left the job's tree (setsid, double fork) is still in its cgroup
+        cgroup.kill_all()
 
 
 def tree_memory_mb(pid: int) -> tuple[float, float]:

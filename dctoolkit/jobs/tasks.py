@@ -18,7 +18,7 @@ from django.utils import timezone
 from dctoolkit.fastsql import Compiled
 from dctoolkit.nodes import agent
 
-from . import runner, sandbox, transitions, usernet, warm, workfiles
+from . import cgroups, runner, sandbox, transitions, usernet, warm, workfiles
 from .dispatch import wake_scheduler_soon
 from .models import Job, JobState, KillRequest, Submission
 
@@ -35,6 +35,7 @@ def _on_worker_ready(sender, **kwargs) -> None:
         _check_private_network(name)
         slots = int(os.environ.get("DCT_NODE_SLOTS") or getattr(sender.controller, "concurrency", 0) or 0)
         identity = agent.start(name, slots or None)
+        cgroups.for_node(identity.name, settings.DCT_CGROUPS)  # says now, in the node's log, whether it can
     except BaseException as exc:
         # A worker that is not a registered node must not take jobs: stop it.
         log.critical("node start-up failed: %s; stopping this worker", exc)
@@ -71,6 +72,7 @@ def _check_private_network(name: str) -> None:
 def _on_worker_shutting_down(**kwargs) -> None:
     agent.stop()
     warm.close_pool()
+    cgroups.close()
 
 
 @shared_task(name="dctoolkit.run_job", acks_late=True, ignore_result=True)
@@ -120,9 +122,13 @@ def execute(job: Job, attempt: int, identity: agent.NodeIdentity) -> JobState:
         workdir = warm_sandbox.folder
     else:
         workdir = scratch / f"job-{job.id}-{attempt}"
+    cgroup = cgroups.for_job(identity.name, job.id, attempt, job.request_memory_mb, settings.DCT_JOB_MAX_PIDS,
+                             settings.DCT_CGROUPS)  # fmt: skip
     try:
-        ran = _stage_run_collect(job, workdir, fence, warm_sandbox)
+        ran = _stage_run_collect(job, workdir, fence, warm_sandbox, cgroup)
     finally:
+        if cgroup:
+            cgroup.remove()  # never raises: what is left is logged
         _clean_up(workdir, warm_sandbox, scratch, identity.slots)
     if isinstance(ran, str):
         transitions.finish(job.id, attempt, JobState.FAILED, timezone.now(), reason=ran)
@@ -155,7 +161,11 @@ def _empty_warm_sandbox(pool: warm.WarmPool, owner: int, fence: sandbox.Fence) -
 
 
 def _stage_run_collect(
-    job: Job, workdir: Path, fence: sandbox.Fence | None, warm_sandbox: warm.WarmSandbox | None
+    job: Job,
+    workdir: Path,
+    fence: sandbox.Fence | None,
+    warm_sandbox: warm.WarmSandbox | None,
+    cgroup: cgroups.JobCgroup | None = None,
 ) -> tuple[runner.RunResult, workfiles.Collected] | str:
     """Run the job in `workdir`: (its result, what was collected), or why it could not be staged."""
     if not warm_sandbox and not workfiles.remove_tree(workdir):
@@ -170,6 +180,7 @@ def _stage_run_collect(
         return f"could not stage input files: {exc}"
     before = workfiles.snapshot(workdir)
     spec = build_spec(job, workdir, replace(fence, workdir=str(workdir)) if fence else None)
+    spec = replace(spec, cgroup=cgroup)
     result = runner.run(spec, lambda: _stop_request(job.id), warm_sandbox.start_job if warm_sandbox else None)
     try:
         collected = _collect(job, workdir, before)

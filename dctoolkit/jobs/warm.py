@@ -130,8 +130,13 @@ class WarmSandbox:
             theirs.close()
         return cls(key, folder, sandbox.inside_workdir(fence), proc, ours)
 
-    def start(self, argv: list[str], env: dict[str, str], stdout: int, stderr: int) -> int:
-        """Start one job; returns its pid inside the sandbox (`host_pid` finds it on the host)."""
+    def start(
+        self, argv: list[str], env: dict[str, str], stdout: int, stderr: int, cgroup: list[int] | None = None
+    ) -> int:
+        """Start one job; returns its pid inside the sandbox (`host_pid` finds it on the host).
+
+        `cgroup`: the job's `cgroup.procs` files, open for writing; the job enters them before it execs.
+        """
         self.jobs += 1
         request = zygote.encode_request(argv, env, self.inside)
         if len(request) > zygote.MAX_REQUEST_BYTES:
@@ -140,7 +145,7 @@ class WarmSandbox:
                 f"{zygote.MAX_REQUEST_BYTES:,} bytes a sandbox takes"
             )
         try:
-            socket.send_fds(self.sock, [request], [stdout, stderr])
+            socket.send_fds(self.sock, [request], [stdout, stderr, *(cgroup or [])])
         except OSError as exc:
             raise SandboxBrokenError(f"could not reach the sandbox: {exc}") from None
         try:
@@ -197,8 +202,9 @@ class WarmSandbox:
         Never anywhere else: a job that a sandbox could not take (the padding
         of the LD_PRELOAD escape in issue 14) must not reach a weaker way in.
         """
+        procs = spec.cgroup.open_procs() if spec.cgroup else []
         try:
-            return _WarmChild(self, self.start(spec.argv, spec.env, out.fileno(), err.fileno()))
+            return _WarmChild(self, self.start(spec.argv, spec.env, out.fileno(), err.fileno(), procs))
         except SandboxBrokenError as exc:
             log.warning("warm sandbox %s could not take job %s: %s; retiring it", self.folder.name, spec.job_id, exc)
             self.kill()
@@ -207,6 +213,9 @@ class WarmSandbox:
             else:
                 why = f"not started: its warm sandbox could not take it: {exc}"
             raise runner.StartError(f"{why} (the sandbox was retired); {exc.hint}") from None
+        finally:
+            for fd in procs:
+                os.close(fd)
 
     def kill(self) -> None:
         """Kill the sandbox and all in it at once (it is retired when given back)."""

@@ -15,7 +15,11 @@ Per job, the node sends one message (`encode_request`: a JSON head `{"cwd",
 "argc"}`, then the job's argv and NAME=value environment, each after a NUL
 byte, never escaped, so that its size is that of the job's own text) of at
 most MAX_REQUEST_BYTES, and the job's stdout and stderr as file descriptors
-(the files lie in shared storage, which the sandbox never sees).  The zygote
+(the files lie in shared storage, which the sandbox never sees), then,
+where the node limits jobs through cgroups, the `cgroup.procs` file of each
+of the job's cgroups, open for writing: the job's process enters them between
+fork and exec, so it runs nothing of its own outside them, while the zygote
+and init stay out.  The zygote
 answers `{"started": pid}` (the pid inside the sandbox), then, once the job has ended, `{"status", "utime",
 "stime", "clean"}`: the wait status and CPU time of the job and every process
 it waited for, and whether the sandbox was put back as it was found: every
@@ -42,6 +46,7 @@ import time
 # much again for what the node adds (its paths, the allowlisted variables); well inside a Unix socket's
 # default send buffer (net.core.wmem_default, 208 KiB), which warm.py asks to double besides.
 MAX_REQUEST_BYTES = 128 * 1024
+MAX_FDS = 8  # stdout, stderr and the job's cgroup.procs files (one per cgroup v1 hierarchy)
 EMPTIED = ("/tmp", "/dev/shm")
 
 
@@ -51,7 +56,7 @@ def main() -> None:
     mounts = mount_points()
     while True:
         try:
-            data, fds, flags, _addr = socket.recv_fds(sock, MAX_REQUEST_BYTES + 1, 2)
+            data, fds, flags, _addr = socket.recv_fds(sock, MAX_REQUEST_BYTES + 1, MAX_FDS)
         except OSError:
             return
         if not data:
@@ -97,7 +102,7 @@ def mount_points() -> set:
 
 def run_one(request: dict, fds: list, sock: socket.socket) -> tuple:
     """Start the job, tell the node its pid, and wait for it: (wait status, user and system CPU seconds)."""
-    out, err = fds
+    out, err, *cgroups = fds
     try:
         proc = subprocess.Popen(
             request["argv"],
@@ -107,20 +112,29 @@ def run_one(request: dict, fds: list, sock: socket.socket) -> tuple:
             stdout=out,
             stderr=err,
             start_new_session=True,
-            close_fds=True,
+            close_fds=True,  # the cgroup.procs files too: the job cannot move the zygote in
+            preexec_fn=(lambda: enter(cgroups)) if cgroups else None,
         )
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
         why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        if isinstance(exc, subprocess.SubprocessError):  # raised in enter(), between fork and exec
+            why = "it could not enter its cgroup"
         program = os.fsdecode(request["argv"][0])
         sock.send(json.dumps({"error": f"could not start {program}: {why}"}).encode())
         return None, 0.0, 0.0
     finally:
-        os.close(out)
-        os.close(err)
+        for fd in fds:
+            os.close(fd)
     sock.send(json.dumps({"started": proc.pid}).encode())
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; Popen must not wait again
     return status, usage.ru_utime, usage.ru_stime
+
+
+def enter(cgroups: list) -> None:
+    """Between fork and exec: move this process into each cgroup (a cgroup.procs file descriptor)."""
+    for fd in cgroups:
+        os.write(fd, b"0")
 
 
 def end_every_other_process() -> bool:
