@@ -33,7 +33,7 @@ from dctoolkit.celery import OBEYED_CONTROL_COMMANDS
 from dctoolkit.stack import REDIS_REMOVED_COMMANDS, free_port, redis_url, spawn, stop_processes
 from tests.support.cluster import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.nodeside]
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable

@@ -22,7 +22,7 @@ import pytest
 from tests.support.cluster import Cluster, wait_until
 from tests.support.web import start_web
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.nodeside]
 
 CAP_MB = 5
 

@@ -28,7 +28,7 @@ import pytest
 from dctoolkit.jobs import jobenv, runner, sandbox, warm
 from tests.support.cluster import PYTHON, ROOT, Cluster, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.nodeside]
 
 WARM, COLD, OPEN = "warm", "cold", "open"
 ATTACK = (ROOT / "tests" / "support" / "attack_job.py").read_text()

@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.cluster import Cluster, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.nodeside]
 
 MAX_PIDS = 50
 NODES = {

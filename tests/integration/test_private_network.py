@@ -26,7 +26,7 @@ from dctoolkit.jobs import runner, sandbox, usernet, warm, workfiles
 from tests.support.cluster import Cluster, wait_until
 from tests.support.netns import Host, namespaces_available
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.nodeside]
 
 # A job's connection attempts, one line each: "LABEL connected" or "LABEL ExceptionType errno".
 PROBE = r"""

@@ -20,7 +20,7 @@ import pytest
 from dctoolkit.jobs import sandbox
 from tests.support.cluster import ROOT, Cluster, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.nodeside]
 
 SECRET_KEY = "integration-tests-only"  # what Cluster gives every process it starts
 DOTENV_CANARY = "dotenv-canary-" + uuid.uuid4().hex

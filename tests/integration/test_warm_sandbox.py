@@ -18,7 +18,7 @@ import pytest
 from dctoolkit.jobs import runner, sandbox, warm, workfiles
 from dctoolkit.stack import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.nodeside]
 ROOT = Path(__file__).resolve().parents[2]
 ALICE, BOB = 1, 2
 
