@@ -62,6 +62,73 @@ class Database:
             self._admin(f"DROP DATABASE IF EXISTS {self.name}{extra}")
 
 
+# The reader: one long-lived Python with Django set up against the cluster,
+# running read-only management commands exactly as `manage.py CMD` would
+# (call_command, the same parser and output), one JSON line per request.
+# Tests poll `job ID --json` many times a second; a fresh `manage.py` costs
+# about a second of CPU each (Django's start-up), which made the suite wait on
+# its own polling.
+READER_SOURCE = """
+import io, json, os, sys
+import django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dctoolkit.settings")
+django.setup()
+from django.core.management import CommandError, call_command
+from django.db import close_old_connections
+for line in sys.stdin:
+    args = json.loads(line)
+    out, err, rc = io.StringIO(), io.StringIO(), 0
+    close_old_connections()
+    try:
+        call_command(*args, stdout=out, stderr=err)
+    except CommandError as exc:
+        err.write(f"CommandError: {exc}\\n")
+        rc = 1
+    sys.stdout.write(json.dumps({"rc": rc, "stdout": out.getvalue(), "stderr": err.getvalue()}) + "\\n")
+    sys.stdout.flush()
+"""
+READ_ONLY_COMMANDS = ("job", "jobs", "nodes", "usage")
+
+
+class Reader:
+    """A long-lived `manage.py` for read-only commands (see READER_SOURCE); restarted if it dies."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def run(self, args: list[str]) -> dict:
+        for _ in range(2):  # once more with a fresh reader if this one died
+            if self.proc is None or self.proc.poll() is not None:
+                with open(self.log_path, "ab") as log:
+                    self.proc = subprocess.Popen(
+                        [PYTHON, "-c", READER_SOURCE],
+                        cwd=ROOT,
+                        env=self.env,
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=log,
+                        text=True,
+                    )
+            try:
+                self.proc.stdin.write(json.dumps(args) + "\n")
+                self.proc.stdin.flush()
+                line = self.proc.stdout.readline()
+            except (BrokenPipeError, OSError):
+                line = ""
+            if line:
+                return json.loads(line)
+            self.close()
+        raise AssertionError(f"the cluster's reader could not run {args}; see {self.log_path}")
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
 class Cluster:
     """Redis, a database, the scheduler and nodes, in a private folder."""
 
@@ -92,6 +159,7 @@ class Cluster:
             **(extra_env or {}),
         }
         self.logs = workdir / "logs"
+        self.reader = Reader(self.env, self.logs / "reader.log")
 
     # --- processes -----------------------------------------------------------
     def __enter__(self) -> Cluster:
@@ -157,6 +225,7 @@ class Cluster:
         self.redis.start()
 
     def stop(self) -> None:
+        self.reader.close()
         stop_processes([*self.nodes.values(), *self.others])
         self.redis.stop()
         self.db.drop()
@@ -175,7 +244,14 @@ class Cluster:
         return done
 
     def json(self, *args: str, user: str = "alice") -> Any:
-        return json.loads(self.cli(*args, "--json", user=user).stdout)
+        """A command's --json document; read-only commands go through the long-lived reader (see Reader)."""
+        if args[0] not in READ_ONLY_COMMANDS:
+            return json.loads(self.cli(*args, "--json", user=user).stdout)
+        argv = [*args, "--json", *(("--user", user) if args[0] not in ("nodes", "usage") else ())]
+        done = self.reader.run(argv)
+        if done["rc"] != 0:
+            raise AssertionError(f"{' '.join(argv)} exited {done['rc']}:\n{done['stdout']}\n{done['stderr']}")
+        return json.loads(done["stdout"])
 
     def job(self, job_id: int, user: str = "alice") -> dict:
         return self.json("job", str(job_id), user=user)
