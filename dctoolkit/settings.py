@@ -70,6 +70,10 @@ def _secret_key() -> str:
     key = os.environ.get("SECRET_KEY")
     if key:
         return key
+    if DCT_SERVER:
+        # The remote command line signs nothing and touches nothing local but
+        # the files it is asked to write: a key for this process alone.
+        return secrets.token_urlsafe(50)
     if PRODUCTION:
         raise ImproperlyConfigured(
             "SECRET_KEY is not set: with DCT_PRODUCTION=1 put a long random SECRET_KEY in the environment or .env "
@@ -97,6 +101,9 @@ def _secret_key() -> str:
 # file and the systemd units set it).
 PRODUCTION = _env_bool("DCT_PRODUCTION", False)
 DEBUG = _env_bool("DEBUG", False)
+# Remote command line (the API client); unset means the CLI talks to the database.
+DCT_SERVER = os.environ.get("DCT_SERVER", "").rstrip("/")
+DCT_TOKEN = os.environ.get("DCT_TOKEN", "")
 SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = [
     h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()
@@ -171,7 +178,8 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
-    Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    if not DCT_SERVER:  # a remote command never opens the database, and makes no folder for it
+        Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 if _db["ENGINE"] == "django.db.backends.postgresql":
     # Across a network, a dead link must turn into an error within seconds
     # (not TCP's minutes), so a cut-off node notices and fences itself.
@@ -328,9 +336,6 @@ DCT_MAX_OUTPUT_MB = _env_int("DCT_MAX_OUTPUT_MB", 10240, minimum=1)
 # where the staff's Flower link points (./dct up starts Flower on DCT_FLOWER_PORT).
 DCT_ALLOW_SIGNUP = _env_bool("DCT_ALLOW_SIGNUP", not PRODUCTION)
 DCT_FLOWER_URL = os.environ.get("DCT_FLOWER_URL") or f"http://localhost:{_env_int('DCT_FLOWER_PORT', 5555)}/"
-# Remote command line (the API client); unset means the CLI talks to the database.
-DCT_SERVER = os.environ.get("DCT_SERVER", "").rstrip("/")
-DCT_TOKEN = os.environ.get("DCT_TOKEN", "")
 
 # --- log-in throttling (django-axes) ---------------------------------------
 # After AXES_FAILURE_LIMIT wrong passwords for one user name from one address,

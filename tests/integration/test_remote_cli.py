@@ -23,8 +23,9 @@ def remote(cluster):
     server = start_web(cluster)
     token = cluster.cli("token", user="alice").stdout.strip()
 
-    def run(*args: str, cwd: Path | None = None, token: str = token, server: str = server, **kw):
+    def run(*args: str, cwd: Path | None = None, token: str = token, server: str = server, env_extra=None, **kw):
         env = {**cluster.env, "DCT_SERVER": server, "DCT_TOKEN": token, "DATABASE_URL": NO_DATABASE}
+        env.update(env_extra or {})
         return subprocess.run(
             [PYTHON, str(ROOT / "manage.py"), *args],
             cwd=cwd or cluster.workdir,
@@ -169,3 +170,12 @@ def test_a_bad_token_or_an_unreachable_server_says_what_to_do(remote):
     assert "DCT_TOKEN" in done.stderr and "Traceback" not in done.stderr
     done = remote("nodes", server="http://127.0.0.1:1")
     assert done.returncode == 1 and "cannot reach DCT_SERVER=http://127.0.0.1:1" in done.stderr
+
+
+def test_a_remote_command_makes_nothing_local(cluster, remote, tmp_path):
+    # A laptop with no checkout state: no var/ folder, no SQLite file, no secret key may appear.
+    laptop_var = tmp_path / "laptop-var"
+    done = remote("jobs", "--json", env_extra={"DCT_VAR": str(laptop_var), "DATABASE_URL": "", "SECRET_KEY": ""})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["jobs"] is not None
+    assert not laptop_var.exists(), sorted(p.name for p in laptop_var.rglob("*"))
