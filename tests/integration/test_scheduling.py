@@ -65,7 +65,7 @@ def test_a_job_over_its_memory_request_is_killed_and_told_why(cluster, tmp_path)
     done = cluster.wait_job(job["id"], timeout=30)
     assert done["state"] == "failed"
     assert done["reason"] == "killed: used more memory than request_memory (100 MB); ask for more"
-    assert done["max_rss_mb"] > 100
+    assert done["max_rss_mb"] >= 100  # its cgroup let it reach its request and no further
 
 
 def test_hold_of_a_running_job_stops_it_and_requeues_it_held(cluster, tmp_path):
@@ -121,9 +121,13 @@ def test_gpus_are_allocated_by_index_and_each_job_sees_only_its_own(fresh_cluste
     script = "#!/bin/sh\necho gpus=$CUDA_VISIBLE_DEVICES\nsleep 3\n"
     jobs = c.submit(tmp_path, "executable = g.sh\nrequest_gpus = 1\nqueue = 3\n", {"g.sh": script})
     done = [c.wait_job(j["id"], timeout=60) for j in jobs]
+    # The node's GPUs 0 and 1 go to the first two jobs, the third gets the one freed first.  In its
+    # sandbox each job has only its own device, so CUDA numbers it 0 there, as under Slurm's
+    # ConstrainDevices (an unfenced job would see the node's index).
+    assert sorted(j["gpu_indices"] for j in done[:2]) == [[0], [1]], done
+    assert done[2]["gpu_indices"] in ([0], [1])
     seen = [c.cli("logs", str(j["id"])).stdout.strip() for j in jobs]
-    assert sorted(seen[:2]) == ["gpus=0", "gpus=1"], seen
-    assert seen[2] in ("gpus=0", "gpus=1")
+    assert seen == ["gpus=0"] * 3, seen
     third = max(done, key=started)
     assert started(third) >= min(datetime.fromisoformat(j["finished_at"]) for j in done if j is not third)
     (cpu_job,) = c.submit(tmp_path / "c", "executable = g.sh\n", {"g.sh": script})
