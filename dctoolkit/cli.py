@@ -110,8 +110,10 @@ class DctCommand(BaseCommand):
         user = user or self.acting_user()
         job_id = parse_job_id(job_id)
         jobs = Job.objects.select_related("owner", "node", "submission")
-        if not user.is_staff:
-            jobs = jobs.filter(owner=user)
+        # mypy: the project's user model is auth.User, which has is_staff.
+        if not user.is_staff:  # type: ignore[attr-defined]
+            # mypy: the project's user model is auth.User.
+            jobs = jobs.filter(owner=user)  # type: ignore[misc]
         job = jobs.filter(id=job_id).first()
         if job is None:
             raise CommandError(f"no job {job_id} of yours; './dct jobs --all' lists your jobs")

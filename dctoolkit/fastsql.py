@@ -13,8 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
 
 from django.db import connection, models
+
+# The model a Compiled's queryset selects, so that `objects()` returns that model's instances to the type checker.
+M = TypeVar("M", bound=models.Model)
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,8 @@ def update_rows(
 ) -> int:
     """UPDATE `model` SET `values` WHERE each `where` field equals its value, and `extra_where`; the row count."""
     meta = model._meta
-    fields = {name: meta.get_field(name) for name in (*where, *values)}
+    # Any: get_field() is typed as any field or relation; these are the model's own columns (no relations).
+    fields: dict[str, Any] = {name: meta.get_field(name) for name in (*where, *values)}
     quote = connection.ops.quote_name
     sets, params = [], []
     for name, value in values.items():
@@ -63,7 +68,7 @@ class _Statement:
     converters: list[tuple[int, list, object]]  # (column, converter functions, expression)
 
 
-class Compiled:
+class Compiled(Generic[M]):
     """A queryset of fixed shape, compiled to SQL once per process and database.
 
     Its filters are constants, or placeholders (`filter(id=0)`) whose values
@@ -75,7 +80,7 @@ class Compiled:
     RawQuerySet's per-call column mapping.
     """
 
-    def __init__(self, build: Callable[[], models.QuerySet]) -> None:
+    def __init__(self, build: Callable[[], models.QuerySet[M, Any]]) -> None:
         self.build = build
         self._compiled: dict[str, _Statement] = {}
 
@@ -122,13 +127,14 @@ class Compiled:
             converted.append(tuple(values))
         return converted
 
-    def objects(self, *params: object) -> list[models.Model]:
+    def objects(self, *params: object) -> list[M]:
         statement = self._statement()
         db = connection.alias
-        return [statement.model.from_db(db, statement.attnames, row) for row in self.values(*params)]
+        # statement.model is the queryset's model, which is M.
+        return [cast(M, statement.model.from_db(db, statement.attnames, row)) for row in self.values(*params)]
 
 
-class CompiledIn:
+class CompiledIn(Generic[M]):
     """A Compiled whose queryset has one `__in` list of varying length.
 
     `build(placeholders)` makes the queryset with `field__in=placeholders`.
@@ -136,15 +142,16 @@ class CompiledIn:
     repeating its last value, which changes no result.
     """
 
-    def __init__(self, build: Callable[[list[int]], models.QuerySet]) -> None:
+    def __init__(self, build: Callable[[list[int]], models.QuerySet[M, Any]]) -> None:
         self.build = build
-        self._by_size: dict[int, tuple[Compiled, list[int]]] = {}
+        self._by_size: dict[int, tuple[Compiled[M], list[int]]] = {}
 
-    def _for(self, values: list) -> tuple[Compiled, tuple]:
+    def _for(self, values: list[Any]) -> tuple[Compiled[M], tuple[Any, ...]]:
         size = 1 << max(len(values) - 1, 0).bit_length()
         if size not in self._by_size:
             marks = [-1_000_000_007 - i for i in range(size)]  # values no id has, to find their places
-            self._by_size[size] = (Compiled(lambda marks=marks: self.build(marks)), marks)
+            # mypy infers no type for a lambda with a default argument.
+            self._by_size[size] = (Compiled(lambda marks=marks: self.build(marks)), marks)  # type: ignore[misc]
         compiled, marks = self._by_size[size]
         padded = dict(zip(marks, [*values, *[values[-1]] * (size - len(values))], strict=True))
         return compiled, tuple(padded.get(value, value) for value in compiled._statement().fixed)
@@ -155,7 +162,7 @@ class CompiledIn:
         compiled, params = self._for(ids)
         return compiled.values(*params)
 
-    def objects(self, ids: list) -> list[models.Model]:
+    def objects(self, ids: list[Any]) -> list[M]:
         if not ids:
             return []
         compiled, params = self._for(ids)

@@ -19,10 +19,12 @@ import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dctoolkit.jobs.submission import InputFile
-from dctoolkit.jobs.submit import FolderFiles
+
+if TYPE_CHECKING:  # for a type only: dctoolkit.jobs.submit imports the job models and the broker
+    from dctoolkit.jobs.submit import FolderFiles
 
 # Seconds to wait for the server to answer one request (uploads and downloads stream within it).
 TIMEOUT_SECONDS = 60

@@ -14,7 +14,8 @@ from dctoolkit.jobs.forms import style_fields
 class SignupForm(UserCreationForm):
     email = EmailField(required=False, help_text="Optional: where job-end mails go by default.")
 
-    class Meta(UserCreationForm.Meta):
+    # mypy: the stubs declare no UserCreationForm.Meta; Django defines it.
+    class Meta(UserCreationForm.Meta):  # type: ignore[name-defined]
         model = User
         fields = ("username", "email")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
@@ -87,7 +88,8 @@ class JobsView(APIView):
                 return error("only staff see everyone's jobs; leave out all_users", 403)
             jobs = Job.objects.select_related("owner", "node")
         else:
-            jobs = Job.objects.select_related("owner", "node").filter(owner=request.user)
+            # mypy: the view requires authentication: request.user is a User.
+            jobs = Job.objects.select_related("owner", "node").filter(owner=request.user)  # type: ignore[misc]
         try:
             jobs = filter_jobs(jobs, request.query_params)
         except FilterError as exc:
@@ -162,7 +164,8 @@ class JobsView(APIView):
         except UnicodeDecodeError:
             return error(f"{upload.name}: the submission file is not text (UTF-8)", 400)
         try:
-            jobs = queue(prepare(text, Path(upload.name).name or "job.txt", UploadedFiles(by_name)), request.user)
+            # mypy: the view requires authentication: request.user is a User.
+            jobs = queue(prepare(text, Path(upload.name).name or "job.txt", UploadedFiles(by_name)), request.user)  # type: ignore[arg-type]
         except SubmissionError as exc:
             return error(str(exc), 400)
         fresh = Job.objects.filter(id__in=[j.id for j in jobs]).select_related("owner", "node").order_by("id")
@@ -270,7 +273,7 @@ class OutputView(APIView):
         # The state as of before the read: a follower that sees a final state has read everything.
         state = job.state
         fd = open_plain(job.folder() / self.stream)
-        kind = {"content_type": "text/plain; charset=utf-8", "buffer_up_to": CHUNK_BYTES}
+        kind: dict[str, Any] = {"content_type": "text/plain; charset=utf-8", "buffer_up_to": CHUNK_BYTES}
         if raw is None or request.headers.get("Range"):
             response = ranged_file(fd, request.headers.get("Range"), **kind)
         else:
@@ -348,5 +351,6 @@ class FileView(APIView):
         if fd is None:
             raise Http404(f"no output file '{path[:200]}'")
         response = ranged_file(fd, request.headers.get("Range"), content_type="application/octet-stream")
-        response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=target.name)
+        # mypy: content_disposition_header() returns None only for as_attachment=False without a file name.
+        response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=target.name)  # type: ignore[assignment]
         return response

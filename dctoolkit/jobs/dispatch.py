@@ -276,7 +276,8 @@ def plan_pass(now: datetime) -> Plan | None:
     if not heads:
         return None
     usage = effective_usage(list(heads), now)
-    assignments = pick_assignments(heads, [free for _, free in seen.free.values()], usage)
+    # mypy: a LazyQueue indexes like a list (IndexError past its end) without being a Sequence.
+    assignments = pick_assignments(heads, [free for _, free in seen.free.values()], usage)  # type: ignore[arg-type]
     if not assignments:
         return None
     return Plan(seen, assignments)
@@ -419,7 +420,8 @@ def wake_scheduler() -> None:
     """Tell the scheduler there is work (a submit, a job end); harmless when Redis is away."""
     try:
         # One round trip, no MULTI: a token more or less is harmless, the list stays one long.
-        _redis_client().pipeline(transaction=False).lpush(WAKE_KEY, 1).ltrim(WAKE_KEY, 0, 0).execute()
+        # mypy: redis-py types a command as its result; on a pipeline it returns the pipeline.
+        _redis_client().pipeline(transaction=False).lpush(WAKE_KEY, 1).ltrim(WAKE_KEY, 0, 0).execute()  # type: ignore[attr-defined]
     except redis.RedisError as exc:
         log.debug("could not wake the scheduler: %s", exc)
 

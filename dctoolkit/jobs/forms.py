@@ -3,6 +3,8 @@ through exactly the checks the command line's do, and puts each error beside its
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
@@ -48,10 +50,11 @@ class MultipleFileField(forms.FileField):
         return [super(MultipleFileField, self).clean(item, initial) for item in items]
 
 
-def style_fields(form: forms.Form) -> None:
+def style_fields(form: forms.BaseForm) -> None:
     """Bootstrap classes on every widget.  (A field with errors is marked at render time:
     its container gets the form's error_css_class, which dct.css colours.)"""
-    form.error_css_class = "has-error"
+    # mypy: error_css_class is a Form class attribute Django reads; the stubs leave it out of BaseForm.
+    form.error_css_class = "has-error"  # type: ignore[attr-defined]
     for field in form.fields.values():
         widget = field.widget
         if not isinstance(widget, forms.RadioSelect):
@@ -67,7 +70,8 @@ def _as_list(value) -> list:
 def _within_size(uploads: list[UploadedFile]) -> list[UploadedFile]:
     for upload in uploads:
         _name_fits(upload)
-        if upload.size > MAX_FILE_BYTES:
+        # mypy: an uploaded file always has a size.
+        if upload.size > MAX_FILE_BYTES:  # type: ignore[operator]
             limit = MAX_FILE_BYTES // 1024**3
             raise forms.ValidationError(
                 f"'{upload.name}' is larger than {limit} GB, the most one uploaded file may be."
@@ -76,10 +80,12 @@ def _within_size(uploads: list[UploadedFile]) -> list[UploadedFile]:
 
 
 def _name_fits(upload: UploadedFile) -> None:
-    size = len(upload.name.encode(errors="replace"))
+    # mypy: an uploaded file always has a name.
+    size = len(upload.name.encode(errors="replace"))  # type: ignore[union-attr]
     if size > MAX_NAME_BYTES:
         raise forms.ValidationError(
-            f"'{upload.name[:40]}…': the file name is {size:,} bytes; the limit is {MAX_NAME_BYTES} bytes; "
+            # mypy: an uploaded file always has a name.
+            f"'{upload.name[:40]}…': the file name is {size:,} bytes; the limit is {MAX_NAME_BYTES} bytes; "  # type: ignore[index]
             "rename the file."
         )
 
@@ -97,9 +103,11 @@ class SubmitForm(forms.Form):
 
     mode = forms.ChoiceField(choices=MODES, initial="program", widget=forms.RadioSelect)
     executable = forms.FileField(required=False, help_text="A .py file, or a script with a #! line.")
-    data = MultipleFileField(label="Data files", help_text="Copied into the job's folder beside the program.")
+    # mypy: a field named like a BaseForm attribute: the form metaclass moves fields off the class.
+    data = MultipleFileField(label="Data files", help_text="Copied into the job's folder beside the program.")  # type: ignore[assignment]
     submission = forms.FileField(required=False, label="Submission file", help_text="key = value lines, as job.txt.")
-    files = MultipleFileField(label="Files it names", help_text="Every executable and data file the file names.")
+    # mypy: a field named like a BaseForm attribute: the form metaclass moves fields off the class.
+    files = MultipleFileField(label="Files it names", help_text="Every executable and data file the file names.")  # type: ignore[assignment]
     name = forms.CharField(required=False, max_length=200, help_text="Default: the program's name.")
     email = forms.EmailField(required=False, help_text="Mailed when the job ends.")
     node = forms.ChoiceField(required=False, choices=[("", "Any node that fits")])
@@ -123,7 +131,8 @@ class SubmitForm(forms.Form):
 
     def __init__(self, *args, nodes: list[dict] | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["node"].choices = [("", "Any node that fits"), *((n["name"], node_label(n)) for n in nodes or [])]
+        # mypy: the node field is a ChoiceField, which has choices.
+        self.fields["node"].choices = [("", "Any node that fits"), *((n["name"], node_label(n)) for n in nodes or [])]  # type: ignore[attr-defined]
         style_fields(self)
 
     def clean_name(self) -> str:
@@ -132,8 +141,9 @@ class SubmitForm(forms.Form):
     def clean_arguments(self) -> str:
         return _one_line(self.cleaned_data["arguments"], "The arguments")
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        # Form.clean() returns cleaned_data, never None (the stubs allow None for overrides).
+        data: dict[str, Any] = super().clean()  # type: ignore[assignment]
         if data.get("mode") == "file":
             if not data.get("submission") and "submission" not in self.errors:
                 self.add_error("submission", "Choose a submission file to upload.")

@@ -125,7 +125,8 @@ def body(job: Job) -> str:
         f"Job {job.id} ({job.name}) ended: {job.state}.",
         "",
         f"Exit status: {job.exit_code if job.exit_code is not None else '-'}",
-        f"Node:        {job.node.name if job.node_id else '-'}",
+        # mypy: node_id is set, so node is a Node.
+        f"Node:        {job.node.name if job.node_id else '-'}",  # type: ignore[union-attr]
         f"Wall time:   {format_seconds(job.run_seconds)}",
         f"CPU time:    {format_seconds(job.cpu_seconds)}",
     ]
@@ -207,7 +208,8 @@ def batch_usage(jobs: list[Job]) -> Usage:
     return Usage(
         first.request_cpus,
         first.request_memory_mb,
-        sum(j.run_seconds for j in ran) or None,
+        # mypy: `ran` keeps only jobs whose run_seconds is set.
+        sum(j.run_seconds for j in ran) or None,  # type: ignore[misc]
         sum(j.cpu_seconds or 0 for j in ran) if ran else None,
         max((j.max_rss_mb for j in ran if j.max_rss_mb is not None), default=None),
     )

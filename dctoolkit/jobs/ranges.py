@@ -89,7 +89,8 @@ def file_part(
         response = HttpResponse(data, status=status, **kwargs)
         length = len(data)
     else:
-        response = StreamingHttpResponse(_chunks(fd, start, length), status=status, **kwargs)
+        # mypy: a StreamingHttpResponse stands in for an HttpResponse: callers only set headers and return it.
+        response = StreamingHttpResponse(_chunks(fd, start, length), status=status, **kwargs)  # type: ignore[assignment]
     response["Content-Length"] = str(length)
     response["Accept-Ranges"] = "bytes"
     return response

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .units import format_mb
 
@@ -29,7 +30,7 @@ class WaitFacts:
     nodes: tuple[NodeView, ...]
     ahead_own: int = 0  # earlier queued jobs of the same user
     ahead_others: int = 0  # queued jobs of users with lower usage
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ class _Watch:
 
 
 def build_env(
-    job_env: dict[str, str], *, workdir: str, extra: dict[str, str], node_env: dict[str, str] | None = None
+    job_env: dict[str, str], *, workdir: str, extra: dict[str, str], node_env: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """A job's environment: an allowlist of the node's, then ours, then the user's own."""
     node_env = os.environ if node_env is None else node_env
@@ -208,7 +208,10 @@ class StartError(Exception):
 class Child(Protocol):
     """A started job, however it was started (a process of ours, or one a warm sandbox forked)."""
 
-    pid: int | None  # on this host; None when it is already gone
+    @property
+    def pid(self) -> int | None:  # on this host; None when it is already gone
+        ...
+
     done: threading.Event  # set once the job has ended
     exit_code: int | None
     cpu_seconds: float
@@ -338,7 +341,8 @@ def _watch_until_done(
             watch.peak_rss_mb = max(watch.peak_rss_mb, peak)
         else:
             rss = 0.0
-        over = bool(spec.memory_limit_mb) and rss > spec.memory_limit_mb
+        # mypy: bool(memory_limit_mb) rules out None; mypy does not narrow through bool().
+        over = bool(spec.memory_limit_mb) and rss > spec.memory_limit_mb  # type: ignore[operator]
         if spec.cgroup:  # the kernel holds the limit; the node only learns of its kills
             over = spec.cgroup.oom_killed()
             watch.peak_rss_mb = max(watch.peak_rss_mb, spec.cgroup.peak_mb())

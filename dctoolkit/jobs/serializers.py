@@ -42,7 +42,8 @@ def job_dict(job: Job, now: datetime, reason: str | None = None) -> dict:
         "name": job.name,
         "owner": job.owner.username,
         "state": job.state,
-        "node": job.node.name if job.node_id else None,
+        # mypy: node_id is set, so node is a Node.
+        "node": job.node.name if job.node_id else None,  # type: ignore[union-attr]
         "exit_code": job.exit_code,
         "attempts": job.attempts,
         "reason": job.reason if reason is None else reason,

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
+from typing import Any
 
 from .jobenv import MAX_ENV_AND_ARGS_BYTES, env_and_args_bytes, env_name_problem, job_env_problem
 from .units import MAX_RUNTIME_SECONDS, UnitError, parse_duration, parse_size_mb
@@ -154,7 +155,7 @@ def submission_too_big_message(size: int) -> str:
     )
 
 
-def _check_env_and_args_size(values: dict, fail: Callable[[str, str], SubmissionError]) -> None:
+def _check_env_and_args_size(values: dict[str, Any], fail: Callable[[str, str], SubmissionError]) -> None:
     # Measured on the text as written, before any splitting, so that a huge
     # value costs nothing to refuse; the words are measured again after.
     size = sum(len(values.get(key, "").encode()) for key in ("environment", "arguments"))
@@ -169,8 +170,8 @@ def env_and_args_message(size: int) -> str:
     )
 
 
-def _read_lines(text: str, source: str) -> tuple[dict, dict[str, int]]:
-    values: dict = {}
+def _read_lines(text: str, source: str) -> tuple[dict[str, Any], dict[str, int]]:
+    values: dict[str, Any] = {}
     lines: dict[str, int] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -241,8 +242,8 @@ def _unquote(value: str) -> str:
     return value
 
 
-def _template(values: dict, fail: Callable[[str, str], SubmissionError]) -> dict:
-    spec: dict = {}
+def _template(values: dict[str, Any], fail: Callable[[str, str], SubmissionError]) -> dict[str, Any]:
+    spec: dict[str, Any] = {}
     spec["request_cpus"] = _parse_int(
         values.get("request_cpus", "1"), 1, 1024, "request_cpus", lambda m: fail("request_cpus", m)
     )
@@ -327,7 +328,9 @@ def _file_ref(text: str, line: int, source: str, what: str) -> InputFile:
     return InputFile(source=text, name=name, line=line)
 
 
-def _expand(template: dict, values: dict, lines: dict[str, int], source: str, process: int) -> JobSpec:
+def _expand(
+    template: dict[str, Any], values: dict[str, Any], lines: dict[str, int], source: str, process: int
+) -> JobSpec:
     def sub(text: str) -> str:
         return _MACRO.sub(lambda m: str(process), text)
 

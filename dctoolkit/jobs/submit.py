@@ -156,7 +156,8 @@ def queue(prepared: Prepared, owner: AbstractBaseUser) -> list[Job]:
     now = timezone.now()
     first = prepared.submission.jobs[0]
     with transaction.atomic():
-        sub = Submission.objects.create(
+        # mypy: the project's user model is auth.User; callers pass request.user or the acting user.
+        sub = Submission.objects.create(  # type: ignore[misc]
             owner=owner,
             source_name=prepared.source_name[:255],
             text=prepared.text,
@@ -189,7 +190,8 @@ def submit(text: str, source_name: str, owner: AbstractBaseUser, files: FileSour
 
 
 def _job_row(spec: JobSpec, sub: Submission, owner: AbstractBaseUser, stored: dict, now) -> Job:
-    return Job(
+    # mypy: the project's user model is auth.User; callers pass request.user or the acting user.
+    return Job(  # type: ignore[misc]
         submission=sub,
         owner=owner,
         name=spec.name,

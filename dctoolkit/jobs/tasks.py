@@ -33,7 +33,8 @@ def _on_worker_ready(sender, **kwargs) -> None:
         queues = list(sender.app.amqp.queues.consume_from)
         name = agent.node_name_from_queues(queues)
         _check_private_network(name)
-        slots = int(os.environ.get("DCT_NODE_SLOTS") or getattr(sender.controller, "concurrency", 0) or 0)
+        # mypy: the int default is meant: int() reads the environment's text or the pool's number.
+        slots = int(os.environ.get("DCT_NODE_SLOTS") or getattr(sender.controller, "concurrency", 0) or 0)  # type: ignore[arg-type]
         identity = agent.start(name, slots or None)
         cgroups.for_node(identity.name, settings.DCT_CGROUPS)  # says now, in the node's log, whether it can
     except BaseException as exc:
@@ -334,7 +335,8 @@ def _stop_request(job_id: int) -> str:
     if agent.lost_contact():
         return runner.StopReason.LOST
     kill = Job.objects.filter(id=job_id).values_list("kill_requested", flat=True).first()
-    return {KillRequest.CANCEL: runner.StopReason.CANCEL, KillRequest.HOLD: runner.StopReason.HOLD}.get(kill, "")
+    # mypy: kill_requested is None when nothing was asked; .get(None, '') gives ''.
+    return {KillRequest.CANCEL: runner.StopReason.CANCEL, KillRequest.HOLD: runner.StopReason.HOLD}.get(kill, "")  # type: ignore[call-overload]
 
 
 def record(
@@ -353,7 +355,8 @@ def record(
         return transitions.requeue(job.id, attempt, "node shut down while the job ran", now) or JobState.QUEUED
     if result.stopped == runner.StopReason.LOST:
         # The database is out of reach; the scheduler requeues the attempt.
-        log.warning("job %s attempt %s stopped: node %s lost contact", job.id, attempt, agent.current.name)
+        # mypy: the task runs only in a started node worker, where `current` is set.
+        log.warning("job %s attempt %s stopped: node %s lost contact", job.id, attempt, agent.current.name)  # type: ignore[union-attr]
         return JobState.QUEUED
     if result.stopped == runner.StopReason.HOLD:
         return transitions.requeue(job.id, attempt, "held by its owner", now, hold=True) or JobState.HELD

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import mimetypes
 import os
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -43,7 +44,11 @@ MAX_RUNNING_SHOWN = 500
 RECENT_JOBS = 10
 # How much of stdout/stderr a page shows: the tail, so a chatty job stays readable.
 TAIL_BYTES = 64 * 1024
-ACTIONS = {"cancel": transitions.cancel, "hold": transitions.hold, "release": transitions.release}
+ACTIONS: dict[str, Callable[[Job], bool]] = {
+    "cancel": transitions.cancel,
+    "hold": transitions.hold,
+    "release": transitions.release,
+}
 
 
 def visible_jobs(user) -> QuerySet[Job]:
@@ -81,7 +86,8 @@ def cluster_summary(nodes: list[dict]) -> dict:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
-    mine = Job.objects.select_related("owner", "node").filter(owner=request.user).order_by("-id")
+    # mypy: login_required: request.user is a User.
+    mine = Job.objects.select_related("owner", "node").filter(owner=request.user).order_by("-id")  # type: ignore[misc]
     context = {
         "jobs": jobs_payload(list(mine[:RECENT_JOBS]), now),
         "summary": cluster_summary(nodes_payload(now)),
@@ -99,7 +105,8 @@ def queue_page(request: HttpRequest) -> HttpResponse:
     """
     now = timezone.now()
     jobs = Job.objects.select_related("owner", "node")
-    jobs = jobs if request.user.is_staff else jobs.filter(owner=request.user)
+    # mypy: login_required: request.user is a User.
+    jobs = jobs if request.user.is_staff else jobs.filter(owner=request.user)  # type: ignore[misc]
     active = jobs.filter(state__in=ACTIVE_STATES).order_by("started_at", "id")
     running = jobs_payload(active[:MAX_RUNNING_SHOWN], now)
     order = queue_order(now)
@@ -243,10 +250,13 @@ def job_file(request: HttpRequest, job_id: int, path: str) -> HttpResponse:
     fd = open_plain(target) if target is not None else None
     if fd is None:
         raise Http404("no such file")
-    download_name = f"job{job.id}-{target.name}" if path in ("stdout", "stderr") else target.name
-    kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    # mypy: target is not None here: fd is None when it is, and that raised Http404 above.
+    download_name = f"job{job.id}-{target.name}" if path in ("stdout", "stderr") else target.name  # type: ignore[union-attr]
+    # mypy: target is not None here: fd is None when it is, and that raised Http404 above.
+    kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"  # type: ignore[union-attr]
     response = ranged_file(fd, request.headers.get("Range"), content_type=kind)
-    response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=download_name)
+    # mypy: content_disposition_header() returns None only for as_attachment=False without a file name.
+    response["Content-Disposition"] = content_disposition_header(as_attachment=True, filename=download_name)  # type: ignore[assignment]
     return response
 
 
@@ -286,6 +296,7 @@ def submit_page(request: HttpRequest) -> HttpResponse:
 def submit_form(form: SubmitForm, owner) -> list[Job]:
     """Queue what a valid form describes, through the command line's own checks; on a
     SubmissionError put it beside its field and return no jobs."""
+    fields: dict[int, str]
     if form.cleaned_data["mode"] == "file":
         upload = form.cleaned_data["submission"]
         try:
@@ -297,7 +308,8 @@ def submit_form(form: SubmitForm, owner) -> list[Job]:
     else:
         text, source, fields = form.submission_text()
     try:
-        return queue(prepare(text, source, UploadedFiles(form.uploads())), owner)
+        # mypy: an UploadedFile reads like a binary file, which is all UploadedFiles asks of it.
+        return queue(prepare(text, source, UploadedFiles(form.uploads())), owner)  # type: ignore[arg-type]
     except SubmissionError as error:
         form.add_submission_error(error, fields)
         return []

@@ -249,7 +249,8 @@ class WarmSandbox:
         # walking the sandbox's processes took five times as long.
         if self._init_and_zygote is None:
             hosts = {inner: host for host, inner in self._in_sandbox().items()}
-            self._init_and_zygote = (hosts.get(1), hosts.get(self.zygote_pid))
+            # mypy: before the zygote answered, zygote_pid is None and the lookup finds nothing, as meant.
+            self._init_and_zygote = (hosts.get(1), hosts.get(self.zygote_pid))  # type: ignore[arg-type]
         init, zygote = self._init_and_zygote
         left = None
         if init is not None and zygote is not None:

@@ -56,7 +56,8 @@ class Command(DctCommand):
         """Oldest first: the newest `limit` jobs that match, as the API would list them."""
         jobs = Job.objects.select_related("owner", "node").order_by("-id")
         if not query.pop("all_users", None):
-            jobs = jobs.filter(owner=self.acting_user())
+            # mypy: the project's user model is auth.User.
+            jobs = jobs.filter(owner=self.acting_user())  # type: ignore[misc]
         try:
             jobs = filter_jobs(jobs, query)
         except FilterError as exc:

@@ -35,7 +35,7 @@ class Command(DctCommand):
         job = self.user_job(job_id)
         path = job.folder() / stream
 
-        def read(offset: int) -> tuple[bytes, str]:
+        def read(offset: int) -> tuple[bytes, str | None]:
             state = Job.objects.filter(id=job.id).values_list("state", flat=True).first()
             if not path.exists():
                 return b"", state
@@ -47,8 +47,10 @@ class Command(DctCommand):
 
     def remote_reader(self, job_id: str, stream: str):
         number = parse_job_id(job_id)
-        self.remote.job(number)  # "no job N of yours" as locally
-        return lambda offset: self.remote.output(number, stream, offset)
+        # mypy: self.remote is set: handle() takes the remote path only then.
+        self.remote.job(number)  # type: ignore[union-attr]  # "no job N of yours" as locally
+        # mypy: self.remote is set: handle() takes the remote path only then.
+        return lambda offset: self.remote.output(number, stream, offset)  # type: ignore[union-attr]
 
 
 def follow(read, out, keep_going: bool, pause: float) -> None:

@@ -27,7 +27,7 @@ class Command(DctCommand):
             job_id, state, copied, dest = self.copy_local(options["id"], options["dest"])
         self.stdout.write(f"job {job_id} ({state}): {copied} file{'s' if copied != 1 else ''} in {dest}/")
 
-    def copy_local(self, job_id: str, dest: str | None) -> tuple[int, str, int, Path]:
+    def copy_local(self, job_id: str, dest: str | Path | None) -> tuple[int, str, int, Path]:
         job = self.user_job(job_id)
         dest = Path(dest or f"TASK{job.id}")
         folder = job.folder()
@@ -49,19 +49,23 @@ class Command(DctCommand):
                     copied += 1
         return job.id, job.state, copied, dest
 
-    def fetch_remote(self, job_id: int, dest: str | None) -> tuple[int, str, int, Path]:
-        job = self.remote.job(job_id)
+    def fetch_remote(self, job_id: int, dest: str | Path | None) -> tuple[int, str, int, Path]:
+        # mypy: self.remote is set: handle() takes the remote path only then.
+        job = self.remote.job(job_id)  # type: ignore[union-attr]
         if job["state"] in WAITING_STATES and not job["started_at"]:
             raise CommandError(f"job {job_id} has no results yet (it is {job['state']})")
         dest = Path(dest or f"TASK{job_id}")
         dest.mkdir(parents=True, exist_ok=True)
         for name in ("stdout", "stderr"):
-            (dest / name).write_bytes(self.remote.output(job_id, name)[0])
-        files = self.remote.output_files(job_id)
+            # mypy: self.remote is set: handle() takes the remote path only then.
+            (dest / name).write_bytes(self.remote.output(job_id, name)[0])  # type: ignore[union-attr]
+        # mypy: self.remote is set: handle() takes the remote path only then.
+        files = self.remote.output_files(job_id)  # type: ignore[union-attr]
         for f in files:
             target = dest / f["path"]
             if not target.resolve().is_relative_to(dest.resolve()):
                 raise CommandError(f"the server sent a file path outside {dest}/: {f['path']}")
             target.parent.mkdir(parents=True, exist_ok=True)
-            self.remote.download(job_id, f["path"], target)
+            # mypy: self.remote is set: handle() takes the remote path only then.
+            self.remote.download(job_id, f["path"], target)  # type: ignore[union-attr]
         return job_id, job["state"], 2 + len(files), dest

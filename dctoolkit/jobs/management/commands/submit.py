@@ -75,7 +75,8 @@ class Command(DctCommand):
             except SubmissionError as exc:
                 raise CommandError(str(exc)) from None
             uploads.append((text, name, upload_names(refs, folder)))
-        return [row for text, name, files in uploads for row in self.remote.submit(text, name, files)]
+        # mypy: self.remote is set: handle() takes the remote path only then.
+        return [row for text, name, files in uploads for row in self.remote.submit(text, name, files)]  # type: ignore[union-attr]
 
     def load(self, ids: list[int]) -> list[Job]:
         return list(Job.objects.filter(id__in=ids).select_related("owner", "node").order_by("id"))
