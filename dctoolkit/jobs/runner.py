@@ -336,16 +336,16 @@ def _watch_until_done(
         delay = min(delay * 3, CHECK_SECONDS)
         if watch.stopped:
             continue
-        if child.pid is not None:
-            rss, peak = tree_memory_mb(child.pid)
-            watch.peak_rss_mb = max(watch.peak_rss_mb, peak)
-        else:
-            rss = 0.0
-        # mypy: bool(memory_limit_mb) rules out None; mypy does not narrow through bool().
-        over = bool(spec.memory_limit_mb) and rss > spec.memory_limit_mb  # type: ignore[operator]
-        if spec.cgroup:  # the kernel holds the limit; the node only learns of its kills
+        if spec.cgroup:
+            # The kernel holds the limit and counts every page once; the node only learns of its
+            # kills.  (Summing each process's VmHWM counts pages shared after a fork twice.)
             over = spec.cgroup.oom_killed()
             watch.peak_rss_mb = max(watch.peak_rss_mb, spec.cgroup.peak_mb())
+        else:
+            rss, peak = tree_memory_mb(child.pid) if child.pid is not None else (0.0, 0.0)
+            watch.peak_rss_mb = max(watch.peak_rss_mb, peak)
+            limit = spec.memory_limit_mb or 0  # 0 or None: no limit
+            over = bool(limit) and rss > limit
         now = time.monotonic()
         if spec.max_runtime_seconds and now - started > spec.max_runtime_seconds:
             watch.stopped = StopReason.MAX_RUNTIME
