@@ -1,16 +1,11 @@
 #!/usr/bin/env python3
-"""Django's command-line utility for dctoolkit (`./dct CMD` runs it inside .venv)."""
+"""Django's command-line utility for dctoolkit (`./dct CMD` runs it inside .venv).
 
-import os
-import sys
+`dctoolkit.commandline.main` answers the fast commands (`status`) without
+starting Django, and hands every other command to Django.
+"""
 
-
-def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dctoolkit.settings")
-    from django.core.management import execute_from_command_line
-
-    execute_from_command_line(sys.argv)
-
+from dctoolkit.commandline import main
 
 if __name__ == "__main__":
     main()

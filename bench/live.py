@@ -1,6 +1,6 @@
 """Scenarios on the live system: real scheduler, real node workers, real jobs.
 
-Jobs go in through the real submission path, `dctoolkit.jobs.submit.submit()`,
+Jobs go in through the real submission path, `dctoolkit.jobs.intake.queue.submit()`,
 called in this process (so the numbers measure the system, not Python's
 start-up of a `./dct submit` command); the baseline Celery worker gets the
 same script through plain `send_task`.
@@ -13,16 +13,17 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import redis
 from django.contrib.auth.models import User
+from django.db import connection
 
+from bench import baseline, cpu
+from bench.report import Result, median, percentile
+from bench.stack import Stack
+from dctoolkit.dev.stack import wait_until
+from dctoolkit.jobs.intake.queue import FolderFiles, submit
 from dctoolkit.jobs.models import FINAL_STATES, Job, JobState
-from dctoolkit.jobs.submit import FolderFiles, submit
-from dctoolkit.stack import wait_until
-
-from . import baseline
-from .report import Result, median, percentile
-from .stack import Stack
 
 TRIVIAL_SCRIPT = "#!/bin/sh\nexit 0\n"
 # How often the bench looks at a job it waits for: fine enough for a 10 ms
@@ -50,10 +51,11 @@ class Live:
     user: User
     folder: Path
     broker: redis.Redis
+    redis_pid: int = 0
 
     @classmethod
-    def prepare(cls, stack: Stack, user: User, workdir: Path, broker: redis.Redis) -> Live:
-        return cls(stack, user, write_script(workdir), broker)
+    def prepare(cls, stack: Stack, user: User, workdir: Path, broker: redis.Redis, redis_pid: int = 0) -> Live:
+        return cls(stack, user, write_script(workdir), broker, redis_pid)
 
     @property
     def script(self) -> str:
@@ -117,19 +119,79 @@ def sandbox_overhead(live: Live, runs: int, fenced: str, open_node: str) -> Resu
                   median(without), runs, "report", "median submit -> succeeded")  # fmt: skip
 
 
-def throughput(live: Live, count: int) -> Result:
-    """`queue = count` trivial jobs: jobs per second from submit to the last finish; then the baseline."""
+def throughput(live: Live, count: int) -> list[Result]:
+    """`queue = count` trivial jobs: jobs per second from submit to the last finish; then the baseline.
+
+    Returns `throughput` and `server_cpu_per_job` (the server's CPU during the same run).
+    """
+    before = server_cpu(live)
     started = time.monotonic()
     jobs = live.submit(count)
     submission = jobs[0].submission_id
     remaining = Job.objects.filter(submission_id=submission).exclude(state__in=FINAL_STATES)
     wait_until(lambda: not remaining.exists(), 600, f"{count} jobs to end", interval=THROUGHPUT_POLL_SECONDS)
     ours = count / (time.monotonic() - started)
+    after = server_cpu(live)
     failed = Job.objects.filter(submission_id=submission).exclude(state=JobState.SUCCEEDED).count()
     if failed:
         raise RuntimeError(f"bench: {failed} of {count} trivial jobs did not succeed")
-    return Result("throughput", ours, "jobs/s", "plain Celery worker, same broker and concurrency",
-                  baseline_throughput(live, count), count, ">= 0.5 x baseline and >= 100/s")  # fmt: skip
+    redis_before = redis_cpu(live.broker)
+    theirs = baseline_throughput(live, count)
+    redis_per_task = (redis_cpu(live.broker) - redis_before) / count * 1000
+    return [
+        Result("throughput", ours, "jobs/s", "plain Celery worker, same broker and concurrency",
+               theirs, count, ">= 0.5 x baseline and >= 100/s"),
+        server_cpu_result(before, after, count, redis_per_task),
+    ]  # fmt: skip
+
+
+# What the server's CPU is counted of: the scheduler (and its children), the database server's
+# backends serving this database (none for SQLite: it runs inside the processes that use it),
+# and the bench's Redis.
+SERVER_PARTS = ("scheduler", "database", "redis")
+
+
+def server_cpu(live: Live) -> dict[str, dict[int, float]]:
+    """CPU seconds of each process of each part of the server, now."""
+    root = psutil.Process(live.stack.procs["scheduler"].pid)
+    scheduler = [root.pid, *(p.pid for p in root.children(recursive=True))]
+    return {
+        "scheduler": cpu.cpu_seconds(scheduler),
+        "database": cpu.cpu_seconds(database_backends()),
+        "redis": cpu.cpu_seconds([live.redis_pid] if live.redis_pid else []),
+    }
+
+
+def database_backends() -> list[int]:
+    """The pids of the PostgreSQL backends serving this database (the bench's own connection
+    included: it submits the jobs); none on another engine."""
+    if connection.vendor != "postgresql":
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        return [pid for (pid,) in cursor.fetchall()]
+
+
+def redis_cpu(broker: redis.Redis) -> float:
+    """Redis's own CPU seconds (user + system, from its getrusage: microseconds, finer than /proc's ticks)."""
+    info = broker.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def server_cpu_result(before: dict, after: dict, count: int, redis_per_task_ms: float) -> Result:
+    """`server_cpu_per_job`: the server's CPU per finished job, in ms, beside raw Celery's broker per task."""
+    parts = {part: cpu.spent(before[part], after[part]) for part in SERVER_PARTS}
+    per_job = {part: spent.seconds / count * 1000 for part, spent in parts.items()}
+    total = sum(per_job.values())
+    vanished = sum(spent.vanished for spent in parts.values())
+    note = (
+        ", ".join(f"{part} {per_job[part]:.3g} ms ({parts[part].processes} processes)" for part in SERVER_PARTS)
+        + f"; {1000 / total:.0f} jobs/s per server core" * (total > 0)
+        + (f"; {vanished} processes ended during the run, their CPU not counted" if vanished else "")
+        + "; /proc utime+stime before and after the throughput run; nodes not counted"
+    )
+    return Result("server_cpu_per_job", total, "ms", "plain Celery: its Redis's CPU per task",
+                  redis_per_task_ms, count, "<= 1 ms", note)  # fmt: skip
 
 
 def baseline_throughput(live: Live, count: int) -> float:

@@ -1,12 +1,14 @@
 """The benchmark itself, run as a child process of `./dct bench` with a private environment.
 
-    python -m bench.run [--quick] [--json]
+    python -m bench.run [--quick] [--json] [--only NAMES] [--database auto|none|URL]
 
 The parent (the `bench` management command) chose a temporary folder, a
 SQLite file in it, and a free port for Redis, and put them in this process's
 environment before Django read its settings.  Here: start Redis, migrate,
 start the scheduler, node workers and the baseline Celery worker, run each
 scenario, stop everything, print the table (or one JSON document) on stdout.
+With a PostgreSQL server (`--database`, see `bench/postgres.py`) the live
+scenarios run again on a throwaway database there, as a second bench.
 Progress goes to stderr.
 """
 
@@ -30,10 +32,11 @@ class Sizes:
     history: int = 100_000
     repeats: int = 5
     registered_nodes: int = 100
+    cli_runs: int = 10  # cli_job, cli_submit (cli_status is always the median of 10: the issue's measure)
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(200, 10, 5, 1_000, (100, 1_000, 10_000), 10_000, 3, 10)
+        return cls(200, 10, 5, 1_000, (100, 1_000, 10_000), 10_000, 3, 10, cli_runs=3)
 
 
 NODES = ("node-1", "node-2")  # 2 nodes x 2 slots, sandboxed
@@ -53,17 +56,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated result names or their prefixes")
+    parser.add_argument("--database", default="auto", help="a PostgreSQL server's URL, auto or none")
     args = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dctoolkit.settings")
     import django
 
     django.setup()
-    from .report import document, table
+    from bench.report import document, table
 
     sizes = Sizes.quick() if args.quick else Sizes()
     workdir = Path(os.environ["BENCH_WORKDIR"])
     only = Only.parse(args.only)
-    machine_info, results = run_all(workdir, sizes, args.quick, only)
+    from bench import postgres
+
+    server = postgres.choose(args.database, postgres.answers) if only(*postgres.POSTGRES_NAMES) else ""
+    machine_info, results = run_all(workdir, sizes, args.quick, only, server)
     out = document(machine_info, results)
     print(json.dumps(out, indent=2) if args.json else table(machine_info, results))
     return 0
@@ -91,19 +98,27 @@ class Only:
 
 
 RESULT_NAMES = (
-    *("throughput", "latency_p50", "latency_p95", "latency_p99", "sandbox_overhead", "node_rss_mb", "submit_10k"),
-    *("schedule_pass_1k", "schedule_pass_10k", "schedule_pass_100k", "history_page_100k"),
+    *("throughput", "server_cpu_per_job", "latency_p50", "latency_p95", "latency_p99"),
+    *("sandbox_overhead", "node_rss_mb"),
+    *("throughput_postgres", "server_cpu_per_job_postgres"),
+    *("latency_postgres_p50", "latency_postgres_p95", "latency_postgres_p99"),
+    "submit_10k",
+    "cancel_10k",
+    "schedule_pass_waiting",
+    "schedule_pass_requirements",
+    *("schedule_pass_1k", "schedule_pass_10k", "schedule_pass_100k", "history_page_100k", "cli_status"),
+    *("cli_job", "cli_submit"),
 )
 
 
-def run_all(workdir: Path, sizes: Sizes, quick: bool, only: Only = Only()) -> tuple[dict, list]:
+def run_all(workdir: Path, sizes: Sizes, quick: bool, only: Only = Only(), postgres_url: str = "") -> tuple[dict, list]:
+    """Every scenario `only` names; the live ones again on `postgres_url`'s server when one is given."""
     import redis
     from django.conf import settings
     from django.core.management import call_command
 
-    from dctoolkit.stack import RedisServer
-
-    from .report import machine
+    from bench.report import machine
+    from dctoolkit.dev.stack import RedisServer
 
     server = RedisServer(
         workdir / "redis", port=int(os.environ["BENCH_REDIS_PORT"]), password=os.environ["BENCH_REDIS_PASSWORD"]
@@ -114,23 +129,28 @@ def run_all(workdir: Path, sizes: Sizes, quick: bool, only: Only = Only()) -> tu
         info = machine(broker.info("server")["redis_version"], quick)
         call_command("migrate", verbosity=0, interactive=False)
         settings.STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every page without it
-        results = live_scenarios(workdir, sizes, broker, only) + synthetic_scenarios(workdir, sizes, broker, only)
+        results = live_scenarios(workdir, sizes, broker, only, server.proc.pid if server.proc else 0)
+        if postgres_url:
+            from bench import postgres
+
+            info["postgres"], again = postgres.run_on(postgres_url, postgres.child_only(only), quick, workdir / "pg")
+            results += again
+        results += synthetic_scenarios(workdir, sizes, broker, only)
     finally:
         server.stop()
     return info, results
 
 
-def live_scenarios(workdir: Path, sizes: Sizes, broker, only: Only) -> list:
+def live_scenarios(workdir: Path, sizes: Sizes, broker, only: Only, redis_pid: int) -> list:
     from django.contrib.auth.models import User
 
+    from bench import live
+    from bench.stack import Stack
     from dctoolkit.nodes.models import Node
-
-    from . import live
-    from .stack import Stack
 
     user, _ = User.objects.get_or_create(username="bench")
     live.write_script(workdir)  # the synthetic scenarios submit it too
-    if not only("throughput", "latency", "sandbox_overhead", "node_rss_mb"):
+    if not only("throughput", "server_cpu_per_job", "latency", "sandbox_overhead", "node_rss_mb"):
         return []
     stack = Stack(workdir)
     try:
@@ -143,7 +163,7 @@ def live_scenarios(workdir: Path, sizes: Sizes, broker, only: Only) -> list:
         stack.start_node(OPEN_NODE, 1, sandbox=False)
         stack.start_baseline(len(NODES) * SLOTS)
         stack.wait_nodes([*NODES, OPEN_NODE])
-        ctx = live.Live.prepare(stack, user, workdir, broker)
+        ctx = live.Live.prepare(stack, user, workdir, broker, redis_pid)
         results = []
         if only("latency"):
             say(f"latency: {sizes.latency_runs} runs of one job at a time")
@@ -153,9 +173,9 @@ def live_scenarios(workdir: Path, sizes: Sizes, broker, only: Only) -> list:
             say(f"sandbox_overhead: {sizes.sandbox_runs} runs on each of {NODES[0]} and {OPEN_NODE}")
             results.append(live.sandbox_overhead(ctx, sizes.sandbox_runs, NODES[0], OPEN_NODE))
             Node.objects.filter(name=OPEN_NODE).update(drained=True)
-        if only("throughput"):
+        if only("throughput", "server_cpu_per_job"):
             say(f"throughput: {sizes.throughput} jobs on {len(NODES)} nodes x {SLOTS} slots, then the baseline")
-            results.insert(0, live.throughput(ctx, sizes.throughput))
+            results[:0] = live.throughput(ctx, sizes.throughput)
         if only("node_rss_mb"):
             results.append(live.node_rss(ctx, NODES[0]))
         stack.check_alive()
@@ -168,21 +188,47 @@ def live_scenarios(workdir: Path, sizes: Sizes, broker, only: Only) -> list:
 def synthetic_scenarios(workdir: Path, sizes: Sizes, broker, only: Only) -> list:
     from django.contrib.auth.models import User
 
-    from . import synthetic
+    from bench import synthetic
 
     user = User.objects.get(username="bench")
     results = []
     if only("submit_10k"):
         say(f"submit_10k: {sizes.submit} jobs in one file, {SUBMIT_REPEATS} times")
         results.append(synthetic.submit_many(user, workdir / "jobs", sizes.submit, SUBMIT_REPEATS))
+    if only("cancel_10k"):
+        say(f"cancel_10k: a batch of {sizes.submit} jobs cancelled in one call, {SUBMIT_REPEATS} times")
+        results.append(synthetic.cancel_batch(user, sizes.submit, SUBMIT_REPEATS))
     names = dict(zip(("schedule_pass_1k", "schedule_pass_10k", "schedule_pass_100k"), sizes.schedule, strict=True))
     names = {name: size for name, size in names.items() if only(name)}
     if names:
         say(f"schedule_pass: queues of {', '.join(map(str, names.values()))} jobs, {sizes.repeats} passes each")
         results += synthetic.schedule_passes(names, sizes.registered_nodes, sizes.repeats, broker)
+    if only("schedule_pass_waiting"):
+        size, waiting = sizes.schedule[-1], sizes.schedule[-1] // 10
+        say(f"schedule_pass_waiting: a queue of {size} jobs beside {waiting} waiting on a dependency")
+        results.append(synthetic.waiting_beside_queue(size, waiting, sizes.registered_nodes, sizes.repeats, broker))
+    if only("schedule_pass_requirements"):
+        size = sizes.schedule[-1]
+        say(f"schedule_pass_requirements: a queue of {size} jobs, each with ClassAd requirements and rank")
+        results.append(synthetic.requirements_beside_plain(size, sizes.registered_nodes, sizes.repeats, broker))
     if only("history_page_100k"):
         say(f"history_page_100k: {sizes.history} finished jobs")
         results.append(synthetic.history_page(sizes.history, sizes.repeats))
+    if only("cli_status"):
+        from bench.cli import CLI_RUNS, cli_status
+
+        say(f"cli_status: {CLI_RUNS} cold runs of ./dct status ID, and of python -c pass")
+        results.append(cli_status())
+    if only("cli_job"):
+        from bench.cli import cli_job
+
+        say(f"cli_job: {sizes.cli_runs} cold runs of ./dct job ID --json, and of python -c pass")
+        results.append(cli_job(sizes.cli_runs))
+    if only("cli_submit"):
+        from bench.cli import cli_submit
+
+        say(f"cli_submit: {sizes.cli_runs} cold runs of ./dct submit FILE --parsable, and of python -c pass")
+        results.append(cli_submit(workdir / "cli-submit", sizes.cli_runs))
     return results
 
 

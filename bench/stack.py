@@ -14,9 +14,8 @@ from pathlib import Path
 
 import psutil
 
-from dctoolkit.stack import spawn, stop_processes, wait_until
-
-from . import baseline
+from bench import baseline
+from dctoolkit.dev.stack import spawn, stop_processes, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

@@ -19,12 +19,11 @@ from django.test import Client
 from django.urls import Resolver404, resolve
 from django.utils import timezone
 
-from dctoolkit.jobs.dispatch import schedule_pass
-from dctoolkit.jobs.models import Job, JobState, Submission
-from dctoolkit.jobs.submit import FolderFiles, submit
+from bench.report import Result, median
+from dctoolkit.jobs.intake.queue import FolderFiles, submit
+from dctoolkit.jobs.models import Attempt, Dependency, Job, JobState, Submission
+from dctoolkit.jobs.scheduling.dispatch import schedule_pass
 from dctoolkit.nodes.models import Node, NodeState
-
-from .report import Result, median
 
 USERS = 100
 SLOTS_PER_NODE = 2  # like this machine's two cores: 200 free slots in all
@@ -48,7 +47,8 @@ def timed_ms(action: Callable[[], object]) -> tuple[float, object]:
 def clear_jobs() -> None:
     """Every job and submission gone, quickly (no per-row cascade in Python)."""
     with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {Job._meta.db_table}")
+        for model in (Dependency, Attempt, Job):  # what refers to a job first
+            cursor.execute(f"DELETE FROM {model._meta.db_table}")
         cursor.execute(f"DELETE FROM {Submission._meta.db_table}")
 
 
@@ -80,6 +80,29 @@ def bare_insert(user: User, count: int) -> None:
         )  # fmt: skip
 
 
+# --- cancel_10k -------------------------------------------------------------------------
+def cancel_batch(user: User, count: int, repeats: int) -> Result:
+    """Milliseconds for one POST /api/submissions/{id}/cancel/ of a `count`-job batch (the answer lists every job),
+    beside a bare UPDATE of the same rows to cancelled."""
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(user)
+    ours, floor = [], []
+    for _ in range(repeats):
+        clear_jobs()
+        bare_insert(user, count)
+        url = f"/api/submissions/{Submission.objects.get().id}/cancel/"
+        ms, response = timed_ms(lambda url=url: client.post(url))
+        if response.status_code != 200 or len(response.json()["jobs"]) != count:
+            raise RuntimeError(f"bench: cancelling the batch answered {response.status_code}, not {count} jobs")
+        ours.append(ms)
+        clear_jobs()
+        bare_insert(user, count)
+        floor.append(timed_ms(lambda: Job.objects.update(state=JobState.CANCELLED))[0])
+    clear_jobs()
+    return Result("cancel_10k", median(ours), "ms", "bare UPDATE of the same rows", median(floor), count,
+                  "< 1000 ms, one call", "POST /api/submissions/{id}/cancel/, answer included")  # fmt: skip
+
+
 # --- schedule_pass ----------------------------------------------------------------------
 def schedule_passes(sizes: dict[str, int], node_count: int, repeats: int, broker: redis.Redis) -> list[Result]:
     """One pass filling every free slot of `node_count` nodes, per queue size, beside a queue as long as the slots."""
@@ -103,6 +126,73 @@ def schedule_passes(sizes: dict[str, int], node_count: int, repeats: int, broker
     return results
 
 
+def waiting_beside_queue(size: int, waiting: int, node_count: int, repeats: int, broker: redis.Redis) -> Result:
+    """One pass over a queue of `size`, beside `waiting` jobs waiting on a dependency, against the same pass
+    without them (the issue: within 10 %)."""
+    users = make_users(USERS)
+    nodes = make_nodes(node_count)
+    slots = node_count * SLOTS_PER_NODE
+    clear_jobs()
+    subs = [Submission.objects.create(owner=u, source_name="job.txt", text="", job_count=0) for u in users]
+    add_queued(subs, size)
+    alone = time_pass(repeats, slots, nodes, broker)
+    parent = Job.objects.create(submission=subs[0], owner_id=subs[0].owner_id, name="parent", executable="true.sh",
+                                state=JobState.RUNNING, submitted_at=timezone.now())  # fmt: skip
+    add_waiting(subs, waiting, parent)
+    beside = time_pass(repeats, slots, nodes, broker)
+    clear_jobs()
+    Node.objects.filter(name__in=nodes).delete()
+    return Result("schedule_pass_waiting", beside, "ms", f"the same pass without the {waiting} waiting jobs", alone,
+                  size, "within 10 %", f"{waiting} jobs waiting on a running parent (after_ok)")  # fmt: skip
+
+
+def requirements_beside_plain(size: int, node_count: int, repeats: int, broker: redis.Redis) -> Result:
+    """One pass over a queue of `size` where every job has ClassAd `requirements` and `rank` (ten distinct
+    expressions, one per tenth of the users, over nodes of two kinds), against the same pass with plain jobs
+    (each queue made afresh, so that neither pass reads rows another UPDATE rewrote)."""
+    users = make_users(USERS)
+    nodes = make_nodes(node_count)
+    # Two kinds of node: half with a label and more memory (every expression below holds on both kinds).
+    Node.objects.filter(name__in=nodes[::2]).update(labels=["fast"], memory_total_mb=2 * NODE_MEMORY_MB, arch="x86_64")
+    slots = node_count * SLOTS_PER_NODE
+    clear_jobs()
+    subs = [Submission.objects.create(owner=u, source_name="job.txt", text="", job_count=0) for u in users]
+    add_queued(subs, size)
+    plain = time_pass(repeats, slots, nodes, broker)
+    clear_jobs()
+    subs = [Submission.objects.create(owner=u, source_name="job.txt", text="", job_count=0) for u in users]
+    placements = {
+        sub.pk: {
+            "requirements": f'(Memory >= RequestMemory) && (OpSys == "LINUX") && (Has_fast || Cpus >= {1 + i % 2}) '
+            f"&& (Disk >= RequestDisk) && (Memory >= {256 * (1 + i % 5)})",
+            "rank": "Memory",
+        }
+        for i, sub in enumerate(subs)
+    }
+    add_queued(subs, size, placements)
+    ours = time_pass(repeats, slots, nodes, broker)
+    clear_jobs()
+    Node.objects.filter(name__in=nodes).delete()
+    return Result("schedule_pass_requirements", ours, "ms", "the same pass, no requirements", plain, size,
+                  "<= 100 ms at 100k", f"requirements and rank on every job (10 distinct), {node_count} nodes "
+                  f"x {SLOTS_PER_NODE} slots, {USERS} users")  # fmt: skip
+
+
+def add_waiting(subs: list[Submission], count: int, parent: Job) -> None:
+    """`count` jobs waiting on `parent` (after_ok), spread over the users, with their dependency rows."""
+    now = timezone.now()
+    for start in range(0, count, BATCH):
+        rows = [Job(submission=subs[i % len(subs)], owner_id=subs[i % len(subs)].owner_id, name="child",
+                    executable="true.sh", process=i, state=JobState.WAITING, submitted_at=now)
+                for i in range(start, min(count, start + BATCH))]  # fmt: skip
+        jobs = Job.objects.bulk_create(rows, batch_size=BATCH)
+        if jobs and jobs[0].pk is None:  # MySQL: no RETURNING
+            jobs = list(Job.objects.filter(state=JobState.WAITING).order_by("-id")[: len(rows)])
+        Dependency.objects.bulk_create(
+            [Dependency(child_id=j.pk, parent_id=parent.pk, kind="after_ok") for j in jobs], batch_size=BATCH
+        )
+
+
 def make_users(count: int) -> list[User]:
     User.objects.bulk_create([User(username=f"bench-u{i:03d}") for i in range(count)], ignore_conflicts=True)
     return list(User.objects.filter(username__startswith="bench-u").order_by("username"))
@@ -119,15 +209,15 @@ def make_nodes(count: int) -> list[str]:
     return names
 
 
-def add_queued(subs: list[Submission], count: int) -> None:
-    """`count` more queued jobs, spread over the users in turn."""
+def add_queued(subs: list[Submission], count: int, placements: dict[int, dict] | None = None) -> None:
+    """`count` more queued jobs, spread over the users in turn (with `placements[submission id]`, if given)."""
     now = timezone.now()
     for start in range(0, count, BATCH):
         rows = []
         for i in range(start, min(count, start + BATCH)):
             sub = subs[i % len(subs)]
             rows.append(Job(submission=sub, owner_id=sub.owner_id, name="true.sh", executable="true.sh",
-                            process=i, submitted_at=now))  # fmt: skip
+                            process=i, submitted_at=now, placement=(placements or {}).get(sub.pk, {})))  # fmt: skip
         Job.objects.bulk_create(rows, batch_size=BATCH)
 
 
@@ -136,7 +226,8 @@ def time_pass(repeats: int, expected: int, nodes: list[str], broker: redis.Redis
     times = []
     for i in range(repeats + 1):
         now = timezone.now()
-        Job.objects.exclude(state=JobState.QUEUED).update(
+        # Only what the last pass dispatched goes back (jobs waiting on a dependency stay waiting).
+        Job.objects.filter(state=JobState.DISPATCHED).update(
             state=JobState.QUEUED, node=None, attempts=0, dispatched_at=None, gpu_indices=[]
         )
         Node.objects.filter(name__in=nodes).update(last_heartbeat=now)

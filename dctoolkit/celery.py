@@ -18,7 +18,7 @@ app.conf.task_default_queue = "control"
 # one costs more than the statements a short job makes.  Celery reads this
 # old-style name as is.
 app.conf.update(CELERY_DB_REUSE_MAX=1_000_000)
-app.autodiscover_tasks(["dctoolkit.jobs"])
+app.autodiscover_tasks(["dctoolkit.nodes.worker"])
 
 
 @functools.cache

@@ -3,8 +3,15 @@
 Jobs share the node's network, so a broker or database reachable without
 a password is reachable by every job: with DCT_PRODUCTION=1 those are
 errors, and `./dct migrate` (run before the portal starts) refuses to go
-on.  The rest warn about a node that would take no jobs, storage the
-server cannot write, and SQLite where PostgreSQL belongs.
+on; so are DEBUG in production (a traceback shows settings to anyone) and
+a node timeout that calls a healthy node lost.  The rest warn about a node
+that would take no jobs or fail them all, storage the server cannot write,
+SQLite where PostgreSQL belongs, and production defaults left at their
+laptop values (links to localhost, mail printed on a console).
+
+Ids: E001 broker password, E002 database password, E003 storage, E004 node
+timeout, E005 DEBUG, E006 DCT_BILLING; W001 bubblewrap, W002 SQLite, W003 scratch (node),
+W004 DCT_BASE_URL, W005 ALLOWED_HOSTS, W006 mail.
 
 Each check reads django.conf.settings when called, so tests call them
 with settings overridden.
@@ -21,6 +28,7 @@ from django.core.checks import CheckMessage, Error, Warning, register
 
 TAG = "dctoolkit"
 NETWORK_DATABASES = {"django.db.backends.postgresql": "PostgreSQL", "django.db.backends.mysql": "MySQL"}
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
 @register(TAG)
@@ -57,14 +65,21 @@ def check_database_password(app_configs=None, **kwargs) -> list[CheckMessage]:
     ]
 
 
+def unwritable(folder: Path) -> str:
+    """Why this process cannot write `folder` or make it ("" when it can): "is not" or "cannot be made: X is not"."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        return ""
+    return "is not" if existing == folder else f"cannot be made: {existing} is not"
+
+
 @register(TAG)
 def check_storage_writable(app_configs=None, **kwargs) -> list[CheckMessage]:
     """DCT_STORAGE (or the folder it will be made in) must be writable by this process."""
     storage = Path(settings.DCT_STORAGE)
-    existing = next((p for p in (storage, *storage.parents) if p.exists()), None)
-    if existing is not None and existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+    problem = unwritable(storage)
+    if not problem:
         return []
-    problem = "is not" if existing == storage else f"cannot be made: {existing} is not"
     return [
         Error(
             f"DCT_STORAGE ({storage}) {problem} a folder this process (uid {os.getuid()}) can write; "
@@ -72,24 +87,6 @@ def check_storage_writable(app_configs=None, **kwargs) -> list[CheckMessage]:
             hint=f"Make {storage} and give it to the account dctoolkit runs as (chown), or point DCT_STORAGE "
             "at a folder it owns.",
             id="dctoolkit.E003",
-        )
-    ]
-
-
-@register(TAG)
-def check_sandbox_available(app_configs=None, **kwargs) -> list[CheckMessage]:
-    """DCT_REQUIRE_SANDBOX=1 without bubblewrap: a node on this machine would take no jobs."""
-    from dctoolkit.jobs.sandbox import bwrap_path
-
-    if not settings.DCT_REQUIRE_SANDBOX or bwrap_path():
-        return []
-    return [
-        Warning(
-            f"DCT_REQUIRE_SANDBOX=1 but bubblewrap is not found ({settings.DCT_BWRAP or 'bwrap on PATH'}): "
-            "a node started on this machine takes no jobs.",
-            hint="Install it (Debian: apt-get install bubblewrap) on every machine that runs a node, or set "
-            "DCT_BWRAP to its path; a machine that runs only the server needs none.",
-            id="dctoolkit.W001",
         )
     ]
 
@@ -105,6 +102,102 @@ def check_production_database(app_configs=None, **kwargs) -> list[CheckMessage]:
             "cannot reach it, and its writes serialise the whole cluster.",
             hint="Use PostgreSQL: DATABASE_URL=postgres://USER:PASSWORD@HOST/DB (deploy/README.md).",
             id="dctoolkit.W002",
+        )
+    ]
+
+
+@register(TAG)
+def check_node_timeout(app_configs=None, **kwargs) -> list[CheckMessage]:
+    """DCT_NODE_TIMEOUT_SECONDS must be at least two heartbeats, or one late beat loses a healthy node."""
+    beat, timeout = settings.DCT_HEARTBEAT_SECONDS, settings.DCT_NODE_TIMEOUT_SECONDS
+    if timeout >= 2 * beat:
+        return []
+    return [
+        Error(
+            f"DCT_NODE_TIMEOUT_SECONDS={timeout} is less than two heartbeats (DCT_HEARTBEAT_SECONDS={beat}): "
+            "a node whose one heartbeat is late is called offline, and its running jobs are requeued.",
+            hint=f"Set DCT_NODE_TIMEOUT_SECONDS to at least {2 * beat} (three heartbeats, {3 * beat}, is the "
+            "default's ratio), or a shorter DCT_HEARTBEAT_SECONDS; the same values on the server and every node.",
+            id="dctoolkit.E004",
+        )
+    ]
+
+
+@register(TAG)
+def check_billing(app_configs=None, **kwargs) -> list[CheckMessage]:
+    """DCT_BILLING must read as weights of cpu, gpu and mem_gb, or fair share cannot charge a job."""
+    from dctoolkit.accounts.fairshare import BillingError, parse_billing
+
+    try:
+        parse_billing(settings.DCT_BILLING)
+    except BillingError as exc:
+        return [
+            Error(
+                f"DCT_BILLING={settings.DCT_BILLING!r}: {exc}.",
+                hint="Write what a job costs a second per cpu, GPU and GB of memory, such as "
+                "DCT_BILLING=cpu=1,gpu=8,mem_gb=0.25 (the default is cpu=1); the same on the server and every node.",
+                id="dctoolkit.E006",
+            )
+        ]
+    return []
+
+
+@register(TAG)
+def check_production_debug(app_configs=None, **kwargs) -> list[CheckMessage]:
+    """With DCT_PRODUCTION=1, DEBUG must be off: its error pages show settings and code to anyone."""
+    if not (settings.PRODUCTION and settings.DEBUG):
+        return []
+    return [
+        Error(
+            "DEBUG=1 with DCT_PRODUCTION=1: an error page would show anyone who reaches the portal the "
+            "settings, the code and the request of another user.",
+            hint="Unset DEBUG (or DEBUG=0) in the environment or .env of the server; the logs keep every error.",
+            id="dctoolkit.E005",
+        )
+    ]
+
+
+@register(TAG)
+def check_production_addresses(app_configs=None, **kwargs) -> list[CheckMessage]:
+    """With DCT_PRODUCTION=1, DCT_BASE_URL and ALLOWED_HOSTS left at their laptop defaults are warnings."""
+    if not settings.PRODUCTION:
+        return []
+    found: list[CheckMessage] = []
+    host = urlsplit(settings.DCT_BASE_URL).hostname or ""
+    if host in LOOPBACK:
+        found.append(
+            Warning(
+                f"DCT_BASE_URL ({settings.DCT_BASE_URL}) points at this machine's loopback: the links in "
+                "users' mails (a job's page, its files) lead nowhere.",
+                hint="Set DCT_BASE_URL to the portal's address as users reach it: DCT_BASE_URL=https://cluster.lab.",
+                id="dctoolkit.W004",
+            )
+        )
+    if all(h.strip("[]") in LOOPBACK for h in settings.ALLOWED_HOSTS):
+        found.append(
+            Warning(
+                f"ALLOWED_HOSTS ({','.join(settings.ALLOWED_HOSTS)}) names only this machine's loopback: the "
+                "portal answers 400 Bad Request to every request that uses the server's name.",
+                hint="Set ALLOWED_HOSTS to the names users reach the portal by, comma-separated: "
+                "ALLOWED_HOSTS=cluster.lab.",
+                id="dctoolkit.W005",
+            )
+        )
+    return found
+
+
+@register(TAG)
+def check_production_mail(app_configs=None, **kwargs) -> list[CheckMessage]:
+    """With DCT_PRODUCTION=1 and no EMAIL_HOST, the mail users ask for is printed on a console and lost."""
+    if not settings.PRODUCTION or settings.EMAIL_HOST:
+        return []
+    return [
+        Warning(
+            "DCT_PRODUCTION=1 without EMAIL_HOST: the mail a user asks for (email = in a submission) is "
+            "printed on the scheduler's console instead of sent.",
+            hint="Set EMAIL_HOST (and EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS, "
+            "DEFAULT_FROM_EMAIL as your SMTP server needs) in the server's environment.",
+            id="dctoolkit.W006",
         )
     ]
 

@@ -7,10 +7,9 @@ through it alone: the same output and exit codes, no database.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
-import pwd
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -20,24 +19,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.utils import OperationalError, ProgrammingError
 
-from dctoolkit.jobs.ids import MAX_ID, bounded_int
+from dctoolkit.accounts.identity import IdentityError, acting_user_name
+from dctoolkit.client.remote import Client, RemoteError
 from dctoolkit.jobs.models import Job
-from dctoolkit.remote import Client, RemoteError
-
-
-def os_user_name() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return os.environ.get("USER", "user")
-
-
-def real_user_name() -> str:
-    """The name of the Unix account this process runs as (not $USER, which anyone sets)."""
-    try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return f"uid{os.getuid()}"
+from dctoolkit.lib.ids import MAX_ID, bounded_int
 
 
 def holds_secret_key() -> bool:
@@ -60,6 +45,7 @@ class DctCommand(BaseCommand):
     user_option = True
     remote_capable = False  # True: works through the API when DCT_SERVER is set
     remote: Client | None = None
+    acting_name = ""  # the user name the command acts for (set in execute)
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
@@ -76,13 +62,10 @@ class DctCommand(BaseCommand):
 
     def execute(self, *args: Any, **options: Any) -> Any:
         self.options = options
-        if options.get("user") and not holds_secret_key():
-            raise CommandError(
-                f"--user {options['user']}: acting as another user is for the server's operators, who can read "
-                f"its secret key ({settings.VAR_DIR / 'secret_key'} or SECRET_KEY), and you ({real_user_name()}) "
-                "cannot; run the command without --user to act as yourself, or use your own API token "
-                "(DCT_SERVER and DCT_TOKEN)"
-            )
+        try:
+            self.acting_name = acting_user_name(options.get("user"), holds_secret_key(), settings.VAR_DIR)
+        except IdentityError as exc:
+            raise CommandError(str(exc)) from None
         try:
             if self.remote_capable and settings.DCT_SERVER:
                 self.remote = Client(settings.DCT_SERVER, settings.DCT_TOKEN)
@@ -98,23 +81,19 @@ class DctCommand(BaseCommand):
 
     def acting_user(self) -> AbstractBaseUser:
         """The user the command acts for: --user NAME (operators only), else the caller's own account."""
-        name = self.options.get("user")
-        if not name:
-            # Only an operator may name themself through $USER or $LOGNAME.
-            name = os_user_name() if holds_secret_key() else real_user_name()
-        user, _ = get_user_model().objects.get_or_create(username=name)
+        user, _ = get_user_model().objects.get_or_create(username=self.acting_name)
         return user
+
+    def acting_actor(self) -> AbstractBaseUser | str:
+        """Who the audit trail names for this command: the acting user's account, or (a command that
+        makes none, such as drain or adduser) their name alone."""
+        return get_user_model().objects.filter(username=self.acting_name).first() or self.acting_name
 
     def user_job(self, job_id: int | str, user: AbstractBaseUser | None = None) -> Job:
         """The job, if the acting user may see it (their own; staff: any)."""
         user = user or self.acting_user()
         job_id = parse_job_id(job_id)
-        jobs = Job.objects.select_related("owner", "node", "submission")
-        # mypy: the project's user model is auth.User, which has is_staff.
-        if not user.is_staff:  # type: ignore[attr-defined]
-            # mypy: the project's user model is auth.User.
-            jobs = jobs.filter(owner=user)  # type: ignore[misc]
-        job = jobs.filter(id=job_id).first()
+        job = Job.objects.visible_to(user).select_related("owner", "node", "submission").filter(id=job_id).first()
         if job is None:
             raise CommandError(f"no job {job_id} of yours; './dct jobs --all' lists your jobs")
         return job
@@ -131,6 +110,12 @@ def parse_job_id(text: int | str) -> int:
         shown = str(text) if len(str(text)) <= 40 else f"{str(text)[:40]}… ({len(str(text)):,} characters)"
         raise CommandError(f"'{shown}' is not a job id; job ids are numbers, as './dct jobs' shows")
     return number
+
+
+def caller_path(name: str | Path) -> Path:
+    """A path from the command line, relative to the caller's folder (`dct` changes into its own: see
+    settings.DCT_CALLER_DIR); `~` is the caller's home; an absolute path stays as it is."""
+    return Path(settings.DCT_CALLER_DIR) / os.path.expanduser(name)
 
 
 def render_table(rows: list[list[str]]) -> str:

@@ -8,7 +8,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.forms import EmailField
 
-from dctoolkit.jobs.forms import style_fields
+from dctoolkit.jobs.web.forms import style_fields
 
 
 class SignupForm(UserCreationForm):

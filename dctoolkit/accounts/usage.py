@@ -1,24 +1,193 @@
-"""Charging finished jobs to their owners (the I/O side of fair share)."""
+"""The I/O side of fair share: each user's standing read for the rule (`standings`), and finished jobs charged.
+
+`standings` is the one reader of fair share's inputs: the scheduler, the
+portal's waiting list and reasons, and the usage table all call it (and
+`fairshare` for the arithmetic and the order), so they cannot disagree;
+`teams` reads, beside it, the accounting group each user takes turns in.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import transaction
 
-from dctoolkit.fastsql import Add, Compiled, update_rows
+from dctoolkit.accounts.fairshare import (
+    Billing,
+    Team,
+    UserUsage,
+    charge,
+    charged_start,
+    decayed,
+    group_team,
+    parse_billing,
+    running_charge,
+)
+from dctoolkit.accounts.limits import Caps, Room, caps_of, room
+from dctoolkit.accounts.models import Account, DailyGroupUsage, DailyUsage, Group, Membership
+from dctoolkit.jobs.models import ACTIVE_STATES, Job
+from dctoolkit.lib.fastsql import Add, Compiled, CompiledIn, update_rows
 
-from .fairshare import charge
-from .models import Account, DailyUsage
+
+def standings(user_ids: Iterable[int], now: datetime) -> dict[int, UserUsage]:
+    """user id -> decayed usage, running charge (dispatched and running jobs), share, caps and first group, at
+    `now` (three queries; four when some of them are in groups)."""
+    user_ids = list(user_ids)
+    halflife = settings.DCT_FAIRSHARE_HALFLIFE_SECONDS
+    accounts = {a.user_id: a for a in ACCOUNTS.objects(user_ids)}
+    first = first_groups(user_ids)
+    groups = {g.id: g for g in Group.objects.filter(id__in=set(first.values()))} if first else {}
+    weights = billing()
+    active: dict[int, list[tuple[float, datetime | None]]] = defaultdict(list)
+    gpus_held: dict[int, int] = defaultdict(int)
+    for owner_id, cpus, gpus, memory_mb, started, suspended_seconds, suspended_at in ACTIVE_OF.values(user_ids):
+        # Time suspended (a desktop's owner was back) is not charged.
+        charged_from = charged_start(started, suspended_seconds, suspended_at, now)
+        active[owner_id].append((weights.rate(cpus, gpus, memory_mb), charged_from))
+        gpus_held[owner_id] += gpus
+    found = {}
+    defaults = default_caps()
+    for uid in user_ids:
+        account = accounts.get(uid)
+        past = decayed(account.usage, account.usage_at, now, halflife) if account else 0.0
+        share = account.share if account else 1.0
+        running = running_charge(active[uid], now)
+        group = groups.get(first.get(uid, 0))
+        caps = account_caps(account, group_caps(group, defaults))
+        found[uid] = UserUsage(
+            uid, past, running, share, len(active[uid]), gpus_held[uid], caps, group.id if group else None
+        )
+    return found
+
+
+def first_groups(user_ids: Iterable[int]) -> dict[int, int]:
+    """user id -> the group their jobs charge by default (the first they joined), for those in a group."""
+    first: dict[int, int] = {}
+    for user_id, group_id in FIRST_GROUPS.values(list(user_ids)):
+        first.setdefault(user_id, group_id)
+    return first
+
+
+def teams(found: dict[int, UserUsage], now: datetime) -> dict[int, Team]:
+    """user id -> the team they take turns in (`fairshare.Team`: their first group, its usage over its share),
+    for the users of `found` in a group (none: no query)."""
+    group_ids = {s.group_id for s in found.values() if s.group_id is not None}
+    if not group_ids:
+        return {}
+    by_group = group_teams(group_ids, now)
+    return {uid: by_group[s.group_id] for uid, s in found.items() if s.group_id in by_group}
+
+
+def group_teams(group_ids: Iterable[int], now: datetime) -> dict[int, Team]:
+    """group id -> its team: decayed usage plus what the jobs charging it hold now, over its share (two queries)."""
+    return {
+        gid: group_team(gid, usage, 0.0, group.share) for gid, (group, usage) in group_usages(group_ids, now).items()
+    }
+
+
+def group_usages(group_ids: Iterable[int], now: datetime) -> dict[int, tuple[Group, float]]:
+    """group id -> (the group, its decayed usage plus the running charge of the jobs charging it) (two queries)."""
+    halflife = settings.DCT_FAIRSHARE_HALFLIFE_SECONDS
+    weights = billing()
+    groups = list(Group.objects.filter(id__in=list(group_ids)))
+    active: dict[int, list[tuple[float, datetime | None]]] = defaultdict(list)
+    rows = Job.objects.filter(state__in=ACTIVE_STATES, accounting_group_id__in=[g.id for g in groups]).values_list(
+        "accounting_group_id", "request_cpus", "request_gpus", "request_memory_mb", "started_at",
+        "suspended_seconds", "suspended_at",
+    )  # fmt: skip
+    for group_id, cpus, gpus, memory_mb, started, suspended_seconds, suspended_at in rows:
+        charged_from = charged_start(started, suspended_seconds, suspended_at, now)
+        active[group_id].append((weights.rate(cpus, gpus, memory_mb), charged_from))
+    return {g.id: (g, decayed(g.usage, g.usage_at, now, halflife) + running_charge(active[g.id], now)) for g in groups}
+
+
+def account_caps(account: Account | None, defaults: Caps) -> Caps:
+    if account is None:
+        return defaults
+    return caps_of(defaults, account.max_running_jobs, account.max_running_gpus, account.max_queued_jobs)
+
+
+def group_caps(group: Group | None, defaults: Caps) -> Caps:
+    """The caps of a group's members before their own (`./dct limits --group`): the group's over the settings."""
+    if group is None:
+        return defaults
+    return caps_of(defaults, group.max_running_jobs, group.max_running_gpus, group.max_queued_jobs)
+
+
+def default_caps() -> Caps:
+    """DCT_MAX_RUNNING_JOBS, DCT_MAX_RUNNING_GPUS, DCT_MAX_QUEUED_JOBS (0: no cap)."""
+    return caps_of(
+        Caps(settings.DCT_MAX_RUNNING_JOBS, settings.DCT_MAX_RUNNING_GPUS, settings.DCT_MAX_QUEUED_JOBS),
+        None,
+        None,
+        None,
+    )
+
+
+def user_caps(user_id: int) -> Caps:
+    """One user's caps: the settings, their first group's and their own from `./dct limits`."""
+    first = first_groups([user_id])
+    group = Group.objects.filter(id=first[user_id]).first() if first else None
+    return account_caps(Account.objects.filter(user_id=user_id).first(), group_caps(group, default_caps()))
+
+
+def rooms(found: dict[int, UserUsage]) -> dict[int, Room]:
+    """user id -> what they may still start under their running caps (only users with such a cap)."""
+    return {uid: room(s.caps, s.running_jobs, s.running_gpus) for uid, s in found.items() if s.caps.any_running}
+
+
+def billing() -> Billing:
+    """The weights of DCT_BILLING (checked at start-up: `checks.check_billing`)."""
+    return _billing(settings.DCT_BILLING)
+
+
+@lru_cache(maxsize=8)
+def _billing(text: str) -> Billing:
+    return parse_billing(text)
+
+
+# The queries every scheduling pass makes, compiled once (see fastsql).
+ACCOUNTS = CompiledIn(lambda ids: Account.objects.filter(user_id__in=ids))
+
+
+ACTIVE_OF = CompiledIn(
+    lambda ids: Job.objects.filter(state__in=ACTIVE_STATES, owner_id__in=ids).values_list(
+        "owner_id",
+        "request_cpus",
+        "request_gpus",
+        "request_memory_mb",
+        "started_at",
+        "suspended_seconds",
+        "suspended_at",
+    )
+)
+
+# Each user's groups, first joined first (`first_groups`).
+FIRST_GROUPS = CompiledIn(
+    lambda ids: Membership.objects.filter(user_id__in=ids).order_by("user_id", "id").values_list("user_id", "group_id")
+)
 
 # The account's row, locked until the job's end is recorded (compiled once: see fastsql).
 LOCKED_ACCOUNT = Compiled(lambda: Account.objects.select_for_update().filter(user_id=0))
 
 
-def charge_job(user_id: int, cpus: int, wall_seconds: float, now: datetime) -> None:
-    """Add `cpus x wall_seconds` to the user's decayed usage and to today's total."""
-    cost = cpus * max(wall_seconds, 0.0)
+def charge_job(
+    user_id: int,
+    cpus: int,
+    wall_seconds: float,
+    now: datetime,
+    gpus: int = 0,
+    memory_mb: int = 0,
+    group_id: int | None = None,
+) -> None:
+    """Add what the job held, weighted (DCT_BILLING), x `wall_seconds` to the user's decayed usage, to today's
+    total (`DailyUsage.cpu_seconds` holds billed units: cpu-seconds under the default weights) and to the decayed
+    usage of the group it charges (`group_id`, Job.accounting_group)."""
+    cost = billing().rate(cpus, gpus, memory_mb) * max(wall_seconds, 0.0)
     # Inside a caller's transaction (a job's end), no savepoint of its own: two statements fewer per job.
     with transaction.atomic(savepoint=False):
         found = LOCKED_ACCOUNT.objects(user_id)
@@ -33,3 +202,18 @@ def charge_job(user_id: int, cpus: int, wall_seconds: float, now: datetime) -> N
         today = {"user_id": user_id, "day": now.date()}
         if not update_rows(DailyUsage, today, {"cpu_seconds": Add(cost), "jobs": Add(1)}):
             DailyUsage.objects.create(user_id=user_id, day=now.date(), cpu_seconds=cost, jobs=1)
+        if group_id is not None:
+            charge_group(group_id, cost, now)
+
+
+def charge_group(group_id: int, cost: float, now: datetime) -> None:
+    """Add `cost` billed units to the group's decayed usage and today's total (its row locked: members' jobs
+    end at once, and the lock keeps two of them from both creating the day's row)."""
+    group = Group.objects.select_for_update().filter(id=group_id).first()
+    if group is None:
+        return  # gone meanwhile: its members' usage is charged all the same
+    usage = charge(group.usage, group.usage_at, now, settings.DCT_FAIRSHARE_HALFLIFE_SECONDS, cost)
+    update_rows(Group, {"id": group_id}, {"usage": usage, "usage_at": now})
+    today = {"group_id": group_id, "day": now.date()}
+    if not update_rows(DailyGroupUsage, today, {"cpu_seconds": Add(cost), "jobs": Add(1)}):
+        DailyGroupUsage.objects.create(group_id=group_id, day=now.date(), cpu_seconds=cost, jobs=1)

@@ -14,9 +14,10 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from .forms import LoginForm, SignupForm, lockout_message
-from .models import DailyUsage
-from .reports import usage_payload
+from dctoolkit.accounts.forms import LoginForm, SignupForm, lockout_message
+from dctoolkit.accounts.models import DailyGroupUsage, DailyUsage
+from dctoolkit.accounts.serializers import group_rows, usage_rows
+from dctoolkit.operations.storage import storage_rows
 
 # Days of history the usage chart shows.
 CHART_DAYS = 30
@@ -28,7 +29,12 @@ class LoginView(auth_views.LoginView):
     form_class = LoginForm
 
     def get_context_data(self, **kwargs) -> dict:
-        return {**super().get_context_data(**kwargs), "signup_allowed": settings.DCT_ALLOW_SIGNUP}
+        return {
+            **super().get_context_data(**kwargs),
+            "signup_allowed": settings.DCT_ALLOW_SIGNUP,
+            "oidc_on": settings.DCT_OIDC_ON,
+            "signon_failed": self.request.GET.get("signon") == "failed",
+        }
 
 
 def locked_out(request: HttpRequest, response: HttpResponse | None = None, credentials: dict | None = None):
@@ -63,25 +69,32 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 
 def usage_chart(days: int, today) -> dict:
-    """Chart.js data: CPU hours per user per day over the last `days` days."""
+    """Chart.js data: CPU hours per user per day over the last `days` days (`datasets`), and per accounting
+    group (`group_datasets`: what the jobs charging each group used)."""
     first = today - timedelta(days=days - 1)
     labels = [(first + timedelta(days=i)).isoformat() for i in range(days)]
+    users = DailyUsage.objects.filter(day__gte=first).values_list("user__username", "day", "cpu_seconds")
+    groups = DailyGroupUsage.objects.filter(day__gte=first).values_list("group__name", "day", "cpu_seconds")
+    return {"labels": labels, "datasets": _series(users, first, days), "group_datasets": _series(groups, first, days)}
+
+
+def _series(rows, first, days: int) -> list[dict]:
     series: dict[str, list[float]] = {}
-    rows = DailyUsage.objects.filter(day__gte=first).select_related("user").order_by("day")
-    for row in rows:
-        values = series.setdefault(row.user.username, [0.0] * days)
-        values[(row.day - first).days] = round(row.cpu_seconds / 3600, 3)
-    return {"labels": labels, "datasets": [{"label": user, "data": data} for user, data in sorted(series.items())]}
+    for name, day, cpu_seconds in rows:
+        series.setdefault(name, [0.0] * days)[(day - first).days] = round(cpu_seconds / 3600, 3)
+    return [{"label": name, "data": data} for name, data in sorted(series.items())]
 
 
 @login_required
 def usage(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     context = {
-        "users": usage_payload(now),
+        "users": usage_rows(now),
+        "groups": group_rows(now),
         "chart": usage_chart(CHART_DAYS, now.date()),
         "halflife_hours": settings.DCT_FAIRSHARE_HALFLIFE_SECONDS / 3600,
         "chart_days": CHART_DAYS,
+        "storage": storage_rows(request.user),
     }
     return render(request, "usage.html", context)
 
@@ -96,4 +109,6 @@ def profile(request: HttpRequest) -> HttpResponse:
         Token.objects.create(user=request.user)  # type: ignore[misc]
         return redirect("profile")
     token, _ = Token.objects.get_or_create(user=request.user)
-    return render(request, "accounts/profile.html", {"token": token.key})
+    return render(
+        request, "accounts/profile.html", {"token": token.key, "storage": storage_rows(request.user, everyone=False)}
+    )

@@ -67,3 +67,39 @@ def job_env_problem(env: Mapping[str, str], arguments: Iterable[str] = ()) -> st
     if size > MAX_ENV_AND_ARGS_BYTES:
         return f"environment and arguments take {size:,} bytes; the limit is {MAX_ENV_AND_ARGS_BYTES:,}"
     return None
+
+
+# Variables a Slurm or PBS batch script reads that only the node knows (the job id, the node's name, the
+# job's folder as the job sees it): the submission sets them empty and the node fills them in.
+RUNTIME_VARIABLES: dict[str, tuple[str, ...]] = {
+    "slurm": (
+        "SLURM_JOB_ID",
+        "SLURM_JOBID",
+        "SLURM_SUBMIT_DIR",
+        "SLURM_JOB_NODELIST",
+        "SLURM_NODELIST",
+        "SLURMD_NODENAME",
+    ),
+    "pbs": ("PBS_JOBID", "PBS_O_WORKDIR", "PBS_O_HOST", "PBS_SERVER"),
+}
+_RUNTIME_VALUES = {
+    "SLURM_JOB_ID": "job",
+    "SLURM_JOBID": "job",
+    "PBS_JOBID": "job",
+    "SLURM_SUBMIT_DIR": "workdir",
+    "PBS_O_WORKDIR": "workdir",
+    "SLURM_JOB_NODELIST": "node",
+    "SLURM_NODELIST": "node",
+    "SLURMD_NODENAME": "node",
+    "PBS_O_HOST": "node",
+    "PBS_SERVER": "node",
+    "BASH_ENV": "srun",
+}
+# The file defining `srun` for a batch script that calls it (intake.batch.SRUN_HELPER), in the job's folder.
+SRUN_HELPER = ".dct_srun.sh"
+
+
+def fill_runtime(env: Mapping[str, str], *, job_id: int, node: str, workdir: str) -> dict[str, str]:
+    """`env` with the batch-script variables it sets empty (RUNTIME_VARIABLES) given their values here."""
+    values = {"job": str(job_id), "node": node, "workdir": workdir, "srun": f"{workdir}/{SRUN_HELPER}"}
+    return {k: values[_RUNTIME_VALUES[k]] if k in _RUNTIME_VALUES and v == "" else v for k, v in env.items()}

@@ -1,8 +1,10 @@
 """Email when jobs end: sent by the scheduler loop, off the jobs' critical path, retried until it goes.
 
 A single job gets one message when it ends.  A `queue = N` batch (N > 1)
-gets one digest when its last job ends, not N messages.  Each mail compares
-what was requested with what was used (advice.py).
+gets one digest when its last job ends, not N messages.  HTCondor's
+`notification = Error` mails only when a job did not succeed (a batch: when
+any did not); `Never` leaves no address to mail.  Each mail compares
+what was requested with what was used (`jobs/intake/advice.py`).
 
 A mail is claimed (a conditional UPDATE of `notified`) before it is sent and
 given back if sending fails, so two schedulers never send it twice and an
@@ -21,9 +23,10 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db.models import Count, Q
 
-from .advice import Advice, Usage, compare
-from .models import FINAL_STATES, Job, JobState, Submission
-from .units import format_seconds
+from dctoolkit.jobs import gputally
+from dctoolkit.jobs.intake.advice import Advice, Usage, compare
+from dctoolkit.jobs.models import FINAL_STATES, Dag, DagState, Job, JobState, Submission
+from dctoolkit.lib.units import format_seconds
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,8 @@ def send_due(now: datetime) -> int:
     try:
         for job in due_jobs()[:BATCH]:
             sent += send_claimed(Job.objects.filter(id=job.id), subject(job), body(job), job.email)
+        for dag in due_dags()[:BATCH]:
+            sent += send_claimed(Dag.objects.filter(id=dag.id), dag_subject(dag), dag_body(dag), dag.email)
         for sub in due_batches()[:BATCH]:
             jobs = list(sub.jobs.select_related("node").order_by("id"))
             sent += send_claimed(Submission.objects.filter(id=sub.id), digest_subject(sub, jobs),
@@ -76,6 +81,7 @@ def due_jobs():
     return (
         Job.objects.filter(state__in=FINAL_STATES, notified=False, submission__job_count=1)
         .exclude(email="")
+        .exclude(submission__notification="error", state=JobState.SUCCEEDED)
         .select_related("node")
         .order_by("id")
     )
@@ -86,10 +92,39 @@ def due_batches():
     return (
         Submission.objects.filter(notified=False, job_count__gt=1)
         .exclude(email="")
-        .annotate(unfinished=Count("jobs", filter=~Q(jobs__state__in=FINAL_STATES)))
+        .annotate(
+            unfinished=Count("jobs", filter=~Q(jobs__state__in=FINAL_STATES)),
+            unsuccessful=Count("jobs", filter=~Q(jobs__state=JobState.SUCCEEDED)),
+        )
         .filter(unfinished=0)
+        .exclude(notification="error", unsuccessful=0)
         .order_by("id")
     )
+
+
+def due_dags():
+    """Ended DAGs whose owner asked for mail (a node's submit file names an address): one mail per DAG; its
+    jobs send none of their own (the engine clears their addresses)."""
+    return Dag.objects.filter(notified=False).exclude(state=DagState.RUNNING).exclude(email="").order_by("id")
+
+
+def dag_subject(dag: Dag) -> str:
+    return f"[dctoolkit] dag {dag.id} ({dag.source_name}) {dag.state}"
+
+
+def dag_body(dag: Dag) -> str:
+    nodes = list(dag.nodes.order_by("id").values_list("name", "state", "reason"))
+    counts = Counter(state for _, state, _ in nodes)
+    lines = [
+        f"DAG {dag.id} ({dag.source_name}) {dag.state}" + (f", return value {dag.exit_code}" if dag.exit_code else ""),
+        f"nodes: {', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}",
+    ]
+    if dag.aborted:
+        lines.append(dag.aborted)
+    lines += [f"  {name}: {state}{f' ({reason})' if reason else ''}" for name, state, reason in nodes
+              if state != JobState.SUCCEEDED][:DIGEST_FAILED_LISTED]  # fmt: skip
+    lines.append(f"{settings.DCT_BASE_URL.rstrip('/')}/dags/{dag.id}/")
+    return "\n".join(lines) + "\n"
 
 
 def send_claimed(rows, subject_line: str, text: str, address: str) -> int:
@@ -133,10 +168,21 @@ def body(job: Job) -> str:
     if job.reason:
         lines.append(f"Reason:      {job.reason}")
     lines += advice_lines(compare(usage_of(job)))
+    lines += gpu_lines(job)
     if job.state != JobState.SUCCEEDED:
         lines += stderr_tail(job)
     lines += ["", f"Details: {job_url(job.id)}"]
     return "\n".join(lines) + "\n"
+
+
+def gpu_lines(job: Job) -> list[str]:
+    """How busy a GPU job's GPUs were, and the idle line when they ended idle (gputally)."""
+    shape = gputally.utilization(job)
+    if shape is None or shape["mean"] is None:
+        return []
+    lines = ["", f"GPU use:     {shape['mean']:.0f}% on average over the run"]
+    idle = gputally.idle_line_of(job)
+    return [*lines, idle] if idle else lines
 
 
 def usage_of(job: Job) -> Usage:
@@ -192,6 +238,9 @@ def digest_body(sub: Submission, jobs: list[Job]) -> str:
         if len(failed) > DIGEST_FAILED_LISTED:
             lines.append(f"  ... and {len(failed) - DIGEST_FAILED_LISTED} more")
     lines += advice_lines(compare(batch_usage(jobs)), each=" (per job: average cpus, largest peak)")
+    idle = [line for line in (gputally.idle_line_of(j) for j in jobs) if line]
+    if idle:
+        lines += ["", "GPUs held idle:", *(f"  {line}" for line in idle[:DIGEST_FAILED_LISTED])]
     lines += ["", f"Details: {job_url(ids[0])} to {job_url(ids[-1])}"]
     return "\n".join(lines) + "\n"
 

@@ -8,19 +8,33 @@ what keeps one dispatch from running twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Q
+from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
-from dctoolkit.fastsql import update_rows
+from dctoolkit.jobs import eventlog, streams
+from dctoolkit.jobs.models import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    KILLING,
+    STARTED_STATES,
+    Attempt,
+    Dependency,
+    Job,
+    JobState,
+    KillRequest,
+    Submission,
+)
+from dctoolkit.lib.fastsql import Add, update_rows
 from dctoolkit.nodes.models import Node
 
-from .models import ACTIVE_STATES, FINAL_STATES, Job, JobState, KillRequest
+log = logging.getLogger(__name__)
 
 # Jobs claimed per UPDATE: 3 query parameters each, below SQLite's oldest limit (999).
 CLAIM_BATCH = 300
@@ -92,92 +106,319 @@ def _dispatched_rows(batch: dict[int, int], now: datetime) -> list[tuple[int, in
         return cursor.fetchall()
 
 
-def start(job_id: int, attempt: int, node_name: str, now: datetime) -> bool:
-    """dispatched -> running, only if this attempt is still dispatched to this node."""
+def start(job_id: int, attempt: int, node_name: str, now: datetime, cpu_indices: Sequence[int] = ()) -> bool:
+    """dispatched -> running, only if this attempt is still dispatched to this node; `cpu_indices`: the
+    node's cores the attempt is pinned to."""
     node_table = connection.ops.quote_name(Node._meta.db_table)
     return bool(
         update_rows(
             Job,
             {"id": job_id, "state": JobState.DISPATCHED, "attempts": attempt, "kill_requested": ""},
-            {"state": JobState.RUNNING, "started_at": now},
+            {"state": JobState.RUNNING, "started_at": now, "cpu_indices": list(cpu_indices)},
             extra_where=(f"node_id IN (SELECT id FROM {node_table} WHERE name = %s)", [node_name]),  # noqa: S608
         )
     )
 
 
-def finish(job_id: int, attempt: int, state: JobState, now: datetime, reason: str = "", **results) -> bool:
-    """running -> a final state (or back to queued/held), recording what the run measured."""
-    values = {"state": state, "finished_at": now if state in FINAL_STATES else None, "reason": reason}
-    return bool(
+def finish(
+    job_id: int,
+    attempt: int,
+    state: JobState,
+    now: datetime,
+    reason: str = "",
+    retry_at: datetime | None = None,
+    **results,
+) -> bool:
+    """running -> a final state (or back to queued/held, or waiting for a retry), recording what the run
+    measured and the attempt in the job's history.
+
+    A retry (`state` queued, or waiting until `retry_at`) leaves its node and
+    counts one more of its retries.  An attempt its owner cancelled or held
+    while it ran keeps that state: the node's report only records what the
+    run measured and frees its slot (`settle_kill`).  True when the report was
+    recorded either way (so the run is charged), False when the attempt was
+    no longer this node's.
+    """
+    values: dict[str, object] = {
+        "state": state,
+        "finished_at": now if state in FINAL_STATES else None,
+        "reason": reason,
+    }
+    if state in (JobState.QUEUED, JobState.WAITING):
+        values.update(node=None, gpu_indices=[], cpu_indices=[], retries=Add(1), retry_at=retry_at,
+                      started_at=None, suspended_seconds=0.0)  # fmt: skip
+    ran = _run_facts(job_id)
+    # A job that ended while its desktop's owner was back (killed while stopped) ends from `suspended`.
+    if any(
         update_rows(
             Job,
-            {"id": job_id, "state": JobState.RUNNING, "attempts": attempt},
-            {**values, "kill_requested": "", **results},
+            {"id": job_id, "state": started, "attempts": attempt},
+            {**values, "kill_requested": "", "suspended_at": None, **results},
         )
-    )
+        for started in STARTED_STATES
+    ):
+        ended = JobState.FAILED if state in (JobState.QUEUED, JobState.WAITING) else state
+        _add_attempt(job_id, attempt, ran, ended, results.get("exit_code"), reason, now)
+        return True
+    return settle_kill(job_id, attempt, now, ran=ran, **results) is not None
+
+
+def _run_facts(job_id: int) -> tuple[str, datetime | None]:
+    # The node and start of the run about to be recorded (read first: a retry clears the node).
+    row = Job.objects.filter(id=job_id).values_list("node__name", "started_at").first()
+    return (row[0] or "", row[1]) if row else ("", None)
+
+
+def _add_attempt(job_id: int, attempt: int, ran: tuple[str, datetime | None], state: str, exit_code: object,
+                 reason: str, now: datetime) -> None:  # fmt: skip
+    exit_code = exit_code if isinstance(exit_code, int) else None
+    Attempt.objects.create(
+        job_id=job_id, attempt=attempt, node=ran[0], state=state, exit_code=exit_code, reason=reason,
+        started_at=ran[1], finished_at=now,
+    )  # fmt: skip
+
+
+def settle_kill(
+    job_id: int, attempt: int, now: datetime, ran: tuple[str, datetime | None] | None = None, **results
+) -> JobState | None:
+    """The kill of an attempt its owner cancelled or held while it ran is done: free its slot.
+
+    The state the owner gave it stays (a cancelled job's end is never turned
+    back into succeeded or failed); what the run measured is recorded on a
+    cancelled job, whose `finished_at` becomes the moment it really stopped.
+    Returns the job's state, or None when this attempt had no kill under way.
+    """
+    ran = ran or _run_facts(job_id)
+    killing = Job.objects.filter(id=job_id, attempts=attempt, kill_requested__in=KILLING)
+    settled = None
+    if killing.filter(state=JobState.CANCELLED).update(kill_requested="", finished_at=now, **results):
+        settled = JobState.CANCELLED
+    elif killing.filter(state=JobState.HELD).update(kill_requested="", node=None):
+        settled = JobState.HELD
+    if settled:
+        reason = CANCELLED_REASON if settled == JobState.CANCELLED else HELD_REASON
+        _add_attempt(job_id, attempt, ran, settled, results.get("exit_code"), reason, now)
+    return settled
 
 
 def requeue(job_id: int, attempt: int, reason: str, now: datetime, hold: bool = False) -> JobState | None:
     """A dispatched or running attempt that did not end on its own goes back to the queue.
 
-    After DCT_MAX_ATTEMPTS dispatches it fails instead, with `reason`.  A
-    cancel that was pending wins.  Returns the new state, or None if the
-    attempt was no longer active.
+    After DCT_MAX_ATTEMPTS dispatches it fails instead, with `reason`.  An
+    attempt cancelled or held by its owner stays so (its slot is freed).
+    Returns the new state, or None if the attempt was no longer active.
     """
+    settled = settle_kill(job_id, attempt, now)
+    if settled:
+        return settled
     active = Job.objects.filter(id=job_id, state__in=ACTIVE_STATES, attempts=attempt)
-    if active.filter(kill_requested=KillRequest.CANCEL).update(
-        state=JobState.CANCELLED, finished_at=now, reason="cancelled by its owner", kill_requested=""
+    ran = _run_facts(job_id)
+    moved = None
+    if hold:
+        if active.update(state=JobState.HELD, reason=HELD_REASON, kill_requested="", node=None):
+            moved = JobState.HELD
+    # The limit counts lost runs only: the runs a job's own retries asked for are not the node's fault.
+    elif active.filter(attempts__gte=F("retries") + settings.DCT_MAX_ATTEMPTS).update(
+        state=JobState.FAILED, finished_at=now, reason=f"{reason} (after {attempt} attempts)"
     ):
-        return JobState.CANCELLED
-    if hold or active.filter(kill_requested=KillRequest.HOLD).exists():
-        if active.update(state=JobState.HELD, reason="held by its owner", kill_requested="", node=None):
-            return JobState.HELD
+        moved = JobState.FAILED
+    elif active.update(
+        state=JobState.QUEUED,
+        reason=reason,
+        started_at=None,
+        gpu_indices=[],
+        cpu_indices=[],
+        suspended_at=None,
+        suspended_seconds=0.0,
+    ):
+        moved = JobState.QUEUED
+    if moved and ran[1] is not None:  # it had started: keep the run in the history
+        _add_attempt(job_id, attempt, ran, "lost" if moved != JobState.HELD else moved, None, reason, now)
+    return moved
+
+
+def suspend(job_id: int, attempt: int, now: datetime, reason: str = "") -> bool:
+    """running -> suspended: its desktop node's owner came back and its processes are stopped (`reason`
+    says so while it lasts)."""
+    return bool(
+        Job.objects.filter(id=job_id, state=JobState.RUNNING, attempts=attempt).update(
+            state=JobState.SUSPENDED, suspended_at=now, reason=reason
+        )
+    )
+
+
+def resume(job_id: int, attempt: int, now: datetime) -> bool:
+    """suspended -> running: the owner left again; the time it was stopped is added to `suspended_seconds`
+    (not charged to fair share, not counted against max_runtime)."""
+    row = Job.objects.filter(id=job_id, state=JobState.SUSPENDED, attempts=attempt).values_list("suspended_at")
+    found = row.first()
+    if found is None:
+        return False
+    since = found[0]
+    stopped = max((now - since).total_seconds(), 0.0) if since else 0.0
+    return bool(
+        Job.objects.filter(id=job_id, state=JobState.SUSPENDED, attempts=attempt, suspended_at=since).update(
+            state=JobState.RUNNING, suspended_at=None, suspended_seconds=F("suspended_seconds") + stopped, reason=""
+        )
+    )
+
+
+def vacate(job_id: int, attempt: int, reason: str, now: datetime) -> JobState | None:
+    """suspended (or running) -> queued: a desktop's owner came back for good ("I need it now", or
+    suspended past DCT_SUSPEND_MAX).  Not the job's fault nor the node's: the attempt is not used up
+    (`attempts` goes back to what it was before this dispatch, so DCT_MAX_ATTEMPTS never counts it);
+    the run is kept in its history as `vacated`.  An attempt its owner cancelled or held meanwhile stays
+    so.  Returns the new state, or None if the attempt was no longer this one.
+    """
+    settled = settle_kill(job_id, attempt, now)
+    if settled:
+        return settled
+    ran = _run_facts(job_id)
+    moved = Job.objects.filter(id=job_id, state__in=STARTED_STATES, attempts=attempt, kill_requested="").update(
+        state=JobState.QUEUED,
+        reason=reason,
+        attempts=F("attempts") - 1,
+        node=None,
+        gpu_indices=[],
+        cpu_indices=[],
+        started_at=None,
+        dispatched_at=None,
+        suspended_at=None,
+        suspended_seconds=0.0,
+    )
+    if not moved:
         return None
-    if attempt >= settings.DCT_MAX_ATTEMPTS:
-        if active.update(state=JobState.FAILED, finished_at=now, reason=f"{reason} (after {attempt} attempts)"):
-            return JobState.FAILED
-        return None
-    if active.update(state=JobState.QUEUED, reason=reason, started_at=None, gpu_indices=[]):
-        return JobState.QUEUED
-    return None
+    _add_attempt(job_id, attempt, ran, "vacated", None, reason, now)
+    return JobState.QUEUED
 
 
-def cancel(job: Job, now: datetime | None = None) -> bool:
-    """Cancel a job; a running one is killed by its node within a couple of seconds."""
-    now = now or timezone.now()
-    waiting = Q(state__in=(JobState.QUEUED, JobState.HELD)) | Q(state=JobState.DISPATCHED)
-    if Job.objects.filter(waiting, id=job.id).update(
-        state=JobState.CANCELLED, finished_at=now, reason="cancelled by its owner", kill_requested=""
-    ):
-        return True
-    return bool(Job.objects.filter(id=job.id, state=JobState.RUNNING).update(kill_requested=KillRequest.CANCEL))
+CANCELLED_REASON = "cancelled by its owner"
+HELD_REASON = "held by its owner"
+# What each action changes; anything else is left alone (and counted as not changed).
+CANCELLABLE = (JobState.WAITING, JobState.QUEUED, JobState.HELD, JobState.DISPATCHED, *STARTED_STATES)
+HOLDABLE = (JobState.WAITING, JobState.QUEUED, JobState.DISPATCHED, *STARTED_STATES)
 
 
-def hold(job: Job) -> bool:
-    """Keep a job out of scheduling; a running one is stopped and comes back held."""
-    if Job.objects.filter(id=job.id, state__in=(JobState.QUEUED, JobState.DISPATCHED)).update(
-        state=JobState.HELD, reason="held by its owner", node=None
-    ):
-        return True
-    return bool(Job.objects.filter(id=job.id, state=JobState.RUNNING).update(kill_requested=KillRequest.HOLD))
+def cancel_jobs(jobs: QuerySet[Job], now: datetime) -> int:
+    """Cancel every job of `jobs` that has not ended, in one UPDATE; returns how many changed.
+
+    Each shows `cancelled` at once.  A running one is marked to be killed by
+    its node (within a couple of seconds) and keeps its slot until that kill
+    is done (`settle_kill`); a held one whose kill is under way stays marked.
+    """
+    return jobs.filter(state__in=CANCELLABLE).update(
+        # Before `state`: MySQL evaluates SET assignments left to right, on the new values.
+        kill_requested=Case(
+            When(Q(state__in=STARTED_STATES) | Q(kill_requested__in=KILLING), then=Value(KillRequest.CANCEL.value)),
+            default=Value(""),
+        ),
+        state=JobState.CANCELLED,
+        finished_at=now,
+        reason=CANCELLED_REASON,
+        acted_at=now,
+    )
 
 
-def release(job: Job) -> bool:
-    """held -> queued."""
-    return bool(Job.objects.filter(id=job.id, state=JobState.HELD).update(state=JobState.QUEUED, reason=""))
+def hold_jobs(jobs: QuerySet[Job], now: datetime) -> int:
+    """Hold every queued, dispatched or running job of `jobs`, in one UPDATE; returns how many changed.
+
+    A running one is marked to be stopped by its node and keeps its node and
+    slot until it has stopped; the others leave their node at once.
+    """
+    running = Q(state__in=STARTED_STATES)
+    return jobs.filter(state__in=HOLDABLE).update(
+        # Before `state` (MySQL assigns left to right).
+        kill_requested=Case(When(running, then=Value(KillRequest.HOLD.value)), default=Value("")),
+        node=Case(When(running, then=F("node")), default=None),
+        state=JobState.HELD,
+        reason=HELD_REASON,
+        acted_at=now,
+    )
+
+
+def release_jobs(jobs: QuerySet[Job], now: datetime) -> int:
+    """held -> queued (waiting, with a dependency not yet met) for every job of `jobs` that has stopped,
+    in one UPDATE; returns how many changed.
+
+    A held job whose process is still being stopped is left held: released
+    now, it could be dispatched while its last attempt still runs.
+    """
+    waits = (
+        Exists(Dependency.objects.filter(child_id=OuterRef("pk"), resolved=False))
+        | Q(start_after__gt=now)
+        | Q(max_running__isnull=False)
+    )
+    return jobs.filter(state=JobState.HELD, kill_requested="").update(
+        # A job with a dependency not yet met, a start time to come or a throttle goes back to waiting,
+        # not to the queue (the housekeeping queues it when all hold).
+        state=Case(When(waits, then=Value(JobState.WAITING.value)), default=Value(JobState.QUEUED.value)),
+        reason="",
+        acted_at=now,
+    )
+
+
+def _one(act: Callable[[QuerySet[Job], datetime], int], verb: str) -> Callable[[Job], bool]:
+    def act_on_one(job: Job, now: datetime | None = None) -> bool:
+        now = now or timezone.now()
+        changed = act(Job.objects.filter(id=job.id), now) > 0
+        if changed and job.state not in STARTED_STATES:  # a running job's node writes the event of its end
+            log_action(job, verb, now)
+        return changed
+
+    act_on_one.__doc__ = f"`{act.__name__}` for one job: True when it changed."
+    return act_on_one
+
+
+cancel = _one(cancel_jobs, "cancel")
+hold = _one(hold_jobs, "hold")
+release = _one(release_jobs, "release")
+
+
+def log_action(job: Job, verb: str, now: datetime) -> None:
+    """An owner's cancel, hold or release of a job no node runs, in its submission's HTCondor event log
+    (when the file asked for one, `log = NAME`); a running job's node writes the event of its end."""
+    folder = Submission(id=job.submission_id).folder()
+    if streams.of(job).log:
+        try:
+            eventlog.append(folder, eventlog.for_action(verb, job.submission_id, job.process, now))
+        except OSError as exc:  # the job's state is what counts; its log is a copy of it for HTCondor's tools
+            log.warning("job %s: could not write its event log: %s", job.id, exc)
 
 
 @dataclass(frozen=True)
 class Control:
-    """A user's action on a job (cancel / hold / release), as the CLI and the API offer it."""
+    """A user's action on jobs (cancel / hold / release), as the CLI and the API offer it."""
 
-    act: Callable[[Job], bool]
+    act: Callable[[Job], bool]  # one job: True when it changed
+    act_many: Callable[[QuerySet[Job], datetime], int]  # one UPDATE: how many changed
     done: str  # what the CLI says when it worked
     refusal: str  # why it did not, after "job N is STATE: "
 
+    def refusal_for(self, job: Job) -> str:
+        """Why this action left `job` as it is, for a person."""
+        if job.state == JobState.HELD and job.kill_requested and self.act_many is release_jobs:
+            return f"job {job.id} is held and still being stopped on its node: release it in a moment"
+        return f"job {job.id} is {job.state}: {self.refusal}"
+
 
 CONTROLS = {
-    "cancel": Control(cancel, "cancelled (a running job stops within 2 seconds)", "it has already ended"),
-    "hold": Control(hold, "held", "only queued, dispatched or running jobs can be held"),
-    "release": Control(release, "released", "only held jobs can be released"),
+    "cancel": Control(cancel, cancel_jobs, "cancelled (a running job stops within 2 seconds)", "it has already ended"),
+    "hold": Control(hold, hold_jobs, "held", "only waiting, queued, dispatched or running jobs can be held"),
+    "release": Control(release, release_jobs, "released", "only held jobs can be released"),
 }
+
+
+def requeue_node_jobs(node: Node, reason: str, now: datetime, states: tuple = ACTIVE_STATES) -> int:
+    """Send the node's jobs in `states` back to the queue (or to failed past the attempt limit).
+
+    The node's processes are gone (lost, or restarted): the kills under way
+    there are done too, and free their slots.
+    """
+    killing = Job.objects.filter(node=node, kill_requested__in=KILLING)
+    killing.filter(state=JobState.CANCELLED).update(kill_requested="")
+    killing.filter(state=JobState.HELD).update(kill_requested="", node=None)
+    moved = 0
+    for job_id, attempt in Job.objects.filter(node=node, state__in=states).values_list("id", "attempts"):
+        if requeue(job_id, attempt, reason, now):
+            moved += 1
+    return moved

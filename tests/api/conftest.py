@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from dctoolkit.jobs import dispatch
+from dctoolkit.jobs.scheduling import wake
 
 HELLO = "print('hello')\n"
 
@@ -20,7 +20,7 @@ def storage(settings, tmp_path, monkeypatch):
     settings.DCT_STORAGE = tmp_path / "storage"
     # Nothing listens there: waking the scheduler is a quick no-op (these tests run no scheduler).
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    monkeypatch.setattr(dispatch, "_redis", None)
+    monkeypatch.setattr(wake, "_redis", None)
     return settings.DCT_STORAGE
 
 

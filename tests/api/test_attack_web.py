@@ -12,14 +12,14 @@ from io import BytesIO, StringIO
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from django.utils import timezone
 
+from dctoolkit.client.remote import Client
+from dctoolkit.jobs.intake.parse import MAX_SUBMISSION_BYTES
 from dctoolkit.jobs.management.commands.logs import follow
 from dctoolkit.jobs.models import Job, JobState
-from dctoolkit.jobs.submission import MAX_SUBMISSION_BYTES
-from dctoolkit.remote import Client
-
-from .conftest import HELLO, submit
+from tests.api.conftest import HELLO, submit
 
 pytestmark = pytest.mark.django_db
 
@@ -93,7 +93,7 @@ SHOWN = "9" * 40 + "… (400 characters)"
             f"job.txt:2: '{SHOWN}' is more than the largest size, 1024TB; ask for what the job needs, like 4GB",
         ),
         ("client = ²", "job.txt:2: '²' is not a node name; write client = 2 (for node-2) or node = NAME"),
-        ("queue = " + "9" * 5000, "job.txt:2: queue has 5,000 digits, which is out of range; use 1 to 100000"),
+        ("queue = " + "9" * 5000, "job.txt:2: queue has 5,000 digits, which is out of range; use 0 to 100000"),
         (
             "environment = LD_PRELOAD=/storage/evil.so",
             "job.txt:2: 'LD_PRELOAD' may not be set by a job: it makes programs load code the job names; "
@@ -119,6 +119,8 @@ def test_the_padded_ld_preload_of_the_issue_is_refused_at_submit(alice):
 
 def test_a_stored_infinite_runtime_does_not_break_the_list_for_good(alice, root, job):
     # A row from before the bounds: the list, the job and staff's list must still answer.
+    if connection.vendor == "mysql":
+        pytest.skip("MySQL and MariaDB refuse to store inf and NaN: such a row cannot exist there")
     Job.objects.filter(id=job["id"]).update(max_runtime_seconds=float("inf"), cpu_seconds=float("nan"))
     listed = alice.get("/api/jobs/")
     assert listed.status_code == 200 and listed.json()["jobs"][0]["max_runtime_seconds"] is None

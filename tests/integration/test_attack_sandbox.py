@@ -25,7 +25,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from dctoolkit.jobs import jobenv, runner, sandbox, warm
+from dctoolkit.jobs import jobenv
+from dctoolkit.nodes.worker import runner, sandbox, warm
 from tests.support.cluster import PYTHON, ROOT, Cluster, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.nodeside]
@@ -124,7 +125,7 @@ def django(c: Cluster, code: str, **params) -> object:
 STORE = """
 from dataclasses import replace
 from django.contrib.auth import get_user_model
-from dctoolkit.jobs import submit
+from dctoolkit.jobs.intake import queue as submit
 prepared = submit.prepare(order["text"], "job.txt", submit.FolderFiles(Path(order["folder"])))
 owner, _ = get_user_model().objects.get_or_create(username=order["user"])
 ids = []

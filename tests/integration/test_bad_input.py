@@ -32,14 +32,19 @@ CASES = [
     ("executable = fit.py\nemail = nobody\n", "job.txt:2: 'nobody' is not an email address"),
     ("executable = fit.py\nqueue = many\n", "job.txt:2: queue must be a whole number, got 'many'"),
     (
-        "executable = fit.py\noutput = /etc/passwd\n",
+        "executable = fit.py\ntransfer_output_files = /etc/passwd\n",
         "job.txt:2: output '/etc/passwd' must be a path inside the job's folder",
+    ),
+    (
+        "executable = fit.py\noutput = /etc/passwd\n",
+        "job.txt:2: output = /etc/passwd: the file comes back with the job's results",
     ),
     ("executable = fit.py\nnetwork = wifi\n", "job.txt:2: network = wifi is not known"),
     ("executable = fit.py\ncontainer = /no/such/root\n", "job.txt:2: no node offers container '/no/such/root'"),
-    ("executable = fit.py\narguments = 'open\n", "job.txt:2: cannot read the arguments"),
+    ('executable = fit.py\narguments = "open\n', "job.txt:2: cannot read the arguments"),
     ("executable = fit.py\nexecutable = fit.py\n", "job.txt:2: 'executable' is given twice (first on line 1)"),
-    ("executable = fit.py\ndata = $(Cluster).csv\n", "job.txt:2: unknown macro '$(Cluster)'"),
+    ("executable = fit.py\ndata = $(Clustr).csv\n", "job.txt:2: '$(Clustr)' is not defined"),
+    ("executable = fit.py\nuniverse = java\n", "job.txt:2: universe = java is not supported here"),
 ]
 
 

@@ -1,5 +1,9 @@
 """`./dct bench --quick --json` runs every scenario on its own stack and prints one well-formed document.
 
+When a PostgreSQL server answers on 127.0.0.1:5432 (asked here, independently
+of the bench), the live scenarios run again there and their rows are expected
+too, from a database the bench made and dropped.
+
 No timing is asserted: these machines are shared and noisy.  What is
 asserted is that every scenario ran against a baseline measured in the
 same run, and that the command leaves nothing behind.
@@ -8,6 +12,7 @@ same run, and that the command leaves nothing behind.
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,17 +24,48 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = [
     "throughput",
+    "server_cpu_per_job",
     "latency_p50",
     "latency_p95",
     "latency_p99",
     "sandbox_overhead",
     "node_rss_mb",
     "submit_10k",
+    "cancel_10k",
     "schedule_pass_1k",
     "schedule_pass_10k",
     "schedule_pass_100k",
+    "schedule_pass_waiting",
+    "schedule_pass_requirements",
     "history_page_100k",
+    "cli_status",
+    "cli_job",
+    "cli_submit",
 ]
+
+POSTGRES_NAMES = [
+    "throughput_postgres",
+    "server_cpu_per_job_postgres",
+    "latency_postgres_p50",
+    "latency_postgres_p95",
+    "latency_postgres_p99",
+]
+LOCAL_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
+
+
+def local_postgres() -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(LOCAL_POSTGRES, connect_timeout=2):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def expected_names(postgres: bool) -> list[str]:
+    at = NAMES.index("submit_10k")
+    return NAMES[:at] + (POSTGRES_NAMES if postgres else []) + NAMES[at:]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +77,7 @@ def bench_run(tmp_path_factory):
     env.update(DCT_VAR=str(var), DATABASE_URL=f"sqlite:///{var / 'mine.sqlite3'}", SECRET_KEY="tests-only")
     done = subprocess.run(
         [sys.executable, "manage.py", "bench", "--quick", "--json"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=280,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=480,
     )  # fmt: skip
     assert done.returncode == 0, f"bench exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     return done, var
@@ -51,7 +87,20 @@ def test_quick_json_is_one_document_with_every_result(bench_run):
     done, _ = bench_run
     document = json.loads(done.stdout)  # exactly one document, nothing else on stdout
     assert set(document) == {"machine", "results"}
-    assert [r["name"] for r in document["results"]] == NAMES
+    assert [r["name"] for r in document["results"]] == expected_names(local_postgres())
+
+
+def test_the_postgres_rows_ran_on_postgresql_in_a_database_that_is_gone(bench_run):
+    if not local_postgres():
+        pytest.skip("no PostgreSQL answers on 127.0.0.1:5432")
+    import psycopg
+
+    done, _ = bench_run
+    machine = json.loads(done.stdout)["machine"]
+    assert machine["database"].startswith("SQLite") and machine["postgres"].startswith("PostgreSQL"), machine
+    (name,) = re.findall(r"in the throwaway database \S+/(dct_bench_[0-9a-f]+)", done.stderr)
+    with psycopg.connect(LOCAL_POSTGRES) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", [name]).fetchone() == (0,)
 
 
 def test_every_result_has_a_baseline_from_the_same_run_and_its_ratio(bench_run):

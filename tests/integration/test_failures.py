@@ -4,7 +4,7 @@ import pytest
 
 from tests.support.cluster import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.engine]
 
 
 def test_job_on_a_killed_node_completes_on_another_node_once(fresh_cluster, tmp_path):

@@ -6,7 +6,7 @@ import pytest
 
 from tests.support.cluster import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.engine]
 
 HELLO = """\
 import sys

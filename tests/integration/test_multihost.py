@@ -7,11 +7,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from dctoolkit.stack import redis_url
+from dctoolkit.dev.stack import redis_url
 from tests.support.cluster import Cluster, free_port, wait_until
 from tests.support.netns import Host, namespaces_available, start_forwarder
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.engine]
 
 PG_BASE = "postgres://postgres@127.0.0.1:5432/postgres"
 

@@ -295,11 +295,22 @@ def test_every_page_is_within_two_clicks_of_home(page):
     assert page.get_by_role("link", name="stdout", exact=True).count() == 1
 
 
-def test_usage_page_has_the_fair_share_table_and_a_chart(page):
+def test_usage_page_has_the_fair_share_table_and_a_chart(page, cluster):
     nav(page, "Usage")
     table = page.locator('[data-testid="usage-table"]').inner_text()
     assert USER in table
     drawn = page.evaluate("() => !!window.Chart && !!window.Chart.getChart(document.getElementById('usage-chart'))")
+    assert drawn
+    assert page.locator('[data-testid="group-table"]').count() == 0, "no groups: no group table"
+    # With an accounting group: its table, and the chart by group drawn beside the users' one.
+    cluster.cli("group", "add", "lab", "--share", "2")
+    cluster.cli("group", "member", "lab", USER)
+    nav(page, "Usage")
+    groups = page.locator('[data-testid="group-table"]').inner_text()
+    assert "lab" in groups and USER in groups, groups
+    drawn = page.evaluate(
+        "() => !!window.Chart && !!window.Chart.getChart(document.getElementById('usage-group-chart'))"
+    )
     assert drawn
     shoot(page, "usage-desktop")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from dctoolkit.jobs import runner, sandbox, usernet, warm, workfiles
+from dctoolkit.nodes.worker import runner, sandbox, usernet, warm, workfiles
 from tests.support.cluster import Cluster, wait_until
 from tests.support.netns import Host, namespaces_available
 
@@ -386,3 +386,25 @@ def test_a_fresh_sandbox_without_warm_ones_is_private_too_and_its_helper_ends_wi
     assert seen["server"] == "ConnectionRefusedError 111" and server.accepted == 0, seen
     assert len(seen_helpers) == 1, seen_helpers
     wait_until(lambda: _gone(seen_helpers), 10, "the helper to end with its sandbox")
+
+
+@pytest.mark.parametrize("name", usernet.HELPERS)
+def test_a_private_sandbox_leaves_the_hosts_other_network_namespaces_alone(name, monkeypatch):
+    """As root, slirp4netns's own sandbox once unmounted the host's /run/netns entries (a shared mount):
+    every named network namespace no process held was destroyed, links and all.  The helper now gets a
+    mount namespace of its own."""
+    path = shutil.which(name)
+    assert path, f"{name} is missing (.ci/run installs it)"
+    monkeypatch.setattr(usernet, "find_helper", lambda *a, **k: usernet.Helper(name, path))
+    usernet.probe.cache_clear()
+    bystander = Host(202)  # nothing runs in it: only its mount in /run/netns keeps it
+    bystander.create()
+    try:
+        assert usernet.probe() == (True, name)
+        mounts = Path("/proc/self/mountinfo").read_text()
+        assert f"/run/netns/{bystander.ns} " in mounts, f"{name} unmounted the host's network namespace"
+        link = subprocess.run(["ip", "link", "show", "dev", bystander.outside], capture_output=True, text=True)
+        assert link.returncode == 0, f"{name} took the host's link with it: {link.stderr}"
+    finally:
+        usernet.probe.cache_clear()
+        bystander.destroy()

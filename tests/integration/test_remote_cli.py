@@ -115,7 +115,8 @@ def test_results_remotely_download_stdout_stderr_and_outputs(cluster, remote, tm
 
 @pytest.mark.parametrize("where", ["remote", "local"])
 def test_logs_follow_prints_lines_while_the_job_runs(cluster, remote, tmp_path, where):
-    script = "#!/bin/sh\necho first\nsleep 6\necho second\n"
+    # Long enough for the follower to start on a loaded machine before the job ends.
+    script = "#!/bin/sh\necho first\nsleep 15\necho second\n"
     (job,) = cluster.submit(tmp_path, "executable = slow.sh\n", {"slow.sh": script})
     env = {**cluster.env, "DCT_TOKEN": cluster.cli("token", user="alice").stdout.strip()}
     if where == "remote":
@@ -145,15 +146,33 @@ def test_hold_release_cancel_remotely_and_their_refusals(cluster, remote, tmp_pa
     (job,) = cluster.submit(tmp_path, "executable = long.sh\n", {"long.sh": "#!/bin/sh\nsleep 60\n"})
     jid = str(job["id"])
     assert remote("hold", jid).stdout == f"job {jid}: held\n"
-    wait_until(lambda: cluster.job(job["id"])["state"] == "held", 30, "the job to be held")
+    # Held at once; a job that had started is stopped by its node, and can be released once it has.
+    wait_until(lambda: (j := cluster.job(job["id"]))["state"] == "held" and j["node"] is None, 30, "it to stop")
     refused = remote("hold", jid)
     assert refused.returncode == 1
-    assert refused.stderr == f"CommandError: job {jid} is held: only queued, dispatched or running jobs can be held\n"
+    assert refused.stderr == (
+        f"CommandError: job {jid} is held: only waiting, queued, dispatched or running jobs can be held\n"
+    )
     assert remote("release", jid).stdout == f"job {jid}: released\n"
     assert json.loads(remote("cancel", jid, "--json").stdout)["jobs"][0]["id"] == job["id"]
     assert cluster.wait_job(job["id"], timeout=30)["state"] == "cancelled"
     again = remote("cancel", jid)
     assert again.returncode == 1 and again.stderr == f"CommandError: job {jid} is cancelled: it has already ended\n"
+
+
+def test_many_jobs_are_held_and_cancelled_remotely_by_submission_range_and_name(cluster, remote, tmp_path):
+    (parent,) = cluster.submit(tmp_path / "p", "executable = s.sh\n", {"s.sh": "#!/bin/sh\nsleep 60\n"})
+    text = f"executable = q.sh\nafter_ok = {parent['id']}\nqueue = 4\n"
+    jobs = cluster.submit(tmp_path / "c", text, {"q.sh": "#!/bin/sh\n"})  # they wait while it runs
+    first, sub = jobs[0]["id"], str(jobs[0]["submission"])
+    assert remote("hold", "--submission", sub).stdout == "4 jobs held\n"
+    released = json.loads(remote("release", f"{first}-{first + 1}", "--json").stdout)["jobs"]
+    assert [(j["id"], j["state"]) for j in released] == [(first, "waiting"), (first + 1, "waiting")]
+    assert remote("cancel", "--all", "--state", "held").stdout.startswith("2 jobs cancelled")
+    assert remote("cancel", "--submission", sub).stdout.startswith("2 jobs cancelled")
+    refused = remote("cancel", "--submission", "999999")
+    assert refused.returncode == 1 and "no submission 999999 of yours" in refused.stderr
+    remote("cancel", str(parent["id"]))
 
 
 def test_another_users_job_is_not_found_remotely(cluster, remote, tmp_path):
@@ -179,3 +198,63 @@ def test_a_remote_command_makes_nothing_local(cluster, remote, tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["jobs"] is not None
     assert not laptop_var.exists(), sorted(p.name for p in laptop_var.rglob("*"))
+
+
+def test_submit_script_parsable_append_and_status_remotely(cluster, remote, tmp_path):
+    (tmp_path / "hi.sh").write_text('#!/bin/sh\necho far "$@"\n')
+    (tmp_path / "hi.sh").chmod(0o755)
+    done = remote("submit", "--script", "hi.sh", "--parsable", "--arguments", "away", "-a", "name=afar", cwd=tmp_path)
+    assert done.returncode == 0, done
+    job_id = int(done.stdout)  # the id alone
+    cluster.wait_job(job_id)
+    assert cluster.job(job_id)["name"] == "afar"
+    assert remote("logs", str(job_id)).stdout == "far away\n"
+    status = remote("status", str(job_id))
+    assert (status.returncode, status.stdout, status.stderr) == (0, "succeeded\n", "")
+    assert remote("status", "--as", "snakemake", str(job_id)).stdout == "success\n"
+
+
+def test_status_and_bad_options_remotely_say_what_they_say_locally(cluster, remote, tmp_path):
+    (job,) = cluster.submit(tmp_path, "executable = q.sh\n", {"q.sh": "#!/bin/sh\necho private\n"}, user="carol")
+    far = remote("status", str(job["id"]))
+    assert (far.returncode, far.stdout) == (1, "")
+    assert far.stderr == f"CommandError: no job {job['id']} of yours; './dct jobs --all' lists your jobs\n"
+    (tmp_path / "hi.sh").write_text("#!/bin/sh\n")
+    far = remote("submit", "--script", "hi.sh", "--memory", "lots", cwd=tmp_path)
+    near = cluster.cli("submit", "--script", "hi.sh", "--memory", "lots", cwd=tmp_path, check=False)
+    assert far.returncode == near.returncode == 1
+    assert far.stderr == near.stderr and far.stderr.startswith("CommandError: --memory lots: 'lots' is not a size")
+
+
+def test_a_dag_file_submitted_remotely_uploads_its_nodes_files_and_runs(cluster, remote, tmp_path):
+    (tmp_path / "fits").mkdir()
+    files = {
+        "pipeline.dag": "JOB A a.sub\nJOB B b.sub DIR fits\nPARENT A CHILD B\nSCRIPT POST B post.sh $RETURN\n",
+        "a.sub": "executable = ok.sh\narguments = $(JOB)\nqueue\n",
+        "ok.sh": '#!/bin/sh\necho "ran $1"\n',
+        "fits/b.sub": "executable = fit.sh\ntransfer_input_files = data.csv\nqueue\n",
+        "fits/fit.sh": "#!/bin/sh\ncat data.csv\n",
+        "fits/data.csv": "1,2\n",
+        "fits/post.sh": '#!/bin/sh\necho "post $1"\n',
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        if name.endswith(".sh"):
+            (tmp_path / name).chmod(0o755)
+    refused = remote("submit", "pipeline.dag", cwd=tmp_path / "fits")
+    assert refused.returncode == 1 and "pipeline.dag: no such file" in refused.stderr
+    done = remote("submit", "pipeline.dag", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert [j["dag_node"] for j in answer["jobs"]] == ["A"]
+
+    def ended() -> dict | None:
+        shown = json.loads(remote("dag", str(answer["dag"]), "--json").stdout)
+        return shown if shown["state"] != "running" else None
+
+    shown = wait_until(ended, 90, f"dag {answer['dag']} to end")
+    assert shown["state"] == "succeeded", shown
+    fit, post = shown["nodes"][1]["jobs"]
+    assert remote("logs", str(fit)).stdout == "1,2\n" and remote("logs", str(post)).stdout == "post 0\n"
+    again = remote("dag", str(answer["dag"]), "--rerun")
+    assert again.stdout.startswith(f"dag {answer['dag']}: 0 nodes to run again\n"), "nothing failed"

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from dctoolkit.jobs import sandbox
+from dctoolkit.nodes.worker import sandbox
 from tests.support.cluster import ROOT, Cluster, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.nodeside]

@@ -7,7 +7,7 @@ import pytest
 
 from tests.support.cluster import wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.engine]
 
 
 def started(job):
@@ -71,9 +71,10 @@ def test_a_job_over_its_memory_request_is_killed_and_told_why(cluster, tmp_path)
 def test_hold_of_a_running_job_stops_it_and_requeues_it_held(cluster, tmp_path):
     (job,) = cluster.submit(tmp_path, "executable = h.sh\n", {"h.sh": "#!/bin/sh\necho run $DCT_ATTEMPT\nsleep 60\n"})
     cluster.wait_job(job["id"], states=("running",))
-    cluster.cli("hold", str(job["id"]))
-    held = cluster.wait_job(job["id"], states=("held",), timeout=10)
-    assert held["attempts"] == 1 and held["node"] is None
+    (answer,) = cluster.json("hold", str(job["id"]), "--json")["jobs"]
+    assert answer["state"] == "held", "the answer shows it held at once, while its node stops it"
+    held = wait_until(lambda: (j := cluster.job(job["id"]))["node"] is None and j, 10, "the job to have stopped")
+    assert held["attempts"] == 1 and held["state"] == "held"
     cluster.cli("release", str(job["id"]))
     again = cluster.wait_job(job["id"], states=("running",))
     assert again["attempts"] == 2
@@ -112,6 +113,38 @@ def test_scheduler_restart_loses_no_job_and_runs_none_twice(fresh_cluster, tmp_p
     done = [c.wait_job(j["id"], timeout=90) for j in jobs]
     assert all(j["state"] == "succeeded" and j["attempts"] == 1 for j in done), done
     assert [c.cli("logs", str(j["id"])).stdout for j in jobs] == [f"once {i}\n" for i in range(6)]
+
+
+def test_a_scheduler_killed_while_a_child_waits_for_its_parent_and_a_retry_waits_loses_nothing(fresh_cluster, tmp_path):
+    # kill -9 of every scheduler while a parent ends (its child not yet released) and while a failed job
+    # waits out its retry delay: a fresh scheduler releases both, each runs exactly once more.
+    c = fresh_cluster
+    c.start_node("node-1", slots=2)
+    files = {
+        "p.sh": "#!/bin/sh\nsleep 12\necho parent\n",
+        "c.sh": "#!/bin/sh\necho child $DCT_ATTEMPT\n",
+        "f.sh": '#!/bin/sh\necho run $DCT_ATTEMPT\n[ "$DCT_ATTEMPT" = 2 ]\n',
+    }
+    (parent,) = c.submit(tmp_path / "p", "executable = p.sh\n", files)
+    (child,) = c.submit(tmp_path / "c", f"executable = c.sh\nafter_ok = {parent['id']}\n", files)
+    (flaky,) = c.submit(tmp_path / "f", "executable = f.sh\nmax_retries = 1\nretry_delay = 4s\n", files)
+    c.wait_job(parent["id"], states=("running",), timeout=90)
+    wait_until(lambda: c.job(flaky["id"])["attempts"] == 1 and c.job(flaky["id"])["state"] == "waiting", 60,
+               "the flaky job's first run to fail and wait for its retry")  # fmt: skip
+    for proc in list(c.others):
+        proc.kill()
+        proc.wait()
+    c.others.clear()
+    wait_until(lambda: c.job(parent["id"])["state"] == "succeeded", 60, "the parent to end, no scheduler running")
+    assert c.job(child["id"])["state"] == "waiting", "nothing but a scheduler releases the child"
+    c.start_scheduler()
+    done = {j["id"]: c.wait_job(j["id"], timeout=90) for j in (child, flaky)}
+    assert done[child["id"]]["state"] == "succeeded" and done[child["id"]]["attempts"] == 1
+    assert done[child["id"]]["started_at"] >= c.job(parent["id"])["finished_at"]
+    assert (done[flaky["id"]]["state"], done[flaky["id"]]["attempts"]) == ("succeeded", 2)
+    assert [a["state"] for a in done[flaky["id"]]["attempt_history"]] == ["failed", "succeeded"]
+    assert c.cli("logs", str(child["id"])).stdout == "child 1\n"
+    assert c.cli("logs", str(flaky["id"])).stdout == "run 2\n"
 
 
 def test_gpus_are_allocated_by_index_and_each_job_sees_only_its_own(fresh_cluster, tmp_path):

@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from dctoolkit.jobs import runner, sandbox, warm, workfiles
-from dctoolkit.stack import wait_until
+from dctoolkit.dev.stack import wait_until
+from dctoolkit.nodes.worker import runner, sandbox, warm, workfiles
 
 pytestmark = [pytest.mark.integration, pytest.mark.nodeside]
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,8 +182,12 @@ def test_an_unused_sandbox_is_retired_and_its_folder_removed(pool, tmp_path, mon
 
 def test_a_job_given_a_dead_sandbox_fails_with_a_reason_and_never_starts_elsewhere(pool, tmp_path):
     box = pool.take(ALICE, fence())
+    inside = list(box._in_sandbox())  # the host's pids of its init and zygote
     box.kill()  # as if the zygote had died between two jobs
     box.proc.wait()
+    # The zygote dies by its parent-death signal, a moment after bubblewrap: on a loaded machine it could still
+    # take the job (as a live zygote should), which is not what this test is about.
+    wait_until(lambda: not any(psutil.pid_exists(pid) for pid in inside), 10, "the sandbox's processes to end")
     (box.folder / "job.sh").write_text("#!/bin/sh\necho ran > ran.txt\n")
     (box.folder / "job.sh").chmod(0o755)
     spec = runner.RunSpec(

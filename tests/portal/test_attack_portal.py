@@ -12,11 +12,10 @@ from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from dctoolkit.jobs.intake.parse import MAX_SUBMISSION_BYTES
 from dctoolkit.jobs.models import Job, JobState, Submission
-from dctoolkit.jobs.submission import MAX_SUBMISSION_BYTES
-from dctoolkit.jobs.views import TAIL_BYTES
-
-from .conftest import make_job
+from dctoolkit.jobs.web.views import TAIL_BYTES
+from tests.portal.conftest import make_job
 
 pytestmark = pytest.mark.django_db
 
@@ -283,15 +282,18 @@ def test_the_queue_page_with_100000_queued_jobs_is_one_cheap_page_of_50(
     assert len(waiting) == 50
     assert "100000 queued in all" in response.text
     assert 'data-testid="waiting-pager"' in response.text and "Page 1 of 2000" in response.text
-    # Fair-share order: both users have no usage, so the lower user id (alice) goes first.
+    # Fair-share order, as the scheduler places them: both users have no usage, so they take turns, the lower
+    # user id (alice) first.
     assert [j["position"] for j in waiting] == list(range(1, 51))
+    assert [j["owner"] for j in waiting[:4]] == ["alice", "bob", "alice", "bob"]
     # The 3 s poll asks for the page it shows, and costs the same.
     assert 'hx-get="/queue/?page=1"' in response.text
     with django_assert_max_num_queries(30):
         last = client.get("/queue/", {"page": "2000"}, HTTP_HX_REQUEST="true")
     positions = [j["position"] for j in last.context["waiting"]]
     assert positions == list(range(99_951, 100_001))
-    assert {j["owner"] for j in last.context["waiting"]} == {"bob"}
+    # Bob's 1000 jobs were all served in the first 2000 turns: the end of the queue is alice's.
+    assert {j["owner"] for j in last.context["waiting"]} == {"alice"}
     assert "jobs ahead of it" in last.context["waiting"][0]["reason"] or last.context["waiting"][0]["reason"]
 
 
@@ -301,5 +303,6 @@ def test_a_users_queue_page_shows_their_place_in_the_whole_queue(client, owner, 
     client.force_login(other)
     response = client.get("/queue/", {"page": "2"})
     waiting = response.context["waiting"]
-    assert [j["position"] for j in waiting] == list(range(171, 181))
+    # Equal usage: alice and bob take turns (alice first), so bob's 51st to 60th jobs are 102nd, 104th, ... 120th.
+    assert [j["position"] for j in waiting] == list(range(102, 121, 2))
     assert {j["owner"] for j in waiting} == {"bob"}

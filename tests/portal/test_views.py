@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -11,8 +12,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dctoolkit.jobs.models import Job, JobState
-
-from .conftest import make_job
+from dctoolkit.lib.units import format_seconds
+from tests.portal.conftest import make_job
 
 pytestmark = pytest.mark.django_db
 
@@ -180,7 +181,7 @@ def test_queue_shows_running_with_elapsed_time_and_waiting_with_place_and_reason
     response = client.get("/queue/")
     assert [j["id"] for j in response.context["running"]] == [running.id]
     assert response.context["running"][0]["run_seconds"] >= 240
-    assert "4m " in response.text
+    assert re.search(r">4m\d\ds<", response.text)  # units.format_seconds, as the command line writes it
     waiting = {j["id"]: j for j in response.context["waiting"]}
     assert set(waiting) == {first.id, second.id}
     assert waiting[first.id]["position"] < waiting[second.id]["position"]
@@ -289,7 +290,7 @@ def test_cancelling_a_running_job_says_its_node_stops_it(client, owner, node):
     job = make_job(owner, state=JobState.RUNNING, node=node)
     client.force_login(owner)
     response = client.post(f"/jobs/{job.id}/cancel/", follow=True)
-    assert "being stopped on node-1" in response.text
+    assert "cancelled; it is being stopped on node-1" in response.text
     assert Job.objects.get(id=job.id).kill_requested == "cancel"
 
 
@@ -305,7 +306,34 @@ def test_usage_page_shows_the_fair_share_table_and_chart_data(client, owner, oth
     chart = response.context["chart"]
     assert chart["datasets"] == [{"label": "bob", "data": [0.0] * 29 + [2.0]}]
     assert 'id="usage-data"' in response.text
-    assert "2h 00m" in response.text
+    # As `usage` writes it (units.format_seconds); 2h00m, or 1h59m once it has decayed a second.
+    shown = format_seconds(response.context["users"][0]["usage"])
+    assert shown in ("2h00m", "1h59m") and f">{shown}<" in response.text
+
+
+def test_usage_page_shows_the_accounting_groups_by_priority_with_their_members(client, owner, other):
+    from django.utils import timezone
+
+    from dctoolkit.accounts.models import Group, Membership
+    from dctoolkit.accounts.usage import charge_job
+
+    bio, chem = Group.objects.create(name="bio", share=3.0), Group.objects.create(name="chem")
+    Membership.objects.create(group=bio, user=other)
+    Membership.objects.create(group=chem, user=owner)
+    charge_job(other.id, 1, 3600, timezone.now(), group_id=bio.id)  # 3600 over share 3: 1200
+    charge_job(owner.id, 1, 1800, timezone.now(), group_id=chem.id)  # 1800 over share 1
+    client.force_login(owner)
+    response = client.get("/usage/")
+    assert [(g["group"], g["priority"], g["members"]) for g in response.context["groups"]] == [
+        ("bio", 1, ["bob"]),
+        ("chem", 2, [owner.username]),
+    ]
+    assert 'data-testid="group-table"' in response.text and ">bio<" in response.text
+    # The chart by group: what the jobs charging each group used today, in CPU hours.
+    groups = {d["label"]: d["data"] for d in response.context["chart"]["group_datasets"]}
+    assert (groups["bio"][-1], groups["chem"][-1]) == (1.0, 0.5) and 'id="usage-group-chart"' in response.text
+    # The users go by their group first: bob (more usage, the group ahead) before the owner.
+    assert [u["user"] for u in response.context["users"]] == ["bob", owner.username]
 
 
 # --- submit -------------------------------------------------------------------------------
@@ -373,6 +401,9 @@ def test_submit_copies_queues_n_jobs(client, owner):
         ({"data": [upload("a,b.csv", b"x")]}, "data", "rename the file"),
         ({"arguments": "'unclosed"}, "arguments", "close every quote"),
         ({"node": "node-9"}, "node", "Select a valid choice"),
+        ({"labels": "fastnet"}, "labels", "labels: no node has label 'fastnet'; no node has labels"),
+        ({"labels": "ib\nrequest_cpus = 2"}, "labels", "The labels must fit on one line."),
+        ({"gpu_type": "A100"}, "gpu_type", "gpu_type: no node has 1 A100 GPU; GPUs on nodes: Tesla T4 15360 MB"),
     ],
 )
 def test_submit_errors_appear_beside_their_field(client, owner, node, fields, field, message):
@@ -384,6 +415,14 @@ def test_submit_errors_appear_beside_their_field(client, owner, node, fields, fi
     assert message in " ".join(errors[field])
     assert f'data-error-for="{field}"' in response.text
     assert not Job.objects.exists()
+
+
+def test_submit_a_gpu_kind_from_the_form_stores_the_jobs_choice(client, owner, node):
+    client.force_login(owner)
+    response = client.post("/submit/", program_form(gpu_type="t4"))
+    assert response.status_code == 302
+    job = Job.objects.get(owner=owner)
+    assert (job.request_gpus, job.placement) == (1, {"gpu_type": "t4"})
 
 
 def test_submit_a_submission_file_with_its_files(client, owner):
@@ -405,3 +444,50 @@ def test_submission_file_errors_name_file_and_line(client, owner):
     errors = client.post("/submit/", missing).context["form"].errors
     assert errors["files"] == ["job.txt:2: file 'd.csv' not found; check the name and that it exists"]
     assert not Job.objects.exists()
+
+
+def test_an_htcondor_submit_file_runs_from_the_portal_and_every_problem_is_shown(client, owner):
+    client.force_login(owner)
+    text = (
+        b"universe = vanilla\nexecutable = fit.py\narguments = \"$(x) 'two words'\"\noutput = out.$(Process)\n"
+        b"log = fit.log\nshould_transfer_files = YES\nrequest_disk = 1GB\nqueue x from items.txt\n"
+    )
+    files = [upload("fit.py", b"print(1)\n"), upload("items.txt", b"a\nb\nc\n")]
+    response = client.post("/submit/", {"mode": "file", "submission": upload("fit.sub", text), "files": files})
+    assert response.status_code == 302
+    assert sorted(Job.objects.filter(owner=owner).values_list("arguments", flat=True)) == [
+        ["a", "two words"],
+        ["b", "two words"],
+        ["c", "two words"],
+    ]
+    bad = b"universe = java\nexecutable = fit.py\nrequest_dsk = 1GB\nqueue 2 x\n"
+    form = {"mode": "file", "submission": upload("bad.sub", bad), "files": [upload("fit.py", b"x")]}
+    assert client.post("/submit/", form).context["form"].errors["submission"] == [
+        "bad.sub:1: universe = java is not supported here; use universe = vanilla (the default), "
+        "or universe = container",
+        "bad.sub:3: unknown key 'request_dsk' — did you mean 'request_disk'?",
+        "bad.sub:4: cannot read 'queue 2 x': after the count comes 'VAR in (...)', 'VAR from FILE' "
+        "or 'VAR matching GLOB'",
+    ]
+
+
+def test_a_job_holding_gpus_idle_says_so_on_its_page_and_a_busy_one_does_not(client, owner, other, node, settings):
+    settings.DCT_BILLING = "cpu=1,gpu=8"
+    settings.DCT_GPU_IDLE_PERCENT, settings.DCT_GPU_IDLE_SECONDS = 5.0, 1800.0
+    now = timezone.now()
+    tally = {"gpu_util_samples": 540, "gpu_idle_since": now - timedelta(minutes=45), "gpu_util_at": now}
+    idle = make_job(owner, state=JobState.RUNNING, node=node, request_gpus=2, gpu_indices=[0, 1],
+                    gpu_util_total=0.0, gpu_util_recent=0.0, **tally)  # fmt: skip
+    busy = make_job(owner, state=JobState.RUNNING, node=node, request_gpus=1, gpu_indices=[2],
+                    gpu_util_total=540 * 80.0, gpu_util_recent=80.0, gpu_util_samples=540, gpu_util_at=now)  # fmt: skip
+    client.force_login(owner)
+    text = client.get(f"/jobs/{idle.id}/").text
+    assert (
+        f'data-testid="gpu-idle">job {idle.id} holds 2 GPUs at 0% for 45 min; that costs 16 GPU-units an hour<'
+    ) in text
+    assert 'data-testid="gpu-use">0% over the run · 0% in the last 10 min<' in text
+    busy_text = client.get(f"/jobs/{busy.id}/").text
+    assert 'data-testid="gpu-idle"' not in busy_text
+    assert 'data-testid="gpu-use">80% over the run · 80% in the last 10 min<' in busy_text
+    client.force_login(other)
+    assert client.get(f"/jobs/{idle.id}/").status_code == 404

@@ -15,7 +15,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dctoolkit.stack import RedisServer, free_port, kill_group, redis_server_binary, spawn, stop_processes, wait_until
+from dctoolkit.dev.stack import (
+    RedisServer,
+    free_port,
+    kill_group,
+    redis_server_binary,
+    spawn,
+    stop_processes,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -87,7 +95,7 @@ for line in sys.stdin:
     sys.stdout.write(json.dumps({"rc": rc, "stdout": out.getvalue(), "stderr": err.getvalue()}) + "\\n")
     sys.stdout.flush()
 """
-READ_ONLY_COMMANDS = ("job", "jobs", "nodes", "usage")
+READ_ONLY_COMMANDS = ("job", "jobs", "nodes", "usage", "dag")
 
 
 class Reader:
@@ -234,7 +242,17 @@ class Cluster:
     def cli(self, *args: str, user: str = "alice", check: bool = True, cwd: Path | None = None,
             input: str | None = None) -> subprocess.CompletedProcess:  # fmt: skip
         argv = [PYTHON, str(ROOT / "manage.py"), *args]
-        if args and args[0] not in ("migrate", "nodes", "usage", "adduser", "drain", "resume", "scheduler"):
+        if args and args[0] not in (
+            "migrate",
+            "nodes",
+            "usage",
+            "adduser",
+            "drain",
+            "resume",
+            "scheduler",
+            "limits",
+            "group",
+        ):
             argv += ["--user", user]
         done = subprocess.run(
             argv, cwd=cwd or self.workdir, env=self.env, capture_output=True, text=True, timeout=120, input=input

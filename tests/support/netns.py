@@ -1,12 +1,15 @@
 """Test hosts on one machine: network namespaces joined to this one by veth pairs.
 
-Host N has the address 10.231.N.2 and reaches this (the server's) namespace
-at 10.231.N.1 over its own link; `cut()` takes that link down, as a pulled
-cable would.  Only these test hosts and loopback are ever addressed.
+Each host has the address 10.231.S.2 and reaches this (the server's) namespace
+at 10.231.S.1 over its own link, S a subnet no other link on this machine has
+(tests run side by side in several processes); `cut()` takes that link down, as
+a pulled cable would.  Only these test hosts and loopback are ever addressed.
 """
 
 from __future__ import annotations
 
+import random
+import re
 import subprocess
 import sys
 import uuid
@@ -60,10 +63,24 @@ def namespaces_available() -> str:
     return ""
 
 
+PICKED: set[int] = set()  # by this process, made or about to be
+
+
+def unused_subnet() -> int:
+    """An S for 10.231.S.0/24 that no address on this machine is in and this process has not picked
+    (at random among them, so two processes making hosts at once rarely pick the same one)."""
+    shown = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True).stdout
+    used = PICKED | {int(s) for s in re.findall(r"inet 10\.231\.(\d+)\.", shown)}
+    picked = random.choice([s for s in range(1, 255) if s not in used])
+    PICKED.add(picked)
+    return picked
+
+
 @dataclass
 class Host:
     index: int
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:4])
+    subnet: int = field(default_factory=unused_subnet)
 
     @property
     def ns(self) -> str:
@@ -75,11 +92,11 @@ class Host:
 
     @property
     def server_ip(self) -> str:
-        return f"10.231.{self.index}.1"
+        return f"10.231.{self.subnet}.1"
 
     @property
     def ip(self) -> str:
-        return f"10.231.{self.index}.2"
+        return f"10.231.{self.subnet}.2"
 
     def create(self) -> None:
         run("ip", "netns", "add", self.ns)

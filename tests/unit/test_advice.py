@@ -1,6 +1,6 @@
 """Requested versus used, and when a better request is suggested."""
 
-from dctoolkit.jobs.advice import Usage, compare, nice_size_mb, size_text
+from dctoolkit.jobs.intake.advice import Usage, compare, nice_size_mb, size_text
 
 
 def usage(cpus=1, memory_mb=256, run=100.0, cpu=100.0, rss=100.0) -> Usage:

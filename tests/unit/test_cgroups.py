@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from dctoolkit.jobs import cgroups
-from dctoolkit.jobs.cgroups import CgroupError
+from dctoolkit.nodes.worker import cgroups
+from dctoolkit.nodes.worker.cgroups import CgroupError
 
 V1 = """\
 12:pids:/user.slice/user-1000.slice/session-3.scope
@@ -36,7 +36,9 @@ def test_a_jobs_cgroup_nests_under_the_nodes_own_in_each_hierarchy(tmp_path):
     assert own == {
         "memory": tmp_path / "memory/process_api/8c790339",
         "pids": tmp_path / "pids/user.slice/user-1000.slice/session-3.scope",
+        "cpu": tmp_path / "cpu",  # co-mounted with cpuacct: /sys/fs/cgroup/cpu is its link
     }
+    assert "cpu" not in cgroups.own_dirs(1, {"memory": "/", "pids": "/"}, tmp_path), "the cpu controller is optional"
     node = cgroups.node_dirs(own, "gpu-1", 4242)
     job = cgroups.job_dirs(node, 12, 3)
     assert job["memory"] == tmp_path / "memory/process_api/8c790339/dctoolkit-gpu-1-4242/job-12-3"
@@ -73,6 +75,24 @@ def test_limits_are_memory_with_swap_and_then_pids():
     assert cgroups.limit_files(1, 0, 7) == [("pids", "pids.max", "7", True)], "no memory request: no memory limit"
 
 
+def test_a_cpu_limit_gives_request_cpus_cores_of_time_per_period():
+    assert cgroups.limit_files(1, 0, 7, cpus=2) == [
+        ("pids", "pids.max", "7", True),
+        # the quota is checked against the period: the period first
+        ("cpu", "cpu.cfs_period_us", "100000", True),
+        ("cpu", "cpu.cfs_quota_us", "200000", True),
+    ]
+    assert cgroups.limit_files(2, 0, 7, cpus=1)[-1] == ("unified", "cpu.max", "100000 100000", True)
+    assert cgroups.limit_files(2, 0, 7, cpus=None) == [("unified", "pids.max", "7", True)], "no cpu controller"
+
+
+def test_enforcement_says_cgroup_or_affinity_for_cpus():
+    with_cpu = cgroups.NodeCgroups(1, {}, cpu=True)
+    assert cgroups.enforcement_of(with_cpu) == {"cpus": "cgroup", "memory": "cgroup", "pids": "cgroup"}
+    assert cgroups.enforcement_of(cgroups.NodeCgroups(2, {}))["cpus"] == "affinity"
+    assert cgroups.enforcement_of(None) == {"cpus": "affinity", "memory": "watch", "pids": None}
+
+
 def test_oom_kills_are_read_from_oom_control_and_memory_events():
     assert cgroups.oom_kills(1, OOM_CONTROL) == 2
     assert cgroups.oom_kills(2, MEMORY_EVENTS) == 1
@@ -107,7 +127,7 @@ def test_a_node_that_cannot_make_cgroups_says_so_once_and_watches_memory(tmp_pat
     assert len(said) == 1, said
     assert f"the cgroup v1 memory controller is not mounted at {tmp_path}/memory" in said[0]
     assert "watches their memory instead" in said[0] and "To fix:" in said[0]
-    assert cgroups.enforcement("plain") == {"memory": "watch", "pids": None}
+    assert cgroups.enforcement("plain") == {"cpus": "affinity", "memory": "watch", "pids": None}
 
 
 def test_dct_cgroups_off_turns_them_off(monkeypatch, caplog):

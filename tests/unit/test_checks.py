@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dctoolkit import checks
+from dctoolkit.nodes.worker import checks as node_checks
 
 ROOT = Path(__file__).resolve().parents[2]
 POSTGRES = {"ENGINE": "django.db.backends.postgresql", "NAME": "dct", "HOST": "db.lab", "USER": "dct"}
@@ -23,6 +24,10 @@ def production(settings, monkeypatch):
     settings.PRODUCTION = True
     settings.REDIS_URL = "redis://:s3cret-s3cret-s3cret@redis.lab:6379/0"
     set_database(monkeypatch, {**POSTGRES, "PASSWORD": "pw"})
+    settings.DEBUG = False
+    settings.DCT_BASE_URL = "https://cluster.lab"
+    settings.ALLOWED_HOSTS = ["cluster.lab"]
+    settings.EMAIL_HOST = "smtp.lab"
     return settings
 
 
@@ -39,6 +44,7 @@ def ids(found) -> list[str]:
 
 def test_a_well_configured_production_passes_every_check(production, tmp_path):
     production.DCT_STORAGE = tmp_path
+    production.DCT_SCRATCH = tmp_path / "scratch"
     production.DCT_REQUIRE_SANDBOX = True
     found = [m for check in ALL for m in check()]
     assert found == []
@@ -114,7 +120,7 @@ def test_storage_the_process_may_not_write_is_an_error(settings, tmp_path):
 
 @pytest.fixture
 def fresh_bwrap_lookup():
-    from dctoolkit.jobs.sandbox import bwrap_path
+    from dctoolkit.nodes.worker.sandbox import bwrap_path
 
     bwrap_path.cache_clear()  # it is looked up once per process
     yield
@@ -122,30 +128,139 @@ def fresh_bwrap_lookup():
 
 
 def test_a_required_sandbox_without_bubblewrap_warns(settings, tmp_path, fresh_bwrap_lookup):
-    from dctoolkit.jobs.sandbox import bwrap_path
+    from dctoolkit.nodes.worker.sandbox import bwrap_path
 
     settings.DCT_REQUIRE_SANDBOX = True
     settings.DCT_BWRAP = str(tmp_path / "no-bwrap")
-    (warning,) = checks.check_sandbox_available()
+    (warning,) = node_checks.check_sandbox_available()
     assert warning.id == "dctoolkit.W001"
     assert warning.msg.startswith(f"DCT_REQUIRE_SANDBOX=1 but bubblewrap is not found ({tmp_path / 'no-bwrap'})")
     assert "apt-get install bubblewrap" in warning.hint
     settings.DCT_BWRAP = ""
     bwrap_path.cache_clear()
-    assert checks.check_sandbox_available() == [], "bwrap is installed here"
+    assert node_checks.check_sandbox_available() == [], "bwrap is installed here"
     settings.DCT_REQUIRE_SANDBOX = False
     settings.DCT_BWRAP = str(tmp_path / "no-bwrap")
     bwrap_path.cache_clear()
-    assert checks.check_sandbox_available() == []
+    assert node_checks.check_sandbox_available() == []
+
+
+def test_scratch_that_cannot_be_written_warns_that_a_node_here_fails_its_jobs(settings, tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    settings.DCT_SCRATCH = a_file / "scratch"
+    (warning,) = node_checks.check_scratch_writable()
+    assert warning.id == "dctoolkit.W003" and not warning.is_serious()
+    assert warning.msg.startswith(f"DCT_SCRATCH ({a_file / 'scratch'}) cannot be made: {a_file} is not a folder")
+    assert "would fail every job" in warning.msg
+    assert "chown" in warning.hint and "only the server needs none" in warning.hint
+    settings.DCT_SCRATCH = tmp_path / "not-yet" / "scratch"
+    assert node_checks.check_scratch_writable() == []
+
+
+@pytest.mark.parametrize(("beat", "timeout"), [(5, 9), (5, 5), (10, 15)])
+def test_a_node_timeout_under_two_heartbeats_is_an_error(settings, beat, timeout):
+    settings.DCT_HEARTBEAT_SECONDS, settings.DCT_NODE_TIMEOUT_SECONDS = beat, timeout
+    (error,) = checks.check_node_timeout()
+    assert error.id == "dctoolkit.E004" and error.is_serious()
+    assert error.msg.startswith(
+        f"DCT_NODE_TIMEOUT_SECONDS={timeout} is less than two heartbeats (DCT_HEARTBEAT_SECONDS={beat})"
+    )
+    assert f"Set DCT_NODE_TIMEOUT_SECONDS to at least {2 * beat}" in error.hint
+
+
+@pytest.mark.parametrize(("beat", "timeout"), [(5, 15), (5, 10), (1, 6)])
+def test_a_node_timeout_of_two_heartbeats_or_more_passes(settings, beat, timeout):
+    settings.DCT_HEARTBEAT_SECONDS, settings.DCT_NODE_TIMEOUT_SECONDS = beat, timeout
+    assert checks.check_node_timeout() == []
+
+
+def test_a_bad_billing_is_an_error_saying_what_to_write(settings):
+    settings.DCT_BILLING = "cpu=1,gpu=eight"
+    (error,) = checks.check_billing()
+    assert error.id == "dctoolkit.E006" and error.is_serious()
+    assert error.msg == "DCT_BILLING='cpu=1,gpu=eight': gpu=eight: a weight is a number from 0 up, such as gpu=1."
+    assert "DCT_BILLING=cpu=1,gpu=8,mem_gb=0.25" in error.hint
+    settings.DCT_BILLING = "cpu=1,gpu=8,mem_gb=0.25"
+    assert checks.check_billing() == []
+
+
+def test_debug_in_production_is_an_error(production):
+    production.DEBUG = True
+    (error,) = checks.check_production_debug()
+    assert error.id == "dctoolkit.E005" and error.is_serious()
+    assert error.msg.startswith("DEBUG=1 with DCT_PRODUCTION=1: an error page would show")
+    assert "DEBUG=0" in error.hint
+    production.PRODUCTION = False
+    assert checks.check_production_debug() == []
+
+
+@pytest.mark.parametrize("url", ["http://localhost:8000", "http://127.0.0.1", "http://[::1]:8000/"])
+def test_a_base_url_on_loopback_in_production_warns(production, url):
+    production.DCT_BASE_URL = url
+    (warning,) = checks.check_production_addresses()
+    assert warning.id == "dctoolkit.W004" and not warning.is_serious()
+    assert warning.msg.startswith(f"DCT_BASE_URL ({url}) points at this machine's loopback")
+    assert "DCT_BASE_URL=https://cluster.lab" in warning.hint
+
+
+def test_allowed_hosts_left_at_loopback_in_production_warns(production):
+    production.ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+    (warning,) = checks.check_production_addresses()
+    assert warning.id == "dctoolkit.W005"
+    assert warning.msg.startswith("ALLOWED_HOSTS (localhost,127.0.0.1,[::1]) names only this machine's loopback")
+    assert "ALLOWED_HOSTS=cluster.lab" in warning.hint
+    production.ALLOWED_HOSTS = ["localhost", "cluster.lab"]
+    assert checks.check_production_addresses() == []
+
+
+def test_laptop_addresses_are_fine_outside_production(settings):
+    settings.PRODUCTION = False
+    settings.DCT_BASE_URL, settings.ALLOWED_HOSTS, settings.EMAIL_HOST = "http://localhost:8000", ["localhost"], ""
+    assert checks.check_production_addresses() == [] and checks.check_production_mail() == []
+
+
+def test_production_without_a_mail_server_warns(production):
+    production.EMAIL_HOST = ""
+    (warning,) = checks.check_production_mail()
+    assert warning.id == "dctoolkit.W006" and not warning.is_serious()
+    assert warning.msg.startswith("DCT_PRODUCTION=1 without EMAIL_HOST: the mail a user asks for")
+    assert "Set EMAIL_HOST" in warning.hint
+
+
+def test_bad_desktop_settings_are_each_an_error(settings):
+    from dctoolkit.nodes.worker.desktop import desktop_config
+
+    settings.DCT_DESKTOP = desktop_config({"DCT_NODE_POLICY": "laptop", "DCT_SUSPEND_MAX": "ages"})
+    found = node_checks.check_desktop_settings()
+    assert ids(found) == ["dctoolkit.E010"] * 2 and all(m.is_serious() for m in found)
+    assert found[0].msg.startswith("DCT_NODE_POLICY='laptop': use desktop")
+    assert found[1].msg.startswith("DCT_SUSPEND_MAX='ages'")
+    settings.DCT_DESKTOP = desktop_config({"DCT_NODE_POLICY": "desktop", "DCT_IDLE_MINUTES": "5"})
+    assert node_checks.check_desktop_settings() == []
 
 
 ALL = [
     checks.check_broker_password,
     checks.check_database_password,
     checks.check_storage_writable,
-    checks.check_sandbox_available,
+    node_checks.check_sandbox_available,
+    node_checks.check_scratch_writable,
+    node_checks.check_desktop_settings,
     checks.check_production_database,
+    checks.check_node_timeout,
+    checks.check_billing,
+    checks.check_production_debug,
+    checks.check_production_addresses,
+    checks.check_production_mail,
 ]
+
+
+def test_every_registered_check_is_tested_here():
+    from django.core.checks import registry
+
+    registered = {f.__name__ for f in registry.registry.get_checks() if "dctoolkit" in getattr(f, "tags", ())}
+    assert registered == {f.__name__ for f in ALL}
 
 
 def production_env(tmp_path: Path, **extra: str) -> dict:
@@ -172,3 +287,14 @@ def test_a_node_refuses_to_start_in_production_on_a_broker_without_a_password(tm
     assert done.returncode == 1, done.stdout + done.stderr
     assert "this node worker will not start:\n  ?: (dctoolkit.E001) REDIS_URL" in done.stderr
     assert "(dctoolkit.W002) DCT_PRODUCTION=1 with SQLite" in done.stderr  # a warning: logged, not fatal
+
+
+def test_check_names_a_node_timeout_too_short_with_its_hint(tmp_path):
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("DCT_", "DATABASE_URL", "REDIS_URL"))}
+    env = {**keep, "DCT_VAR": str(tmp_path / "var"), "SECRET_KEY": "x", "DCT_HEARTBEAT_SECONDS": "5",
+           "DCT_NODE_TIMEOUT_SECONDS": "6"}  # fmt: skip
+    done = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "(dctoolkit.E004) DCT_NODE_TIMEOUT_SECONDS=6 is less than two heartbeats" in done.stderr
+    assert "HINT: Set DCT_NODE_TIMEOUT_SECONDS to at least 10" in done.stderr

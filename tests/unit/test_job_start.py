@@ -10,8 +10,9 @@ import os
 
 import pytest
 
-from dctoolkit.jobs import jobenv, runner, sandbox, tasks, zygote
-from dctoolkit.jobs.sandbox import Fence
+from dctoolkit.jobs import jobenv
+from dctoolkit.nodes.worker import runner, sandbox, tasks, zygote
+from dctoolkit.nodes.worker.sandbox import Fence
 
 DEV = [
     "/dev/nvidia0",

@@ -5,7 +5,7 @@ import io
 from django.core.files.uploadhandler import MemoryFileUploadHandler
 from django.http.multipartparser import MultiPartParser
 
-from dctoolkit.remote import multipart
+from dctoolkit.client.remote import multipart
 
 
 def test_django_parses_the_body_back_into_its_fields_and_files(tmp_path, settings):

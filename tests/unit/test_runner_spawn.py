@@ -12,13 +12,15 @@ import sys
 import uuid
 from pathlib import Path
 
-from dctoolkit.stack import wait_until
+import pytest
+
+from dctoolkit.dev.stack import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = """
 import sys, time
 from pathlib import Path
-from dctoolkit.jobs import runner
+from dctoolkit.nodes.worker import runner
 spec = runner.RunSpec(job_id=1, workdir=Path("/tmp"), argv=["sleep", sys.argv[1]],
                       env={"PATH": "/usr/bin:/bin", "DCT_SPAWN_MARK": sys.argv[2]},
                       stdout_path=Path("/dev/null"), stderr_path=Path("/dev/null"))
@@ -70,3 +72,29 @@ def test_an_unfenced_job_dies_with_its_worker_and_no_helper_sees_its_environment
     finally:
         worker.kill()
         worker.wait()
+
+
+def test_an_unfenced_job_reads_its_input_file_on_stdin_and_a_link_is_never_followed(tmp_path):
+    from dctoolkit.nodes.worker import runner
+
+    (tmp_path / "in.txt").write_text("fed on stdin\n")
+    (tmp_path / "link.txt").symlink_to("/etc/hostname")
+    out_path = tmp_path / "stdout"
+
+    def spec(stdin: str) -> runner.RunSpec:
+        return runner.RunSpec(
+            job_id=1,
+            workdir=tmp_path,
+            argv=["cat"],
+            env={"PATH": "/usr/bin:/bin"},
+            stdout_path=out_path,
+            stderr_path=tmp_path / "stderr",
+            stdin_path=tmp_path / stdin,
+        )
+
+    with open(out_path, "wb") as out:
+        proc = runner._spawn(["cat"], spec("in.txt"), out, out)
+        assert proc.wait(timeout=30) == 0
+    assert out_path.read_text() == "fed on stdin\n"
+    with pytest.raises(runner.StartError, match=r"not started: its input file link\.txt could not be opened"):
+        runner.open_stdin(spec("link.txt").stdin_path)

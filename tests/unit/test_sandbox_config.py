@@ -2,8 +2,8 @@
 
 import pytest
 
-from dctoolkit.jobs import sandbox
-from dctoolkit.jobs.sandbox import ExtraPath, Fence, SandboxConfigError, parse_sandbox_paths
+from dctoolkit.nodes.worker import sandbox
+from dctoolkit.nodes.worker.sandbox import ExtraPath, Fence, SandboxConfigError, parse_sandbox_paths
 
 
 def test_sandbox_paths_are_read_only_unless_marked_rw():

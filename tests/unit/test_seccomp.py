@@ -13,8 +13,8 @@ import struct
 
 import pytest
 
-from dctoolkit.jobs import seccomp
-from dctoolkit.jobs.seccomp import (
+from dctoolkit.nodes.worker import seccomp
+from dctoolkit.nodes.worker.seccomp import (
     AUDIT_ARCH_AARCH64,
     AUDIT_ARCH_X86_64,
     RET_ENOSYS,
@@ -68,8 +68,9 @@ def test_the_program_is_whole_sock_filters_the_kernel_accepts():
     assert len(program) % 8 == 0 and 0 < len(insns) <= seccomp.BPF_MAXINSNS
     for at, (code, jt, jf, k) in enumerate(insns):
         if code == seccomp.BPF_LD_W_ABS:
-            # Aligned words of struct seccomp_data (64 bytes): nr, arch, low half of args[0].
-            assert k in (seccomp.OFFSET_NR, seccomp.OFFSET_ARCH, seccomp.OFFSET_ARG0_LOW), (at, k)
+            # Aligned words of struct seccomp_data (64 bytes): nr, arch, the low half of an argument.
+            args = {seccomp.OFFSET_ARG0_LOW + seccomp.ARG_BYTES * i for i in range(6)}
+            assert k in {seccomp.OFFSET_NR, seccomp.OFFSET_ARCH, *args}, (at, k)
         elif code != seccomp.BPF_RET_K:
             assert at + 1 + max(jt, jf) < len(insns), f"instruction {at} jumps past the end"
     assert insns[-1][0] == seccomp.BPF_RET_K, "the last instruction returns"
@@ -143,7 +144,8 @@ def test_the_tables_hold_the_kernels_numbers():
     )
     for arch, table in SYSCALLS.items():
         assert len(set(table.values())) == len(table), f"{arch}: two calls share a number"
-        assert set(table) - set(seccomp.DENIED) == {"clone", "clone3"}, arch
+        assert set(table) - set(seccomp.DENIED) - set(seccomp.MODE_ARGUMENT) == {"clone", "clone3", "openat2"}, arch
+    assert (x86["chmod"], x86["fchmodat"], x86["openat"], arm["fchmodat"], arm["openat"]) == (90, 268, 257, 53, 56)
 
 
 def test_a_jump_too_far_or_to_nowhere_is_refused_when_assembling():
@@ -156,3 +158,27 @@ def test_a_jump_too_far_or_to_nowhere_is_refused_when_assembling():
     with pytest.raises(ValueError) as err:
         seccomp.assemble([seccomp.Insn(seccomp.BPF_JEQ_K, 1, jt="gone")])
     assert str(err.value) == "instruction 0: no label 'gone'"
+
+
+@pytest.mark.parametrize("arch", sorted(SYSCALLS))
+@pytest.mark.parametrize("name", sorted(seccomp.MODE_ARGUMENT))
+def test_a_set_user_or_group_id_mode_is_refused_and_any_other_mode_allowed(arch, name):
+    if name not in SYSCALLS[arch]:
+        assert arch == "aarch64" and name in ("chmod", "open", "creat", "mknod")  # only the *at forms there
+        return
+    nr, at = SYSCALLS[arch][name], seccomp.MODE_ARGUMENT[name]
+
+    def with_mode(mode: int) -> tuple[int, ...]:
+        args = [0] * 6
+        args[at] = mode
+        return tuple(args)
+
+    for mode in (0o4755, 0o2755, 0o6777, 0o104755):
+        assert run(nr, ARCH[arch], with_mode(mode)) == RET_EPERM, oct(mode)
+    for mode in (0, 0o644, 0o755, 0o1777, 0o100644, 0xFFFFFFFF00000000 | 0o755):
+        assert run(nr, ARCH[arch], with_mode(mode)) == SECCOMP_RET_ALLOW, oct(mode)
+
+
+@pytest.mark.parametrize("arch", sorted(SYSCALLS))
+def test_openat2_gets_enosys_its_mode_is_out_of_reach(arch):
+    assert run(SYSCALLS[arch]["openat2"], ARCH[arch]) == RET_ENOSYS

@@ -1,7 +1,8 @@
 import pytest
 
-from dctoolkit.jobs.reasons import NodeView, Request, WaitFacts, explain_wait
-from dctoolkit.jobs.units import UnitError, format_seconds, parse_duration, parse_size_mb
+from dctoolkit.jobs.scheduling.reasons import NodeView, Request, WaitFacts, explain_wait
+from dctoolkit.jobs.templatetags.portal import duration, size_mb
+from dctoolkit.lib.units import UnitError, format_seconds, parse_duration, parse_size_mb
 
 
 @pytest.mark.parametrize(
@@ -25,6 +26,16 @@ def test_bad_duration_lists_forms():
 
 def test_format_seconds():
     assert [format_seconds(s) for s in (0.031, 5.25, 42, 185, 7260)] == ["0.03s", "5.2s", "42s", "3m05s", "2h01m"]
+
+
+def test_format_seconds_counts_days_past_a_day():
+    assert [format_seconds(s) for s in (86399, 86400, 90061.5, 365 * 86400)] == ["23h59m", "1d00h", "1d01h", "365d00h"]
+
+
+def test_portal_writes_durations_and_sizes_as_the_command_line_does():
+    assert [duration(s) for s in (2.34, 75, 185, 7260, 90061.5)] == ["2.3s", "1m15s", "3m05s", "2h01m", "1d01h"]
+    assert [duration(None), duration(float("inf")), size_mb(None)] == ["–", "–", "–"]
+    assert [size_mb(512), size_mb(7782.4)] == ["512 MB", "7.6 GB"]
 
 
 def view(name="node-1", online=True, cpus=2, free=0, mem=4096, free_mem=4096, drained=False):

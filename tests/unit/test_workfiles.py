@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dctoolkit.jobs import workfiles
+from dctoolkit.nodes.worker import workfiles
 
 
 @pytest.fixture

@@ -5,14 +5,19 @@ from __future__ import annotations
 from django import template
 from django.utils.html import format_html
 
+from dctoolkit.lib.units import format_mb, format_seconds
+
 register = template.Library()
 
 # Bootstrap colour of each job and node state (a badge's text-bg-*).
 STATE_COLOURS = {
+    "waiting": "light",
     "queued": "secondary",
     "held": "warning",
     "dispatched": "info",
     "running": "primary",
+    "suspended": "warning",
+    "vacated": "warning",
     "succeeded": "success",
     "failed": "danger",
     "cancelled": "dark",
@@ -25,34 +30,20 @@ STATE_COLOURS = {
 }
 
 
+# What a page shows for a duration or size not known (yet).
+UNKNOWN = "–"
+
+
 @register.filter
 def duration(seconds: float | None) -> str:
-    """90061.5 -> '1d 1h 1m', 75 -> '1m 15s', 2.34 -> '2.3s'; None -> '–'."""
-    if seconds is None:
-        return "–"
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    whole = int(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h {minutes}m"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
+    """A duration as the command line writes it (units.format_seconds): 75 -> '1m15s'; None -> '–'."""
+    return format_seconds(seconds, missing=UNKNOWN)
 
 
 @register.filter
 def size_mb(megabytes: float | None) -> str:
-    """Megabytes as a person reads them: '512 MB', '7.6 GB'."""
-    if megabytes is None:
-        return "–"
-    if megabytes >= 1024:
-        return f"{megabytes / 1024:.1f} GB"
-    return f"{megabytes:.0f} MB"
+    """Megabytes as the command line writes them (units.format_mb): '512 MB', '7.6 GB'; None -> '–'."""
+    return format_mb(megabytes, missing=UNKNOWN)
 
 
 @register.filter

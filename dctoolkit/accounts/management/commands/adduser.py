@@ -8,8 +8,11 @@ import sys
 from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
+from django.db import transaction
 
 from dctoolkit.cli import DctCommand
+from dctoolkit.operations import audit
+from dctoolkit.operations.models import AuditAction
 
 
 class Command(DctCommand):
@@ -41,5 +44,7 @@ class Command(DctCommand):
         except ValidationError as exc:
             raise CommandError("password refused: " + " ".join(exc.messages)) from None
         user.set_password(password)
-        user.save()
+        with transaction.atomic():
+            user.save()
+            audit.record(self.acting_actor(), AuditAction.ADD, user, staff=user.is_staff)
         self.stdout.write(f"user '{name}' created" + (" (staff)" if options["staff"] else ""))

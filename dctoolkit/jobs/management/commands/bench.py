@@ -1,9 +1,12 @@
-"""./dct bench [--quick] [--json] [--only NAMES]: the benchmark suite, on a private stack it starts and stops itself.
+"""./dct bench [--quick] [--json] [--only NAMES] [--database URL|none]: the benchmark suite, on a private stack
+it starts and stops itself.
 
 The measuring runs in a child process (`python -m bench.run`) whose
 environment points at a temporary folder: its own SQLite file, its own
 Redis on a free port, its own storage.  Your database, Redis and files are
-never touched.
+never touched.  The live scenarios run again on a PostgreSQL server (the
+one on 127.0.0.1:5432 when it answers, or `--database URL`), in a database
+the bench creates there and drops.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from django.conf import settings
 from django.core.management.base import CommandError
 
 from dctoolkit.cli import DctCommand
-from dctoolkit.stack import free_port, redis_url
+from dctoolkit.dev.stack import free_port, redis_url
 
 # A full run takes a few minutes on a two-core machine; --quick under one.
 TIMEOUT_SECONDS = 3600
@@ -37,7 +40,17 @@ class Command(DctCommand):
             default="",
             metavar="NAMES",
             help="run only the scenarios whose results are named (or start with) these, comma-separated: "
-            "throughput, latency, sandbox_overhead, node_rss_mb, submit_10k, schedule_pass, history_page_100k",
+            "throughput, server_cpu_per_job, latency, sandbox_overhead, node_rss_mb, submit_10k, schedule_pass, "
+            "history_page_100k, cli_status, cli_job, cli_submit (a live one's PostgreSQL rows: throughput_postgres, "
+            "latency_postgres_p50, ...)",
+        )
+        parser.add_argument(
+            "--database",
+            default="auto",
+            metavar="URL",
+            help="also run throughput and latency on this PostgreSQL server (postgres://USER@HOST:PORT/DB), in a "
+            "throwaway database the bench creates and drops; default: the server on 127.0.0.1:5432 if one "
+            "answers; none: SQLite only",
         )
 
     def handle(self, *args, **options):
@@ -45,7 +58,8 @@ class Command(DctCommand):
         try:
             done = subprocess.run(
                 [sys.executable, "-m", "bench.run", *(["--quick"] if options["quick"] else []),
-                 *(["--json"] if options["json"] else []), *(["--only", options["only"]] if options["only"] else [])],
+                 *(["--json"] if options["json"] else []), *(["--only", options["only"]] if options["only"] else []),
+                 "--database", options["database"]],
                 cwd=settings.BASE_DIR,
                 env=private_env(workdir),
                 stdout=subprocess.PIPE,

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from django.utils import timezone
 
+from dctoolkit.checks import TAG as CHECK_TAG
 from dctoolkit.cli import DctCommand, parse_job_id
-from dctoolkit.jobs.serializers import jobs_payload
-from dctoolkit.jobs.units import format_mb, format_seconds
+from dctoolkit.jobs.web.serializers import jobs_payload
+from dctoolkit.lib.units import format_mb, format_seconds
 
 
 class Command(DctCommand):
     help = "One job in full."
+    # Only dctoolkit's own system checks (dctoolkit/checks.py): Django's URL checks import every view and
+    # the API schema, half of this command's start-up, and scripts call it often (`./dct check` runs all).
+    requires_system_checks = [CHECK_TAG]
     remote_capable = True
 
     def add_arguments(self, parser):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from django.core.management.base import CommandError
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from dctoolkit.cli import DctCommand, render_table
-from dctoolkit.jobs.history import FilterError, filter_jobs
 from dctoolkit.jobs.models import FINAL_STATES, Job, JobState
-from dctoolkit.jobs.serializers import jobs_payload
-from dctoolkit.jobs.units import format_seconds
+from dctoolkit.jobs.web.history import FilterError, filter_jobs
+from dctoolkit.jobs.web.serializers import jobs_payload
+from dctoolkit.lib.units import format_seconds
 
 # History is long; the table shows the newest this many unless --limit says otherwise.
 DEFAULT_LIMIT = 1000
@@ -54,7 +55,8 @@ class Command(DctCommand):
 
     def local_rows(self, query: dict, limit: int) -> list[dict]:
         """Oldest first: the newest `limit` jobs that match, as the API would list them."""
-        jobs = Job.objects.select_related("owner", "node").order_by("-id")
+        jobs: QuerySet[Job] = Job.objects.select_related("owner", "node").order_by("-id")
+        # --all-users lists everyone's jobs, as before: this runs with the database's own credentials.
         if not query.pop("all_users", None):
             # mypy: the project's user model is auth.User.
             jobs = jobs.filter(owner=self.acting_user())  # type: ignore[misc]

@@ -8,8 +8,8 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from dctoolkit.cli import DctCommand
-from dctoolkit.jobs.history import purge_files
-from dctoolkit.jobs.units import UnitError, format_mb, parse_duration
+from dctoolkit.jobs.web.history import purge_files
+from dctoolkit.lib.units import UnitError, format_mb, parse_duration
 
 
 class Command(DctCommand):

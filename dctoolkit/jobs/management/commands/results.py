@@ -7,8 +7,10 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from dctoolkit.cli import DctCommand, parse_job_id
-from dctoolkit.jobs.models import WAITING_STATES
+from dctoolkit.cli import DctCommand, caller_path, parse_job_id
+from dctoolkit.jobs import eventlog, streams
+from dctoolkit.jobs.models import WAITING_STATES, Submission
+from dctoolkit.jobs.web.outputs import job_outputs
 
 
 class Command(DctCommand):
@@ -29,32 +31,56 @@ class Command(DctCommand):
 
     def copy_local(self, job_id: str, dest: str | Path | None) -> tuple[int, str, int, Path]:
         job = self.user_job(job_id)
-        dest = Path(dest or f"TASK{job.id}")
+        shown = Path(dest or f"TASK{job.id}")
+        dest = caller_path(shown)  # relative: to the caller's folder, wherever dct lives
         folder = job.folder()
         if not folder.exists():
             raise CommandError(f"job {job.id} has no results yet (it is {job.state})")
         dest.mkdir(parents=True, exist_ok=True)
         copied = 0
-        for name in ("stdout", "stderr"):
-            if (folder / name).is_file():
-                shutil.copyfile(folder / name, dest / name)
+        # HTCondor's `output = out.$(Process)` / `error = ...` name the files; else stdout and stderr.
+        names = streams.of(job)
+        for stream, name in (("stdout", names.stdout), ("stderr", names.stderr)):
+            target = dest / name
+            if (folder / stream).is_file() and target.resolve().is_relative_to(dest.resolve()):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if stream == "stderr" and name == names.stdout:
+                    # `output` and `error` name one file, as HTCondor allows: stderr follows stdout in it
+                    # (HTCondor interleaves them as written; the node keeps them apart).
+                    with open(target, "ab") as out, open(folder / stream, "rb") as err:
+                        shutil.copyfileobj(err, out)
+                    continue
+                shutil.copyfile(folder / stream, target)
                 copied += 1
-        outputs = folder / "outputs"
-        if outputs.is_dir():
-            for path in sorted(outputs.rglob("*")):
-                if path.is_file() and not path.is_symlink():
-                    target = dest / path.relative_to(outputs)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(path, target)
-                    copied += 1
-        return job.id, job.state, copied, dest
+        events = Submission(id=job.submission_id).folder() / eventlog.FILE_NAME
+        target = dest / names.log
+        if names.log and events.is_file() and target.resolve().is_relative_to(dest.resolve()):
+            # The submission's HTCondor event log (all its jobs), under the name `log` gave.
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(events, target)
+            copied += 1
+        # Into HTCondor's initialdir, as condor_submit's file transfer returns them: the API's listing
+        # (no link followed, names that are not UTF-8 left out), every file of it.
+        listing = job_outputs(job, limit=None)
+        for f in listing.files:
+            target = dest / names.initialdir / f["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(folder / "outputs" / f["path"], target)
+            copied += 1
+        if listing.unreadable_names:
+            self.stderr.write(
+                f"job {job.id}: left out {listing.unreadable_names} output name(s) that are not UTF-8 "
+                "(the API cannot name them either)"
+            )
+        return job.id, job.state, copied, shown
 
     def fetch_remote(self, job_id: int, dest: str | Path | None) -> tuple[int, str, int, Path]:
         # mypy: self.remote is set: handle() takes the remote path only then.
         job = self.remote.job(job_id)  # type: ignore[union-attr]
         if job["state"] in WAITING_STATES and not job["started_at"]:
             raise CommandError(f"job {job_id} has no results yet (it is {job['state']})")
-        dest = Path(dest or f"TASK{job_id}")
+        shown = Path(dest or f"TASK{job_id}")
+        dest = caller_path(shown)
         dest.mkdir(parents=True, exist_ok=True)
         for name in ("stdout", "stderr"):
             # mypy: self.remote is set: handle() takes the remote path only then.
@@ -64,8 +90,8 @@ class Command(DctCommand):
         for f in files:
             target = dest / f["path"]
             if not target.resolve().is_relative_to(dest.resolve()):
-                raise CommandError(f"the server sent a file path outside {dest}/: {f['path']}")
+                raise CommandError(f"the server sent a file path outside {shown}/: {f['path']}")
             target.parent.mkdir(parents=True, exist_ok=True)
             # mypy: self.remote is set: handle() takes the remote path only then.
             self.remote.download(job_id, f["path"], target)  # type: ignore[union-attr]
-        return job_id, job["state"], 2 + len(files), dest
+        return job_id, job["state"], 2 + len(files), shown

@@ -11,7 +11,8 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from dctoolkit.cli import DctCommand
-from dctoolkit.jobs import dispatch
+from dctoolkit.jobs.scheduling import dagman, dispatch, housekeeping, wake
+from dctoolkit.operations.passes import PassStats, stats_client
 
 log = logging.getLogger("dctoolkit.scheduler")
 
@@ -24,6 +25,11 @@ class Command(DctCommand):
     help = "Run the scheduler: dispatch queued jobs, watch node liveness, re-send lost messages."
     json_option = False
     user_option = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Each pass's duration and placements, for /metrics: summed here, written with the chores.
+        self.pass_stats = PassStats()
 
     def add_arguments(self, parser):
         parser.add_argument("--once", action="store_true", help="run one round of every step and exit")
@@ -38,18 +44,18 @@ class Command(DctCommand):
             due = time.monotonic() - last_housekeeping >= IDLE_SECONDS
             if due:
                 last_housekeeping = time.monotonic()
-            busy = self.round(housekeeping=due or options["once"])
+            busy = self.round(chores=due or options["once"])
             if options["once"]:
                 break
             if not busy:
-                dispatch.wait_for_wake(IDLE_SECONDS)
+                wake.wait_for_wake(IDLE_SECONDS)
         log.info("scheduler stopped")
 
-    def round(self, housekeeping: bool = True) -> bool:
+    def round(self, chores: bool = True) -> bool:
         """One round of the steps; True when another should come at once.
 
         The scheduling pass runs every round; the steps that watch the clock
-        (lost nodes, lost messages, mail) with `housekeeping` only, at most
+        (lost nodes, lost messages, dependencies, mail) with `chores` only, at most
         once per IDLE_SECONDS, so that a busy queue's rounds stay cheap.
         A housekeeping step that did work (requeued jobs, re-sent messages)
         calls for another pass at once.  A pass that placed jobs does not:
@@ -58,15 +64,30 @@ class Command(DctCommand):
         """
         close_old_connections()
         again = False
-        steps = (dispatch.sweep_lost_nodes, dispatch.resend_stale, dispatch.schedule_pass, notify_step)
-        for step in steps if housekeeping else (dispatch.schedule_pass,):
+        steps = (
+            housekeeping.sweep_lost_nodes,
+            housekeeping.resend_stale,
+            housekeeping.resolve_dependencies,
+            dagman.advance_dags,
+            housekeeping.queue_due_retries,
+            housekeeping.release_waiting,
+            dispatch.schedule_pass,
+            notify_step,
+            housekeeping.purge_expired_files,
+        )
+        for step in steps if chores else (dispatch.schedule_pass,):
+            started = time.perf_counter()
             try:
                 did = step(timezone.now())
             except Exception:  # the database or Redis away: logged, retried next round
                 log.exception("scheduler step %s failed; retrying", step.__name__)
                 close_old_connections()
                 continue
+            if step is dispatch.schedule_pass:
+                self.pass_stats.record(time.perf_counter() - started, did)
             again = again or (did > 0 and step is not dispatch.schedule_pass)
+        if chores:
+            self.pass_stats.flush(stats_client())
         return again
 
 

@@ -1,27 +1,55 @@
-"""./dct submit FILE... [--wait] [--json]"""
+"""./dct submit FILE... [--wait] [--json] [--parsable] [-a KEY=VALUE]...
+
+./dct submit --script PROGRAM [--cpus N] [--memory M] ... runs a program with no submission file.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from dctoolkit.cli import DctCommand
-from dctoolkit.jobs.models import FINAL_STATES, Job, JobState
-from dctoolkit.jobs.serializers import job_dict, jobs_payload
-from dctoolkit.jobs.submission import (
+from dctoolkit.checks import TAG as CHECK_TAG
+from dctoolkit.cli import DctCommand, caller_path
+from dctoolkit.client.remote import upload_names
+from dctoolkit.jobs.intake import depends
+from dctoolkit.jobs.intake.batch import SRUN_HELPER, dialect_of
+from dctoolkit.jobs.intake.dag import is_dag, parse_dag
+from dctoolkit.jobs.intake.dagqueue import node_text, prepare_dag, within
+from dctoolkit.jobs.intake.flags import (
+    Built,
+    append_pairs,
+    append_to,
+    flag_pairs,
+    script_options,
+    script_submission,
+)
+from dctoolkit.jobs.intake.keys import InputFile
+from dctoolkit.jobs.intake.parse import (
     MAX_SUBMISSION_BYTES,
     SubmissionError,
     parse_submission,
     submission_too_big_message,
 )
-from dctoolkit.jobs.submit import FolderFiles, check_files, prepare, queue
-from dctoolkit.remote import upload_names
+from dctoolkit.jobs.intake.queue import (
+    FolderFiles,
+    check_files,
+    check_grants,
+    prepare,
+    queue,
+    submit_facts,
+    with_script,
+)
+from dctoolkit.jobs.models import FINAL_STATES, Job, JobState
+from dctoolkit.jobs.scheduling.dagman import submit_dag
+from dctoolkit.jobs.web.serializers import job_dict, jobs_payload
 
 # How often --wait looks at the jobs again (through the API: less often).
 WAIT_POLL_SECONDS = 0.2
@@ -30,21 +58,57 @@ REMOTE_WAIT_POLL_SECONDS = 1.0
 
 class Command(DctCommand):
     help = "Queue the jobs of one or more submission files (nothing is queued if any file is bad)."
+    # Only dctoolkit's own system checks (dctoolkit/checks.py): Django's URL checks import every view and
+    # the API schema, half of this command's start-up, and scripts call it often (`./dct check` runs all).
+    requires_system_checks = [CHECK_TAG]
     remote_capable = True
 
     def add_arguments(self, parser):
-        parser.add_argument("files", nargs="+", metavar="FILE", help="submission file(s)")
+        parser.add_argument(
+            "files", nargs="+", metavar="FILE", help="submission file(s); with --script, the program to run"
+        )
         parser.add_argument("--wait", action="store_true", help="show progress; exit with the job's exit status")
+        parser.add_argument("--parsable", action="store_true", help="print only the new job ids, one per line")
+        parser.add_argument(
+            "--script", action="store_true", help="FILE is a program to run as it is, with no submission file"
+        )
+        parser.add_argument(
+            "-a",
+            "--append",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="set a submission key, replacing the file's (as condor_submit -append); may repeat",
+        )
+        parser.add_argument(
+            "--sbatch",
+            metavar="OPTIONS",
+            help='sbatch options overriding a Slurm script\'s #SBATCH lines, such as --sbatch "--array=0-9 --mem=2G"',
+        )
+        parser.add_argument(
+            "--qsub",
+            metavar="OPTIONS",
+            help='qsub options overriding a PBS script\'s #PBS lines, such as --qsub "-J 1-4"',
+        )
+        for flag, meta, text in SCRIPT_OPTIONS:
+            parser.add_argument(f"--{flag}", metavar=meta, help=text)
 
     def handle(self, *args, **options):
-        sources = [read_submission(name) for name in options["files"]]
+        if options["parsable"] and options["json"]:
+            raise CommandError("--parsable and --json each choose the whole output; give one of them")
+        sources = self.sources(options)
+        if any(is_dag(source.built.text) for source in sources):
+            self.submit_dag(sources, options)
+            return
         rows = self.submit_remotely(sources) if self.remote else self.submit_locally(sources)
         ids = [r["id"] for r in rows]
-        if not options["json"]:
+        if options["parsable"]:
+            self.stdout.write("\n".join(map(str, ids)))
+        elif not options["json"]:
             self.stdout.write(f"{len(ids)} job{'s' if len(ids) != 1 else ''} submitted: {span(ids)}")
         if options["wait"]:
             try:
-                rows = self.wait(rows, quiet=options["json"])
+                rows = self.wait(rows, quiet=options["json"] or options["parsable"])
             except KeyboardInterrupt:
                 raise CommandError("stopped waiting; the jobs go on ('./dct jobs' shows them)") from None
         if options["json"]:
@@ -54,29 +118,124 @@ class Command(DctCommand):
         if options["wait"]:
             sys.exit(exit_status(rows))
 
-    def submit_locally(self, sources: list[tuple[str, str]]) -> list[dict]:
+    def sources(self, options: dict) -> list[Source]:
+        """Each submission's text (made from the options with --script, changed by -a and the options
+        otherwise), the name its errors are told under, and the folder its paths are relative to."""
+        if options.get("chdir") and not options["chdir"].startswith("/"):  # from the caller's folder
+            options = {**options, "chdir": os.path.normpath(caller_path(options["chdir"]))}
+        try:
+            pairs = flag_pairs(options) + append_pairs(options["append"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        if options["script"]:
+            if len(options["files"]) != 1:
+                raise CommandError(
+                    f"--script runs one program; {len(options['files'])} were given ({' '.join(options['files'])})"
+                )
+            return [script_source(options["files"][0], pairs)]
+        extra = [(f"--{o}", options[o]) for o in ("sbatch", "qsub") if options.get(o)]
+        return [file_source(name, pairs, extra) for name in options["files"]]
+
+    def submit_dag(self, sources: list[Source], options: dict) -> None:
+        """A DAG file (DAGMan's language): its nodes run as jobs, parents first; answers the DAG's id and the
+        jobs of its first nodes."""
+        if len(sources) != 1 or options["wait"] or options["script"] or options["append"]:
+            raise CommandError("a DAG file is submitted alone, without --wait, --script or -a")
+        source = sources[0]
+        if self.remote:
+            self.submit_dag_remotely(source, options)
+            return
+        try:
+            prepared = prepare_dag(
+                source.built.text, source.name, FolderFiles(source.folder), dict(settings.SUBMITTER_ENV)
+            )
+        except SubmissionError as exc:
+            raise CommandError(str(exc)) from None
+        self.tell_notes(source, prepared.dag.notes)
+        try:
+            dag, jobs = submit_dag(prepared, self.acting_user(), timezone.now())
+        except SubmissionError as exc:
+            raise CommandError(str(exc)) from None
+        self.answer_dag(dag.id, jobs_payload(jobs, timezone.now()), options)
+
+    def answer_dag(self, dag_id: int, rows: list[dict], options: dict) -> None:
+        ids = [row["id"] for row in rows]
+        if options["parsable"]:
+            self.stdout.write("\n".join(map(str, ids)))
+        elif options["json"]:
+            self.emit_json({"dag": dag_id, "jobs": rows})
+        else:
+            self.stdout.write(f"dag {dag_id} submitted: first jobs {span(ids)} ('./dct dag {dag_id}' shows its nodes)")
+
+    def submit_dag_remotely(self, source: Source, options: dict) -> None:
+        """Check the DAG and its nodes' submit files here (the same messages as locally, less what needs the
+        server's nodes), then upload it with every file its nodes name, matched by name on the server."""
+        folder = FolderFiles(source.folder)
+        try:
+            parsed = parse_dag(source.built.text, source.name, exists=lambda p: folder.read_text(p) is not None)
+            files: dict[str, Path] = {}
+            for node in parsed.nodes:
+                node_files = within(folder, node.directory)
+                scripts = [s.executable for s in (node.pre, node.post) if s is not None]
+                named = [InputFile(path, Path(path).name, node.line) for path in scripts]
+                if not node.noop:
+                    named.append(InputFile(node.submit_path(), Path(node.submit_path()).name, node.line))
+                    text = node_text(node, folder.read_text(node.submit_path()) or "", 0, source.name)
+                    facts = submit_facts(node_files, dict(settings.SUBMITTER_ENV))
+                    one = parse_submission(text, node.submit_path(), max_queue=settings.DCT_MAX_QUEUE, facts=facts)
+                    files |= upload_names(check_files(one, node.submit_path(), node_files), node_files)  # type: ignore[arg-type]
+                files |= upload_names(named[: len(scripts)], node_files) | upload_names(named[len(scripts) :], folder)  # type: ignore[arg-type]
+        except SubmissionError as exc:
+            raise CommandError(str(exc)) from None
+        self.tell_notes(source, parsed.notes)
+        # mypy: self.remote is set: handle() takes the remote path only then.
+        answer = self.remote.submit_answer(source.built.text, source.name, files)  # type: ignore[union-attr]
+        self.answer_dag(answer["dag"], answer["jobs"], options)
+
+    def submit_locally(self, sources: list[Source]) -> list[dict]:
         user = self.acting_user()
         prepared = []
-        for text, name in sources:
+        for source in sources:
             try:
-                prepared.append(prepare(text, name, FolderFiles(Path(name).resolve().parent)))
+                # The submitter's environment, for getenv and $ENV(NAME) (HTCondor reads it at submit time).
+                env = dict(settings.SUBMITTER_ENV)
+                one = prepare(source.built.text, source.name, FolderFiles(source.folder), env)
+                depends.parents_of(one.submission, user)  # every file's dependencies checked before any is queued
+                check_grants(one.submission, user)  # and its granted folders
             except SubmissionError as exc:
-                raise CommandError(str(exc)) from None
-        jobs = [job for p in prepared for job in queue(p, user)]
+                raise CommandError(source.built.explain(exc)) from None
+            prepared.append(one)
+            self.tell_notes(source, one.submission.notes)
+        try:
+            jobs = [job for p in prepared for job in queue(p, user)]
+        except SubmissionError as exc:
+            raise CommandError(str(exc)) from None
         return [job_dict(j, timezone.now()) for j in self.load([j.id for j in jobs])]
 
-    def submit_remotely(self, sources: list[tuple[str, str]]) -> list[dict]:
+    def submit_remotely(self, sources: list[Source]) -> list[dict]:
         """Check every file here first (same messages as locally), then upload each submission."""
         uploads = []
-        for text, name in sources:
-            folder = FolderFiles(Path(name).resolve().parent)
+        for source in sources:
+            folder = FolderFiles(source.folder)
+            text, name = source.built.text, source.name
             try:
-                refs = check_files(parse_submission(text, name, max_queue=settings.DCT_MAX_QUEUE), name, folder)
+                facts = submit_facts(folder, dict(settings.SUBMITTER_ENV))
+                parsed = parse_submission(text, name, max_queue=settings.DCT_MAX_QUEUE, facts=facts)
+                refs = check_files(parsed, name, with_script(parsed, text, folder))
             except SubmissionError as exc:
-                raise CommandError(str(exc)) from None
+                raise CommandError(source.built.explain(exc)) from None
+            self.tell_notes(source, parsed.notes)
+            # A batch script travels as the submission itself, not a second time as a file.
+            refs = [ref for ref in refs if not parsed.script or ref.source not in (parsed.script, SRUN_HELPER)]
             uploads.append((text, name, upload_names(refs, folder)))
         # mypy: self.remote is set: handle() takes the remote path only then.
         return [row for text, name, files in uploads for row in self.remote.submit(text, name, files)]  # type: ignore[union-attr]
+
+    def tell_notes(self, source: Source, notes: tuple[tuple[int, str], ...]) -> None:
+        """What a batch script asked that is accepted and not used, on stderr (stdout stays the answer)."""
+        for line, note in notes:
+            where = source.built.origins.get(line) or f"{source.name}:{line}"
+            self.stderr.write(f"{where}: note: {note}")
 
     def load(self, ids: list[int]) -> list[Job]:
         return list(Job.objects.filter(id__in=ids).select_related("owner", "node").order_by("id"))
@@ -107,14 +266,80 @@ class Command(DctCommand):
             time.sleep(pause)
 
 
-def read_submission(name: str) -> tuple[str, str]:
-    """The submission file's text and the name it is reported under."""
+# --script's options: (option, metavar, help); each sets the submission key flags.FLAG_KEYS names.
+SCRIPT_OPTIONS = (
+    ("cpus", "N", "CPU cores (request_cpus)"),
+    ("memory", "M", "memory, such as 4GB; a bare number is MB (request_memory)"),
+    ("gpus", "G", "GPUs (request_gpus)"),
+    ("time", "T", "wall-time limit, such as 90s, 10m, 2h (max_runtime)"),
+    ("name", "NAME", "the job's name (name)"),
+    ("queue", "N", "submit N jobs; $(Process) is 0..N-1 in --arguments (queue)"),
+    ("after-ok", "IDS", "start after these jobs succeed: ids, ranges 12-20, batch:S (after_ok)"),
+    ("after-any", "IDS", "start after these jobs end, however they end (after_any)"),
+    ("after-fail", "IDS", "start after these jobs fail or are cancelled (after_fail)"),
+    ("begin", "TIME", "start no earlier than this: 2026-12-01T22:00 (server's local time) or +30m (start_after)"),
+    ("arguments", "ARGS", "the program's arguments, quoted as in a submission file (arguments)"),
+    ("email", "E", "mail this address when the job ends (email)"),
+    ("chdir", "DIR", "start the job in this folder, which staff granted you (initialdir = DIR)"),
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One submission to queue: its text, the name errors are told under, the folder its paths start from."""
+
+    built: Built
+    name: str
+    folder: Path
+
+
+def file_source(name: str, pairs: list[tuple[str, str, str]], extra: Sequence[tuple[str, str]] = ()) -> Source:
+    text, _ = read_submission(name)
     try:
-        with open(name, "rb") as f:
+        if dialect_of(text):
+            if pairs:
+                raise ValueError(
+                    f"{name} is a batch script: give its options as sbatch or qsub options, such as "
+                    f'--sbatch "--cpus-per-task=4" (not {pairs[0][2]})'
+                )
+            built = Built(text)
+            for option, value in extra:
+                wants = "slurm" if option == "--sbatch" else "pbs"
+                if dialect_of(text) != wants:
+                    other = "--qsub" if wants == "slurm" else "--sbatch"
+                    raise ValueError(
+                        f"{option}: {name} is not a {'Slurm' if wants == 'slurm' else 'PBS'} script; use {other}"
+                    )
+                built = script_options(text, value, f"{option} {value}")
+        elif extra:
+            raise ValueError(f"{extra[0][0]}: {name} is not a Slurm or PBS batch script (no #SBATCH or #PBS lines)")
+        else:
+            built = append_to(text, pairs)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    return Source(built, name, caller_path(name).resolve().parent)
+
+
+def script_source(program: str, pairs: list[tuple[str, str, str]]) -> Source:
+    path = caller_path(program)
+    if not path.is_file():
+        raise CommandError(f"{program}: no such file; give the path of the program to run")
+    try:
+        built = script_submission(program, pairs)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    return Source(built, program, path.resolve().parent)
+
+
+def read_submission(name: str) -> tuple[str, str]:
+    """The submission file's text (a relative name is in the caller's folder) and the name it is reported under."""
+    path = caller_path(name)
+    try:
+        with open(path, "rb") as f:
             # Never the whole of a 200 MB file: one byte past the limit is enough to refuse it.
             data = f.read(MAX_SUBMISSION_BYTES + 1)
         if len(data) > MAX_SUBMISSION_BYTES:
-            size = os.stat(name).st_size
+            size = os.stat(path).st_size
             raise CommandError(f"{name}: {submission_too_big_message(size)}")
         return data.decode(), name
     except FileNotFoundError:
@@ -124,7 +349,9 @@ def read_submission(name: str) -> tuple[str, str]:
 
 
 def span(ids: list[int]) -> str:
-    """`7`, `7-9`, or `7, 9, 12`."""
+    """`7`, `7-9`, `7, 9, 12`, or `none` (HTCondor's `queue 0`)."""
+    if not ids:
+        return "none"
     if len(ids) == 1:
         return str(ids[0])
     if ids == list(range(ids[0], ids[-1] + 1)):

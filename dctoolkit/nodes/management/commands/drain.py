@@ -3,6 +3,7 @@
 from django.core.management.base import CommandError
 
 from dctoolkit.cli import DctCommand
+from dctoolkit.nodes.draining import set_drained
 from dctoolkit.nodes.models import Node
 
 
@@ -17,7 +18,7 @@ class Command(DctCommand):
 
     def handle(self, *args, **options):
         name = options["node"]
-        if not Node.objects.filter(name=name).update(drained=self.drained):
+        if not set_drained(name, self.drained, actor=self.acting_actor()):
             known = ", ".join(Node.objects.values_list("name", flat=True)) or "none yet"
             raise CommandError(f"no node '{name}'; known nodes: {known}")
         word = "drained: it finishes its running jobs and takes no new ones" if self.drained else "takes jobs again"

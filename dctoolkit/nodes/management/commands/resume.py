@@ -1,6 +1,6 @@
 """./dct resume NODE"""
 
-from dctoolkit.jobs.dispatch import wake_scheduler
+from dctoolkit.jobs.scheduling.wake import wake_scheduler
 from dctoolkit.nodes.management.commands.drain import Command as DrainCommand
 
 

@@ -1,0 +1,498 @@
+"""Queue a parsed submission: check its files and requests, copy its files to storage, add the jobs.
+
+The same function serves the command line (files on disk beside the
+submission file) and the API and portal (uploaded files, matched by name).
+Either every job is queued or none is.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from dctoolkit.accounts.granting import folders_of
+from dctoolkit.accounts.grants import granted_folder_for, not_granted_message
+from dctoolkit.accounts.limits import over_queued
+from dctoolkit.accounts.models import Group, Membership
+from dctoolkit.accounts.usage import user_caps
+from dctoolkit.jobs import eventlog, streams
+from dctoolkit.jobs.intake import batch, depends
+from dctoolkit.jobs.intake.parse import (
+    InputFile,
+    JobSpec,
+    NodeOffer,
+    SubmissionError,
+    SubmitFacts,
+    check_nodes,
+    executable_problem,
+    parse_submission,
+    resolve_container,
+)
+from dctoolkit.jobs.intake.parse import Submission as ParsedSubmission
+from dctoolkit.jobs.models import Job, JobState, Submission
+from dctoolkit.jobs.scheduling.classads import arch_name
+from dctoolkit.jobs.scheduling.matching import Wants, gpu_kinds
+from dctoolkit.jobs.scheduling.wake import wake_scheduler
+from dctoolkit.nodes.models import Node
+from dctoolkit.operations.storage import check_quota
+
+# Biggest single file a submission may bring (the API answers 413 above it).
+MAX_FILE_BYTES = 2 * 1024**3
+# A `queue ... from FILE` item list is read whole at submission: at most this many bytes.
+MAX_ITEM_LIST_BYTES = 1024 * 1024
+
+
+class FileSource(Protocol):
+    """Where a submission's named files come from."""
+
+    def describe(self, ref: InputFile) -> str: ...
+    def exists(self, ref: InputFile) -> bool: ...
+    def head(self, ref: InputFile) -> bytes: ...
+    def is_executable(self, ref: InputFile) -> bool: ...
+    def copy_to(self, ref: InputFile, dest: Path) -> None: ...
+    def read_text(self, path: str) -> str | None: ...
+    def names(self) -> list[tuple[str, bool]]: ...
+    def listdir(self, path: str) -> list[tuple[str, bool]] | None: ...
+
+
+class FolderFiles:
+    """Files on disk, relative to the submission file's folder (absolute paths allowed)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def named(self, path: str) -> Path:
+        """Where a name the submission wrote lies on disk."""
+        return self.folder / os.path.expanduser(path)
+
+    def path(self, ref: InputFile) -> Path:
+        return self.named(ref.source)
+
+    def describe(self, ref: InputFile) -> str:
+        return str(self.path(ref))
+
+    def exists(self, ref: InputFile) -> bool:
+        return self.path(ref).is_file()
+
+    def head(self, ref: InputFile) -> bytes:
+        with open(self.path(ref), "rb") as f:
+            return f.read(2)
+
+    def is_executable(self, ref: InputFile) -> bool:
+        return bool(self.path(ref).stat().st_mode & stat.S_IXUSR)
+
+    def copy_to(self, ref: InputFile, dest: Path) -> None:
+        shutil.copyfile(self.path(ref), dest)
+
+    def read_text(self, path: str) -> str | None:
+        target = self.named(path)
+        if not target.is_file() or target.stat().st_size > MAX_ITEM_LIST_BYTES:
+            return None
+        return target.read_text(errors="replace")
+
+    def names(self) -> list[tuple[str, bool]]:
+        return [(entry.name, entry.is_dir()) for entry in os.scandir(self.folder)]
+
+    def listdir(self, path: str) -> list[tuple[str, bool]] | None:
+        target = self.named(path)
+        if not target.is_dir():
+            return None
+        return [(entry.name, entry.is_dir()) for entry in os.scandir(target)]
+
+
+class UploadedFiles:
+    """Files uploaded with the submission (API, portal), matched by file name."""
+
+    def __init__(self, files: dict[str, BinaryIO]) -> None:
+        self.files = files
+
+    def describe(self, ref: InputFile) -> str:
+        return ref.name
+
+    def exists(self, ref: InputFile) -> bool:
+        return ref.name in self.files
+
+    def head(self, ref: InputFile) -> bytes:
+        f = self.files[ref.name]
+        f.seek(0)
+        data = f.read(2)
+        f.seek(0)
+        return data
+
+    def is_executable(self, ref: InputFile) -> bool:
+        # An upload has lost its run bit; a compiled program (ELF) is plainly meant to run.
+        f = self.files[ref.name]
+        f.seek(0)
+        magic = f.read(4)
+        f.seek(0)
+        return magic == b"\x7fELF"
+
+    def copy_to(self, ref: InputFile, dest: Path) -> None:
+        f = self.files[ref.name]
+        f.seek(0)
+        with open(dest, "wb") as out:
+            shutil.copyfileobj(f, out, 1024 * 1024)
+
+    def read_text(self, path: str) -> str | None:
+        f = self.files.get(Path(path).name)
+        if f is None:
+            return None
+        f.seek(0)
+        data = f.read(MAX_ITEM_LIST_BYTES + 1)
+        f.seek(0)
+        return None if len(data) > MAX_ITEM_LIST_BYTES else data.decode(errors="replace")
+
+    def names(self) -> list[tuple[str, bool]]:
+        return [(name, False) for name in self.files]
+
+    def listdir(self, path: str) -> list[tuple[str, bool]] | None:
+        return None  # uploads are files, matched by name
+
+
+class WithScript:
+    """A batch script's files: the script itself (the executable) comes from the submission's text, and
+    the `srun` helper (batch.SRUN_HELPER) from the intake; the rest from `files`.  A script with no '#!'
+    line is staged with '#!/bin/sh' first, as PBS runs it."""
+
+    def __init__(self, files: FileSource, name: str, text: str, needs_shell: bool) -> None:
+        self.files = files
+        self.own = {
+            name: (("#!/bin/sh\n" if needs_shell else "") + text).encode(),
+            batch.SRUN_HELPER: batch.SRUN_BASH.encode(),
+        }
+
+    def _mine(self, ref: InputFile) -> bytes | None:
+        return self.own.get(ref.source)
+
+    def describe(self, ref: InputFile) -> str:
+        return ref.name if self._mine(ref) is not None else self.files.describe(ref)
+
+    def exists(self, ref: InputFile) -> bool:
+        return self._mine(ref) is not None or self.files.exists(ref)
+
+    def head(self, ref: InputFile) -> bytes:
+        data = self._mine(ref)
+        return data[:2] if data is not None else self.files.head(ref)
+
+    def is_executable(self, ref: InputFile) -> bool:
+        return self._mine(ref) is not None or self.files.is_executable(ref)
+
+    def copy_to(self, ref: InputFile, dest: Path) -> None:
+        data = self._mine(ref)
+        if data is not None:
+            dest.write_bytes(data)
+        else:
+            self.files.copy_to(ref, dest)
+
+    def read_text(self, path: str) -> str | None:
+        return self.files.read_text(path)
+
+    def names(self) -> list[tuple[str, bool]]:
+        return self.files.names()
+
+    def listdir(self, path: str) -> list[tuple[str, bool]] | None:
+        return self.files.listdir(path)
+
+
+def with_script(parsed: ParsedSubmission, text: str, files: FileSource) -> FileSource:
+    """`files`, and for a batch script the script itself, served from the submission's text."""
+    return WithScript(files, parsed.script, text, parsed.script_needs_shell) if parsed.script else files
+
+
+def node_offers() -> list[NodeOffer]:
+    """What each known node could ever give a job."""
+    return [
+        NodeOffer(
+            n.name,
+            n.slots,
+            n.memory_total_mb,
+            len(n.gpus),
+            tuple(n.containers),
+            n.disk_free_mb,
+            labels=frozenset(n.labels),
+            gpu_kinds=gpu_kinds(n.gpus),
+            arch=arch_name(n.arch),
+        )
+        for n in Node.objects.all()
+    ]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A submission that passed every check and only needs storing."""
+
+    text: str
+    source_name: str
+    submission: ParsedSubmission
+    refs: list[InputFile]
+    files: FileSource
+    env: dict[str, str]
+
+
+def submit_facts(files: FileSource, env: dict[str, str] | None = None) -> SubmitFacts:
+    """What a submission may read beyond its text: its files' item lists, names and folders, and `env` (the
+    submitter's environment: the command line's own; none through the API and portal)."""
+    return SubmitFacts(read_text=files.read_text, names=files.names, env=env or {}, listdir=files.listdir)
+
+
+def prepare(text: str, source_name: str, files: FileSource, env: dict[str, str] | None = None) -> Prepared:
+    """Parse and check a submission against its files and the known nodes; raises SubmissionError."""
+    parsed = parse_submission(text, source_name, max_queue=settings.DCT_MAX_QUEUE, facts=submit_facts(files, env))
+    files = with_script(parsed, text, files)
+    refs = check_files(parsed, source_name, files)
+    check_nodes(parsed, node_offers())
+    return Prepared(text, source_name, parsed, refs, files, env or {})
+
+
+def check_files(parsed: ParsedSubmission, source_name: str, files: FileSource) -> list[InputFile]:
+    """The distinct files a submission names, after checking they exist and the executable can run.
+
+    Raises SubmissionError.  Needs no database (the remote command line uses it before uploading).
+    """
+    refs = _distinct_refs([*(ref for job in parsed.jobs for ref in (job.executable, *job.inputs)), *parsed.read_files])
+    for ref in refs:
+        if not files.exists(ref):
+            raise SubmissionError(
+                source_name, ref.line, f"file '{files.describe(ref)}' not found; check the name and that it exists"
+            )
+    if not parsed.jobs:
+        return refs
+    exe = parsed.jobs[0].executable
+    problem = executable_problem(exe.name, files.head(exe), files.is_executable(exe))
+    if problem:
+        raise SubmissionError(source_name, exe.line, problem)
+    return refs
+
+
+def check_queued_cap(owner: AbstractBaseUser, prepared: Prepared) -> None:
+    """Refuse a submission that would take its owner over their cap of waiting, queued and held jobs
+    (DCT_MAX_QUEUED_JOBS, `./dct limits`), at its `queue` line; nothing is queued."""
+    caps = user_caps(owner.pk)
+    if caps.queued_jobs is None:
+        return
+    queued = Job.objects.filter(owner_id=owner.pk, state__in=QUEUED_CAP_STATES).count()
+    first = Membership.objects.filter(user_id=owner.pk).order_by("id").values_list("group__name", flat=True).first()
+    refusal = over_queued(caps, queued, len(prepared.submission.jobs), owner.get_username(), first or "")
+    if refusal:
+        raise SubmissionError(prepared.source_name, prepared.submission.line_of("queue"), refusal)
+
+
+# What the queued cap counts (the contract: waiting, queued and held jobs).
+QUEUED_CAP_STATES = (JobState.WAITING, JobState.QUEUED, JobState.HELD)
+
+
+def queue(prepared: Prepared, owner: AbstractBaseUser, processes: frozenset[int] | None = None) -> list[Job]:
+    """Copy a prepared submission's files to storage and queue its jobs, all or nothing; with
+    `processes`, only the jobs of those $(Process) numbers (a resubmit of some jobs of a batch).
+
+    Raises QuotaExceededError (a SubmissionError) when the owner's files are over DCT_USER_QUOTA.
+    """
+    check_quota(owner.pk, prepared.source_name)
+    now = timezone.now()
+    if processes is not None:
+        prepared = replace(prepared, submission=_only(prepared.submission, processes))
+    if not prepared.submission.jobs:
+        return []  # `queue 0`: nothing to queue, which is not an error (HTCondor's meaning)
+    check_queued_cap(owner, prepared)
+    first = prepared.submission.jobs[0]
+    parents = depends.parents_of(prepared.submission, owner)  # SubmissionError before anything is made
+    check_grants(prepared.submission, owner)
+    charged = check_groups(prepared.submission, owner)
+    state = JobState.WAITING if parents else JobState.QUEUED
+    with transaction.atomic():
+        # mypy: the project's user model is auth.User; callers pass request.user or the acting user.
+        sub = Submission.objects.create(  # type: ignore[misc]
+            owner=owner,
+            source_name=prepared.source_name[:255],
+            text=prepared.text,
+            email=first.email if first.notification != "never" else "",
+            notification=first.notification if first.notification == "error" else "",
+            job_count=len(prepared.submission.jobs),
+        )
+        folder = sub.folder()
+        parsed = prepared.submission
+        if parsed.uses_cluster:
+            # $(Cluster) is the submission's id, known only now: the same text and facts, parsed again.
+            facts = submit_facts(prepared.files, prepared.env)
+            parsed = parse_submission(
+                prepared.text, prepared.source_name, settings.DCT_MAX_QUEUE, facts=facts, cluster=sub.pk
+            )
+            if processes is not None:
+                parsed = _only(parsed, processes)
+        # container_image may name a root by its folder name: the row keeps the offered path.
+        wants_container = any(job.container for job in parsed.jobs)
+        offered = sorted({c for n in node_offers() for c in n.containers}) if wants_container else []
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            stored = _storage_names(prepared.refs)
+            for ref in prepared.refs:
+                dest = folder / stored[ref]
+                dest.parent.mkdir(exist_ok=True)
+                prepared.files.copy_to(ref, dest)
+            jobs = Job.objects.bulk_create(
+                [
+                    _job_row(spec, sub, owner, stored, now, offered, state, charged[spec.accounting_group])
+                    for spec in parsed.jobs
+                ],
+                batch_size=2000,
+            )
+            if jobs and jobs[0].pk is None:  # backends without RETURNING (MySQL): read the ids back
+                jobs = list(Job.objects.filter(submission=sub).order_by("id"))
+            if parents:
+                depends.add_edges(jobs, parents)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+    logged = [job.process for job in parsed.jobs if job.log]
+    if logged:
+        # HTCondor's `log = NAME`: the submit event of each job opens the submission's event log.
+        eventlog.append(folder, "".join(eventlog.submitted(sub.pk, process, now) for process in logged))
+    wake_scheduler()
+    return jobs
+
+
+def check_grants(parsed: ParsedSubmission, owner: AbstractBaseUser) -> None:
+    """Raise SubmissionError, naming the line and the path, when a job would start in a folder (`initialdir
+    = /PATH`, `--chdir`) that is not granted to `owner`: every such folder, in one message."""
+    wanted = sorted({job.chdir for job in parsed.jobs if job.chdir})
+    if not wanted:
+        return
+    grants = folders_of(owner.pk)
+    refused = [path for path in wanted if granted_folder_for(path, grants) is None]
+    if refused:
+        user = owner.get_username()
+        raise SubmissionError(
+            parsed.source,
+            parsed.line_of("initialdir"),
+            "; ".join(not_granted_message(p, user, grants) for p in refused),
+        )
+
+
+def check_groups(parsed: ParsedSubmission, owner: AbstractBaseUser) -> dict[str, int | None]:
+    """accounting_group name -> the group id its jobs charge ("" -> the owner's first group, or None: in none).
+
+    Raises SubmissionError at the `accounting_group` line when a group named does not exist or `owner` is
+    not in it, naming the groups they are in; nothing is queued."""
+    mine = list(Membership.objects.filter(user_id=owner.pk).order_by("id").values_list("group_id", "group__name"))
+    by_name = {name: gid for gid, name in mine}
+    charged: dict[str, int | None] = {"": mine[0][0] if mine else None}
+    for name in sorted({job.accounting_group for job in parsed.jobs if job.accounting_group}):
+        if name in by_name:
+            charged[name] = by_name[name]
+            continue
+        user = owner.get_username()
+        theirs = ", ".join(n for _, n in mine) or "none"
+        if Group.objects.filter(name=name).exists():
+            why = (
+                f"{user} is not a member of group '{name}' (their groups: {theirs}); an operator adds them with "
+                f"./dct group member {name} {user}"
+            )
+        else:
+            known = ", ".join(Group.objects.order_by("name").values_list("name", flat=True)) or "none"
+            why = f"no group '{name}' (groups: {known}; {user}'s: {theirs})"
+        raise SubmissionError(parsed.source, parsed.line_of("accounting_group"), f"accounting_group = {name}: {why}")
+    return charged
+
+
+def _only(parsed: ParsedSubmission, processes: frozenset[int]) -> ParsedSubmission:
+    return replace(parsed, jobs=tuple(job for job in parsed.jobs if job.process in processes))
+
+
+def submit(text: str, source_name: str, owner: AbstractBaseUser, files: FileSource) -> list[Job]:
+    """Queue every job of a submission file, or raise SubmissionError and queue nothing."""
+    return queue(prepare(text, source_name, files), owner)
+
+
+def _streams_of(job: JobSpec, user: str) -> dict[str, str]:
+    # A Slurm script's `--output=out_%j.txt` names the job's id: its marker stays until the name is read.
+    def named(name: str) -> str:
+        return name.replace(batch.USER_MARKER, user)
+
+    return streams.to_field(
+        streams.Streams(
+            stdin=job.stdin,
+            stdout=named(job.stdout) or "stdout",
+            stderr=named(job.stderr) or "stderr",
+            log=job.log,
+            initialdir=job.initialdir,
+            chdir=job.chdir,
+        )
+    )
+
+
+def _job_row(
+    spec: JobSpec,
+    sub: Submission,
+    owner: AbstractBaseUser,
+    stored: dict,
+    now,
+    offered: list[str],
+    state: JobState,
+    group_id: int | None = None,
+) -> Job:
+    # mypy: the project's user model is auth.User; callers pass request.user or the acting user.
+    return Job(  # type: ignore[misc]
+        submission=sub,
+        owner=owner,
+        name=spec.name,
+        process=spec.process,
+        executable=stored[spec.executable],
+        arguments=list(spec.arguments),
+        inputs=[stored[i] for i in spec.inputs],
+        environment=spec.environment,
+        output=list(spec.output),
+        streams=_streams_of(spec, owner.get_username()),
+        attributes=dict(spec.attributes),
+        email=spec.email,
+        pinned_node=spec.node,
+        request_cpus=spec.request_cpus,
+        request_memory_mb=spec.request_memory_mb,
+        request_gpus=spec.request_gpus,
+        max_runtime_seconds=spec.max_runtime_seconds,
+        network=spec.network,
+        placement=dict(_placement_of(spec.wants)),
+        priority=spec.priority,
+        accounting_group_id=group_id,
+        container=resolve_container(spec.container, offered) or spec.container if spec.container else "",
+        max_retries=spec.max_retries,
+        success_exit_code=spec.success_exit_code,
+        retry_until=spec.retry_until,
+        retry_delay_seconds=spec.retry_delay_seconds,
+        start_after=datetime.fromtimestamp(spec.start_after, UTC) if spec.start_after else None,
+        max_running=spec.max_running,
+        # A start time or a throttle: the housekeeping queues it when they hold (and its dependencies).
+        state=JobState.HELD if spec.hold else JobState.WAITING if spec.start_after or spec.max_running else state,
+        submitted_at=now,
+    )
+
+
+@lru_cache(maxsize=256)
+def _placement_of(wants: Wants) -> dict:
+    # Worked out once per distinct choice in a big batch; each row gets its own copy.
+    return wants.as_dict()
+
+
+def _distinct_refs(refs: Iterable[InputFile]) -> list[InputFile]:
+    return list(dict.fromkeys(refs))
+
+
+def _storage_names(refs: list[InputFile]) -> dict[InputFile, str]:
+    """Where each file is kept in the submission folder: its name, or `N/name` when
+    different files of one batch share a name (data = run$(Process)/in.csv)."""
+    by_name: dict[str, set[str]] = {}
+    for ref in refs:
+        by_name.setdefault(ref.name, set()).add(ref.source)
+    number = {source: i for i, source in enumerate(sorted({ref.source for ref in refs}))}
+    return {ref: ref.name if len(by_name[ref.name]) == 1 else f"{number[ref.source]}/{ref.name}" for ref in refs}

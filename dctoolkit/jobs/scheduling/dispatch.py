@@ -1,0 +1,181 @@
+"""One scheduling pass: plan from a snapshot (reads only), then claim the jobs and send them to their nodes.
+
+Each function is one step that returns how much work it did; the loop in
+`management/commands/scheduler.py` only repeats them (with `housekeeping`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+
+from dctoolkit.accounts.fairshare import Team
+from dctoolkit.accounts.limits import Room
+from dctoolkit.accounts.usage import billing, rooms, standings, teams
+from dctoolkit.celery import app, settle_conf
+from dctoolkit.jobs import transitions
+from dctoolkit.jobs.scheduling.classads import NodeAttrs, verdicts
+from dctoolkit.jobs.scheduling.lock import edits_seen, take_scheduler_lock
+from dctoolkit.jobs.scheduling.matching import AdAsk, AdVerdict
+from dctoolkit.jobs.scheduling.policy import Assignment, FreeNode, pick_assignments
+from dctoolkit.jobs.scheduling.queues import Heads, queue_heads
+from dctoolkit.jobs.scheduling.snapshot import TAKING_NODE_IDS, NodesNow, capacity_in_use, free_nodes
+from dctoolkit.nodes.models import Node
+
+log = logging.getLogger(__name__)
+
+
+RUN_TASK = "dctoolkit.run_job"
+
+
+@dataclass
+class Plan:
+    """What one pass would do, decided from the nodes as `seen` and the queued jobs as they were after
+    `edits` edits (`lock.edits_seen`, read before the jobs)."""
+
+    seen: NodesNow
+    assignments: list[Assignment]
+    edits: int
+
+    def node(self, name: str) -> Node:
+        return self.seen.free[name][0]
+
+    def still_holds(self, edits: int) -> bool:
+        """True when no job was edited since the plan read them (`edits`, the count under the lock),
+        and the same nodes take jobs with their capacity in use unchanged (two cheap reads).
+
+        Asked under the scheduler lock, which on SQLite is the database's one
+        write lock: every node's writes wait while it is held, so this reads
+        only ids and sums, not whole node rows.
+        """
+        if edits != self.edits:
+            return False  # a job's size or placement may differ from what the plan placed
+        taking = frozenset(row[0] for row in TAKING_NODE_IDS.rows())
+        return taking == self.seen.taking and capacity_in_use(list(taking), self.seen.with_gpus) == self.seen.used
+
+
+def plan_pass(now: datetime) -> Plan | None:
+    """Decide what one pass would place (reads only); None when nothing can be placed."""
+    edits = edits_seen()  # before the jobs are read: an edit committed after this makes the plan stale
+    seen = free_nodes(now)
+    free_cpus = sum(max(free.free_cpus, 0) for _, free in seen.free.values())
+    if free_cpus <= 0:
+        return None
+    heads = queue_heads(free_cpus)
+    if not heads.jobs:
+        return None
+    nodes = [free for _, free in seen.free.values()]
+    found = standings(heads.jobs, now)
+    usage = {uid: s.effective for uid, s in found.items()}
+    assignments = pick_reading_more(heads, nodes, usage, seen.ads(), rooms(found), teams(found, now))
+    if not assignments:
+        return None
+    return Plan(seen, assignments, edits)
+
+
+def pick_reading_more(
+    heads: Heads,
+    nodes: list[FreeNode],
+    usage: dict[int, float],
+    ads: list[NodeAttrs],
+    room: dict[int, Room],
+    team: dict[int, Team] | None = None,
+) -> list[Assignment]:
+    """Ask the planner; while it runs out of a user's known jobs, read more of theirs and ask again.
+
+    The ClassAd requirements and rank of the jobs read are evaluated here, before the planner (which is
+    pure) sees them: each distinct one once per node (`classads` caches them across passes too)."""
+    judged, weights = judge_ads(heads, ads, {}), billing()
+    picks = pick_assignments(heads.jobs, nodes, usage, heads.more, judged, weights, room, team)
+    while picks.wants_more:
+        heads.read_more(picks.wants_more)
+        judged = judge_ads(heads, ads, judged)
+        picks = pick_assignments(heads.jobs, nodes, usage, heads.more, judged, weights, room, team)
+    return picks.assignments
+
+
+def judge_ads(heads: Heads, ads: list[NodeAttrs], known: dict[AdAsk, AdVerdict]) -> dict[AdAsk, AdVerdict]:
+    """`known`, and the verdicts of the asks among `heads`' jobs not in it."""
+    asks = {ask for jobs in heads.jobs.values() for job in jobs if (ask := job.ad) is not None and ask not in known}
+    return {**known, **verdicts(asks, ads)} if asks else known
+
+
+def schedule_pass(now: datetime) -> int:
+    """Fill every free slot from the queue in fair-share order; returns the number dispatched.
+
+    The pass is planned before it takes the scheduler lock (on SQLite, the
+    database's one write lock, which every node needs to start and end its
+    jobs); see `carry_out` for what is checked under the lock.
+    """
+    return carry_out(plan_pass(now), now)
+
+
+def carry_out(plan: Plan | None, now: datetime) -> int:
+    """Claim and send what `plan` placed; returns the number dispatched.
+
+    Under the scheduler lock it first checks that the plan still holds: the
+    same nodes take jobs (none was drained, lost or refused meanwhile) and
+    their capacity in use is what the plan saw, and no job was edited since
+    (an edit takes the lock too: see `lock`).  If another pass, a job's end,
+    a drain or an edit changed that, it plans again.  A job submitted or cancelled
+    meanwhile waits for the next pass, as it would if it had come a moment
+    later (a cancelled one is not claimed: claims are conditional).
+    """
+    if plan is None:
+        return 0
+    sends: list[tuple[int, int, str]] = []
+    with transaction.atomic():
+        edits = take_scheduler_lock()
+        if not plan.still_holds(edits):
+            plan = plan_pass(now)
+            if plan is None:
+                return 0
+            # Jobs without GPUs are claimed together; the few with GPUs one by one.
+        assignments = plan.assignments
+        won = transitions.claim_many({a.job_id: plan.node(a.node).id for a in assignments if not a.gpu_indices}, now)
+        for a in assignments:
+            node = plan.node(a.node)
+            attempt = (
+                transitions.claim(a.job_id, node.id, list(a.gpu_indices), now) if a.gpu_indices else won.get(a.job_id)
+            )
+            if attempt is not None:
+                sends.append((a.job_id, attempt, node.name))
+    send_runs(sends)
+    return len(sends)
+
+
+def send_run(job_id: int, attempt: int, node_name: str) -> bool:
+    """Put the run message on the node's own queue; False (logged) when Redis is away."""
+    return send_runs([(job_id, attempt, node_name)]) == 1
+
+
+def send_runs(sends: list[tuple[int, int, str]]) -> int:
+    """Put run messages (job id, attempt, node) on the nodes' own queues in one Redis round trip.
+
+    Returns how many went: all, or none (logged) when Redis is away; the
+    resend step sends the lost ones again.
+    """
+    if not sends:
+        return 0
+    settle_conf()
+    try:
+        with app.producer_or_acquire() as producer, producer.batch():
+            for job_id, attempt, node_name in sends:
+                app.send_task(
+                    RUN_TASK,
+                    args=[job_id, attempt],
+                    queue=node_name,
+                    ignore_result=True,
+                    producer=producer,
+                    # Celery sends to a node's queue through Redis's anonymous exchange
+                    # (straight onto the list the node reads), so there is nothing to
+                    # declare; declaring cost each message a copy and a bind of the queue.
+                    declare=[],
+                )
+    except Exception as exc:  # kombu raises many kinds; the resend step retries
+        log.warning("could not send %d job(s) to their nodes: %s", len(sends), exc)
+        return 0
+    return len(sends)

@@ -1,0 +1,159 @@
+"""The scheduler's other steps: send again a message that was lost, take back a silent node's jobs."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, Min, OuterRef, Q
+
+from dctoolkit.jobs import transitions
+from dctoolkit.jobs.models import FINAL_STATES, Dependency, Job, JobState
+from dctoolkit.jobs.scheduling.dependencies import Outcome, edge_outcome, never_reason
+from dctoolkit.jobs.scheduling.dispatch import send_run
+from dctoolkit.jobs.scheduling.upstream import throttle_slots
+from dctoolkit.nodes.models import Node, NodeState
+from dctoolkit.operations.retention import retention
+
+log = logging.getLogger(__name__)
+
+
+# A dispatched job that has not started after this long has lost its message
+# (Redis restarted empty, a worker died holding it): send it again.  The
+# attempt check on the node makes a duplicate harmless.
+RESEND_AFTER_SECONDS = 15
+
+
+def resend_stale(now: datetime) -> int:
+    """Send again the dispatched jobs that never started (their message was lost)."""
+    cutoff = now - timedelta(seconds=RESEND_AFTER_SECONDS)
+    stale = Job.objects.filter(state=JobState.DISPATCHED, dispatched_at__lt=cutoff, node__state=NodeState.ONLINE)
+    count = 0
+    for job_id, attempt, node_name in stale.values_list("id", "attempts", "node__name")[:1000]:
+        if Job.objects.filter(id=job_id, state=JobState.DISPATCHED, attempts=attempt).update(dispatched_at=now):
+            log.info("job %s attempt %s never started on %s: sending again", job_id, attempt, node_name)
+            count += send_run(job_id, attempt, node_name)
+    return count
+
+
+def sweep_lost_nodes(now: datetime) -> int:
+    """Mark silent nodes offline and requeue their jobs; returns the number of jobs moved."""
+    moved = 0
+    cutoff = now - timedelta(seconds=settings.DCT_NODE_TIMEOUT_SECONDS)
+    for node in Node.objects.filter(state=NodeState.ONLINE, last_heartbeat__lt=cutoff):
+        if not Node.objects.filter(id=node.id, state=NodeState.ONLINE, last_heartbeat__lt=cutoff).update(
+            state=NodeState.OFFLINE
+        ):
+            continue  # it came back meanwhile
+        log.warning("node %s is offline (no heartbeat since %s)", node.name, node.last_heartbeat)
+        moved += transitions.requeue_node_jobs(node, "node lost", now)
+    return moved
+
+
+def purge_expired_files(now: datetime) -> int:
+    """DCT_RETENTION: remove one batch of old jobs' files (records stay); returns how many jobs lost theirs."""
+    return retention.step(now)
+
+
+# Dependency edges applied per transaction: a batch that ends frees its
+# thousands of children over a few rounds, each short.
+RESOLVE_BATCH = 900  # ids in one IN (...): below SQLite's oldest limit (999)
+
+
+def resolve_dependencies(now: datetime) -> int:
+    """Apply parents' ends to their waiting children; returns how many children changed state.
+
+    An edge whose condition now holds is marked resolved, and a waiting
+    child with no unresolved edge left becomes queued; a child whose
+    condition can never hold ends cancelled, naming the parent.  One
+    transaction per batch: a scheduler killed half-way leaves every edge
+    as it was, to be applied again (each step is conditional, so twice is
+    harmless).  Reads edges, never the queue: a scheduling pass stays as
+    fast beside 10,000 waiting jobs.
+    """
+    with transaction.atomic():
+        open_edges = Dependency.objects.filter(resolved=False, parent__state__in=FINAL_STATES)
+        rows = list(open_edges.values_list("id", "child_id", "kind", "parent_id", "parent__state")[:RESOLVE_BATCH])
+        met: list[int] = []
+        never: dict[int, str] = {}
+        for edge_id, child_id, kind, parent_id, parent_state in rows:
+            if edge_outcome(kind, parent_state) is Outcome.MET:
+                met.append(edge_id)
+            else:
+                never.setdefault(child_id, never_reason(kind, parent_id, parent_state))
+        changed = 0
+        for child_id, reason in never.items():
+            changed += Job.objects.filter(id=child_id, state__in=(JobState.WAITING, JobState.HELD)).update(
+                state=JobState.CANCELLED, finished_at=now, reason=reason
+            )
+            # Nothing is left to wait for: its other edges are settled with it.
+            Dependency.objects.filter(child_id=child_id, resolved=False).update(resolved=True)
+        Dependency.objects.filter(id__in=met).update(resolved=True)
+        children = {child_id for _, child_id, *_ in rows} - set(never)
+        unresolved = Dependency.objects.filter(child_id=OuterRef("pk"), resolved=False)
+        changed += (
+            Job.objects.filter(id__in=children, state=JobState.WAITING, max_running=None)
+            .filter(Q(start_after=None) | Q(start_after__lte=now))  # else `release_waiting` queues it
+            .exclude(Exists(unresolved))
+            .update(state=JobState.QUEUED, reason="")
+        )
+    if changed:
+        log.info("dependencies: %s waiting jobs queued or cancelled", changed)
+    return changed or len(rows)
+
+
+def queue_due_retries(now: datetime) -> int:
+    """Waiting retries whose delay is over -> queued, in one UPDATE; returns how many.
+
+    (A retry has no dependency left to wait for: they were met before its first run.)
+    """
+    # A throttled job's retry waits for its turn too: `release_waiting` queues it.
+    return Job.objects.filter(state=JobState.WAITING, retry_at__lte=now, max_running=None).update(
+        state=JobState.QUEUED, retry_at=None
+    )
+
+
+def release_waiting(now: datetime) -> int:
+    """Waiting jobs whose start time is due, and throttled ones with room in their submission -> queued.
+
+    Returns how many.  A job is queued only when its dependencies are met,
+    its start time is past (or none) and a retry's delay is over.  Start
+    times: one UPDATE.  Throttles: one GROUP BY over the throttled jobs that
+    hold a slot, then per throttled submission with a job ready, one UPDATE
+    of at most as many jobs as it has room for (lowest ids first).  Reads
+    neither the queue nor any unthrottled job: the scheduling pass is not
+    slowed by thousands of waiting jobs.
+    """
+    unresolved = Exists(Dependency.objects.filter(child_id=OuterRef("pk"), resolved=False))
+    due = Q(start_after=None) | Q(start_after__lte=now)
+    changed = (
+        Job.objects.filter(state=JobState.WAITING, retry_at=None, max_running=None, start_after__lte=now)
+        .exclude(unresolved)
+        .update(state=JobState.QUEUED, reason="")
+    )
+    throttled = Job.objects.filter(max_running__isnull=False)
+    ready = (
+        throttled.filter(state=JobState.WAITING)
+        .filter(due, Q(retry_at=None) | Q(retry_at__lte=now))
+        .exclude(unresolved)
+    )
+    # Per submission (one GROUP BY); jobs of one file given different limits keep the smallest.
+    grouped = ready.order_by().values("submission_id").annotate(limit=Min("max_running"))
+    limits = dict(grouped.values_list("submission_id", "limit"))
+    if not limits:
+        return changed
+    with transaction.atomic():
+        active = throttle_slots(limits)
+        for submission_id, limit in limits.items():
+            room = (limit or 0) - active.get(submission_id, 0)
+            if room <= 0:
+                continue
+            ids = list(ready.filter(submission_id=submission_id).order_by("id").values_list("id", flat=True)[:room])
+            changed += Job.objects.filter(id__in=ids, state=JobState.WAITING).update(
+                state=JobState.QUEUED, reason="", retry_at=None
+            )
+    if changed:
+        log.info("start times and throttles: %s waiting jobs queued", changed)
+    return changed

@@ -1,0 +1,192 @@
+"""The small program that lives inside a warm sandbox and starts one job after another there.
+
+It runs only as `python -I -S -c` inside bubblewrap: `warm.py` passes this
+file's text, with the number of a socket to the node as its one argument.
+Only the standard library is at hand there.  (The node imports it only for
+the message format, encode_request and MAX_REQUEST_BYTES, shared by both ends.)
+
+Its first statement makes it undumpable (PR_SET_DUMPABLE 0): the jobs it
+starts run as the same user, with no capability either, and could otherwise
+write into its memory through /proc/PID/mem and answer the node in its name.
+(A program's dumpable flag is set again by execve, so its jobs are not
+affected; the system-call filter bubblewrap installed refuses them ptrace.)
+
+Per job, the node sends one message (`encode_request`: a JSON head `{"cwd",
+"argc"}`, with "cpus" where the job is pinned to cores (the job's process sets its
+affinity between fork and exec), then the job's argv and NAME=value environment, each after a NUL
+byte, never escaped, so that its size is that of the job's own text) of at
+most MAX_REQUEST_BYTES, and the job's stdout and stderr as file descriptors
+(the files lie in shared storage, which the sandbox never sees), then,
+where the node limits jobs through cgroups, the `cgroup.procs` file of each
+of the job's cgroups, open for writing: the job's process enters them between
+fork and exec, so it runs nothing of its own outside them, while the zygote
+and init stay out.  The zygote
+answers `{"started": pid}` (the pid inside the sandbox), then, once the job has ended, `{"status", "utime",
+"stime", "clean"}`: the wait status and CPU time of the job and every process
+it waited for, and whether the sandbox was put back as it was found: every
+other process in it killed, /tmp (but the job's folder) and /dev/shm emptied.
+The node does not take "clean" on trust: it also counts the processes left.
+A message it cannot read ends the zygote, and so the sandbox.
+"""
+
+# The very first statement, before any import: PR_SET_DUMPABLE is 4.  (Not when warm.py imports this file
+# for encode_request: only the zygote itself runs as __main__.)
+if __name__ == "__main__" and __import__("ctypes").CDLL(None).prctl(4, 0, 0, 0, 0) != 0:
+    raise SystemExit("zygote: could not make itself undumpable (prctl PR_SET_DUMPABLE); starting no job")
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+# One job's message: room for the most a job may pass (jobenv.MAX_ENV_AND_ARGS_BYTES, 64 KiB) and as
+# much again for what the node adds (its paths, the allowlisted variables); well inside a Unix socket's
+# default send buffer (net.core.wmem_default, 208 KiB), which warm.py asks to double besides.
+MAX_REQUEST_BYTES = 128 * 1024
+MAX_FDS = 9  # stdout, stderr, stdin and the job's cgroup.procs files (one per cgroup v1 hierarchy)
+EMPTIED = ("/tmp", "/dev/shm")
+
+
+def main() -> None:
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    os.set_inheritable(sock.fileno(), False)
+    mounts = mount_points()
+    while True:
+        try:
+            data, fds, flags, _addr = socket.recv_fds(sock, MAX_REQUEST_BYTES + 1, MAX_FDS)
+        except OSError:
+            return
+        if not data:
+            return  # the node closed its end: the sandbox is being retired
+        if len(data) > MAX_REQUEST_BYTES or flags & socket.MSG_TRUNC:
+            return  # the node never sends such a message: end, and the node retires the sandbox
+        try:
+            request = decode_request(data)
+        except (ValueError, KeyError, TypeError):
+            return
+        status, utime, stime = run_one(request, fds, sock)
+        clean = end_every_other_process()
+        for folder in EMPTIED:
+            clean = empty(folder, keep={request["cwd"], *mounts}) and clean
+        reply = {"status": status, "utime": utime, "stime": stime, "clean": clean, "me": os.getpid()}
+        sock.send(json.dumps(reply).encode())
+
+
+def encode_request(argv: list, env: dict, cwd: str, stdin: bool = False, cpus: tuple = ()) -> bytes:
+    """One job's message to the zygote (see the module docstring); no NUL may be in argv or env.
+
+    `stdin`: a third descriptor, after stdout and stderr, is the job's standard input.
+    `cpus`: the cores the job is pinned to (its cpu_indices; empty: not pinned)."""
+    fields = {"cwd": cwd, "argc": len(argv), **({"stdin": True} if stdin else {})}
+    head = json.dumps({**fields, **({"cpus": list(cpus)} if cpus else {})}).encode()
+    items = [*argv, *(f"{name}={value}" for name, value in env.items())]
+    return head + b"".join(b"\0" + item.encode() for item in items)
+
+
+def decode_request(data: bytes) -> dict:
+    """`encode_request`'s message back: {"cwd", "argv", "env"}, argv and env as bytes; ValueError if malformed."""
+    head, *items = data.split(b"\0")
+    request = json.loads(head)
+    argc = request["argc"]
+    if not isinstance(argc, int) or not 1 <= argc <= len(items) or not isinstance(request["cwd"], str):
+        raise ValueError("malformed request head")
+    cpus = request.get("cpus", [])
+    if not isinstance(cpus, list) or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cpus):
+        raise ValueError("malformed request head: cpus")
+    request["cpus"] = cpus
+    request["argv"] = items[:argc]
+    request["env"] = dict(item.split(b"=", 1) for item in items[argc:])
+    return request
+
+
+def mount_points() -> set:
+    """Where something is mounted inside the sandbox (the job's folder, a Python under /tmp, ...)."""
+    with open("/proc/self/mountinfo") as f:
+        return {line.split()[4].replace("\\040", " ") for line in f}
+
+
+def run_one(request: dict, fds: list, sock: socket.socket) -> tuple:
+    """Start the job, tell the node its pid, and wait for it: (wait status, user and system CPU seconds)."""
+    out, err, *cgroups = fds
+    stdin = cgroups.pop(0) if request.get("stdin") is True and cgroups else None
+    try:
+        proc = subprocess.Popen(
+            request["argv"],
+            cwd=request["cwd"],
+            env=request["env"],
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            close_fds=True,  # the cgroup.procs files too: the job cannot move the zygote in
+            preexec_fn=(lambda: enter(cgroups, tuple(request["cpus"]))) if cgroups or request["cpus"] else None,
+        )
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        if isinstance(exc, subprocess.SubprocessError):  # raised in enter(), between fork and exec
+            why = "it could not be pinned to its cores or enter its cgroup"
+        program = os.fsdecode(request["argv"][0])
+        sock.send(json.dumps({"error": f"could not start {program}: {why}"}).encode())
+        return None, 0.0, 0.0
+    finally:
+        for fd in fds:
+            os.close(fd)
+    sock.send(json.dumps({"started": proc.pid}).encode())
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; Popen must not wait again
+    return status, usage.ru_utime, usage.ru_stime
+
+
+def enter(cgroups: list, cpus: tuple = ()) -> None:
+    """Between fork and exec: pin this process to `cpus` (when given), then move it into each cgroup
+    (a cgroup.procs file descriptor)."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    for fd in cgroups:
+        os.write(fd, b"0")
+
+
+def end_every_other_process() -> bool:
+    """SIGKILL everything in the sandbox but its init and this zygote; True once they are gone."""
+    me = os.getpid()
+    try:
+        os.kill(-1, signal.SIGKILL)  # every process we may signal, except init and ourselves
+    except ProcessLookupError:
+        pass  # nobody else was left
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        others = [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)]
+        if not others:
+            return True
+        time.sleep(0.002)
+    return False
+
+
+def empty(folder: str, keep: set) -> bool:
+    """Delete what is in `folder` but the paths in `keep` and the folders on the way to them.
+
+    True when everything else went.
+    """
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return True
+    ok = True
+    for name in names:
+        path = os.path.join(folder, name)
+        if path in keep:
+            continue
+        try:
+            if any(k.startswith(path + "/") for k in keep):
+                ok = empty(path, keep) and ok
+            elif os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+        except (OSError, RecursionError):  # a tree deeper than the interpreter's stack: the sandbox is retired
+            ok = False
+    return ok

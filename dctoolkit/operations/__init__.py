@@ -1,0 +1,1 @@
+"""Running dctoolkit as a lab's service: metrics for Prometheus, the scheduler's pass statistics, retention."""

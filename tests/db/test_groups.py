@@ -1,0 +1,207 @@
+"""Accounting groups on the real database: `./dct group`, `accounting_group` checked at submit (Slurm --account,
+PBS -A too), what a job charges, `usage --json`'s groups, caps by group, and the scheduler serving groups by
+share first in the portal's order.  Sending is replaced by a list (Redis is the integration tests' business)."""
+
+import io
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from dctoolkit.accounts.models import Group, Membership
+from dctoolkit.accounts.usage import charge_job
+from dctoolkit.jobs.intake.parse import SubmissionError
+from dctoolkit.jobs.intake.queue import FolderFiles, submit
+from dctoolkit.jobs.models import Job, JobState
+from dctoolkit.jobs.scheduling import dispatch, wake
+from dctoolkit.jobs.scheduling.waiting import queue_order, waiting_page
+from dctoolkit.jobs.web.serializers import jobs_payload
+from dctoolkit.nodes.models import Node, NodeState
+from dctoolkit.operations.models import AuditEvent
+
+
+@pytest.fixture(autouse=True)
+def storage(settings, tmp_path, monkeypatch):
+    settings.DCT_STORAGE = tmp_path / "storage"
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens: waking the scheduler is a no-op
+    monkeypatch.setattr(wake, "_redis", None)
+    (tmp_path / "run.sh").write_text("#!/bin/sh\n")
+
+
+@pytest.fixture
+def sent(monkeypatch):
+    messages = []
+    monkeypatch.setattr(dispatch, "send_runs", lambda sends: messages.extend(sends) or len(sends))
+    return messages
+
+
+@pytest.fixture
+def users(db):
+    make = get_user_model().objects.create_user
+    return {name: make(name) for name in ("alice", "bob", "carol", "dave")}
+
+
+def run_cli(*args, **options):
+    out = io.StringIO()
+    call_command(*args, stdout=out, stderr=io.StringIO(), **options)
+    return out.getvalue()
+
+
+def submit_text(owner, tmp_path, text, name="job.sub"):
+    return submit(text if text.startswith("#!") else f"executable = run.sh\n{text}", name, owner, FolderFiles(tmp_path))
+
+
+def make_groups():
+    run_cli("group", "add", "bio", "--share", "3")
+    run_cli("group", "add", "chem")
+    run_cli("group", "member", "bio", "alice", "bob")
+    run_cli("group", "member", "chem", "carol", "alice")
+
+
+def test_group_add_and_member_make_groups_change_a_share_and_are_in_the_audit_trail(users):
+    assert run_cli("group", "add", "bio", "--share", "3") == "group 'bio' made share 3\n"
+    assert run_cli("group", "add", "chem") == "group 'chem' made share 1\n"
+    assert run_cli("group", "member", "bio", "alice", "bob") == "alice, bob added to group 'bio'\n"
+    assert run_cli("group", "member", "bio", "alice") == "nothing changed: all of them are in group 'bio'\n"
+    assert run_cli("group", "add", "chem", "--share", "0.5") == "group 'chem' now has share 0.5\n"
+    assert run_cli("group", "member", "bio", "bob", "--remove") == "bob removed from group 'bio'\n"
+    assert json.loads(run_cli("group", "--json")) == {
+        "groups": [{"group": "bio", "share": 3.0, "members": ["alice"]}, {"group": "chem", "share": 0.5, "members": []}]
+    }
+    recorded = list(AuditEvent.objects.order_by("id").values_list("action", "target_kind", "target", "details"))
+    assert recorded == [
+        ("group", "group", "bio", {"share": 3.0, "created": True}),
+        ("group", "group", "chem", {"share": 1.0, "created": True}),
+        ("member", "group", "bio", {"added": ["alice", "bob"]}),
+        ("group", "group", "chem", {"share": 0.5, "before": {"share": 1.0}}),
+        ("member", "group", "bio", {"removed": ["bob"]}),
+    ]
+
+
+def test_group_refuses_what_it_cannot_do_saying_what_to_write(users):
+    run_cli("group", "add", "bio")
+    with pytest.raises(CommandError, match="group 'bio' exists already; give --share S to change its share"):
+        run_cli("group", "add", "bio")
+    with pytest.raises(CommandError, match="'b io' is not a group name"):
+        run_cli("group", "add", "b io")
+    with pytest.raises(CommandError, match="share 0: a share is a number above 0"):
+        run_cli("group", "add", "phys", "--share", "0")
+    with pytest.raises(CommandError, match=r"no group 'phys' \(groups: bio\); ./dct group add phys makes it"):
+        run_cli("group", "member", "phys", "alice")
+    with pytest.raises(CommandError, match="no user 'zoe'"):
+        run_cli("group", "member", "bio", "alice", "zoe")
+    assert not Membership.objects.exists(), "nothing added when one name is wrong"
+
+
+def test_changing_groups_is_for_operators(users, settings):
+    settings.SECRET_KEY = ""
+    with pytest.raises(CommandError, match="only an operator"):
+        run_cli("group", "add", "bio")
+    assert run_cli("group") == "no groups; ./dct group add NAME [--share S] makes one\n"
+
+
+def test_a_job_charges_its_accounting_group_or_its_owners_first_and_the_job_object_says_which(users, tmp_path):
+    make_groups()
+    (first,) = submit_text(users["alice"], tmp_path, "queue\n")
+    (chosen,) = submit_text(users["alice"], tmp_path, "accounting_group = chem\nqueue\n")
+    (alone,) = submit_text(users["dave"], tmp_path, "queue\n")
+    assert [j.accounting_group.name if j.accounting_group else None for j in (first, chosen, alone)] == [
+        "bio",
+        "chem",
+        None,
+    ]
+    shown = jobs_payload(
+        list(Job.objects.filter(id__in=[first.id, chosen.id, alone.id]).order_by("id")), timezone.now()
+    )
+    assert [j["accounting_group"] for j in shown] == ["bio", "chem", None]
+    slurm = "#!/bin/sh\n#SBATCH --account=chem\n#SBATCH -J s\necho hi\n"
+    pbs = "#!/bin/sh\n#PBS -A chem\n#PBS -N p\necho hi\n"
+    for text, name in ((slurm, "s.sh"), (pbs, "p.pbs")):
+        (job,) = submit_text(users["carol"], tmp_path, text, name)
+        assert job.accounting_group.name == "chem", name
+
+
+def test_a_group_that_does_not_exist_or_a_submitter_who_is_not_in_it_is_refused_at_its_line(users, tmp_path):
+    make_groups()
+    with pytest.raises(SubmissionError) as info:
+        submit_text(users["carol"], tmp_path, "request_cpus = 1\naccounting_group = bio\nqueue\n")
+    assert str(info.value) == (
+        "job.sub:3: accounting_group = bio: carol is not a member of group 'bio' (their groups: chem); an operator "
+        "adds them with ./dct group member bio carol"
+    )
+    with pytest.raises(SubmissionError) as info:
+        submit_text(users["dave"], tmp_path, "accounting_group = phys\nqueue\n")
+    assert str(info.value) == "job.sub:2: accounting_group = phys: no group 'phys' (groups: bio, chem; dave's: none)"
+    with pytest.raises(SubmissionError, match=r"job.sub:2: .*carol is not a member of group 'bio'"):
+        submit_text(users["carol"], tmp_path, "#!/bin/sh\n#SBATCH --account=bio\necho hi\n")
+    assert Job.objects.count() == 0, "nothing queued"
+
+
+def test_usage_json_lists_the_groups_with_share_usage_priority_and_members(users, tmp_path):
+    make_groups()
+    now = timezone.now()
+    charge_job(users["alice"].id, 1, 600.0, now, group_id=Group.objects.get(name="bio").id)
+    charge_job(users["carol"].id, 1, 300.0, now, group_id=Group.objects.get(name="chem").id)
+    found = json.loads(run_cli("usage", "--json"))
+    assert [(g["group"], g["share"], g["priority"], g["members"]) for g in found["groups"]] == [
+        ("bio", 3.0, 1, ["alice", "bob"]),  # 600 / 3 = 200 before chem's 300 / 1
+        ("chem", 1.0, 2, ["carol", "alice"]),
+    ]
+    assert [round(g["usage"]) for g in found["groups"]] == [600, 300]
+    rows = {r["user"]: r for r in found["users"]}
+    assert (rows["alice"]["group"], rows["carol"]["group"]) == ("bio", "chem")
+    # The users' order is by group first: carol (used 300) goes after alice (used 600), whose group is ahead.
+    assert [r["user"] for r in found["users"]] == ["alice", "carol"]
+    assert "bio" in run_cli("usage") and "MEMBERS" in run_cli("usage")
+
+
+def test_a_groups_caps_hold_for_its_members_unless_they_have_their_own(users, tmp_path, sent):
+    make_groups()
+    run_cli("limits", "bio", "--group", "--max-running-jobs", "1")
+    assert run_cli("limits", "bob").splitlines()[0] == "max_running_jobs: 1 (./dct limits --group bio)"
+    assert json.loads(run_cli("limits", "bio", "--group", "--json"))["max_running_jobs"] == 1
+    Node.objects.create(name="n1", state=NodeState.ONLINE, slots=8, cpus=8, threads=8, memory_total_mb=8192,
+                        memory_available_mb=8192, sandbox=True, last_heartbeat=timezone.now())  # fmt: skip
+    submit_text(users["bob"], tmp_path, "queue 3\n")
+    submit_text(users["dave"], tmp_path, "queue 2\n")
+    assert dispatch.schedule_pass(timezone.now()) == 3, "bob one (the group's cap), dave both"
+    waiting = list(Job.objects.filter(owner=users["bob"], state=JobState.QUEUED).order_by("id"))
+    assert len(waiting) == 2
+    assert jobs_payload(waiting, timezone.now())[0]["reason"] == (
+        "held back by a cap: bob may run 1 jobs at once and runs 1 "
+        "(DCT_MAX_RUNNING_JOBS, ./dct limits --group bio or ./dct limits bob)"
+    )
+    (event,) = AuditEvent.objects.filter(action="limits")
+    assert (event.target_kind, event.target, event.details["after"]["max_running_jobs"]) == ("group", "bio", 1)
+    with pytest.raises(CommandError, match=r"no group 'phys' \(groups: bio, chem\)"):
+        run_cli("limits", "phys", "--group")
+
+
+def test_the_scheduler_serves_groups_by_share_first_in_the_portals_order(users, tmp_path, sent):
+    make_groups()  # bio (share 3): alice, bob; chem (share 1): carol (alice's first group is bio)
+    for name in ("carol", "alice", "bob", "dave"):
+        submit_text(users[name], tmp_path, "queue 6\n")
+    now = timezone.now()
+    page = waiting_page(Job.objects.all(), queue_order(now), None, 1)
+    shown = [j.id for j in page.jobs]
+    owners = {j.id: j.owner.username for j in page.jobs}
+    Node.objects.create(name="n1", state=NodeState.ONLINE, slots=10, cpus=10, threads=10, memory_total_mb=64_000,
+                        memory_available_mb=64_000, sandbox=True, last_heartbeat=now)  # fmt: skip
+    assert dispatch.schedule_pass(now) == 10
+    placed = [job_id for job_id, _, _ in sent]
+    assert placed == shown[:10], "the portal shows the order the scheduler places in"
+    started = [owners[i] for i in placed]
+    # bio's turns are charged over its share 3: alice and bob together get three for each of carol's and dave's.
+    assert started.count("alice") + started.count("bob") == 6
+    assert (started.count("carol"), started.count("dave")) == (2, 2)
+    # Each user's own page gives their jobs the same places as the whole list.
+    order = queue_order(now)
+    rest = waiting_page(Job.objects.filter(state=JobState.QUEUED), order, None, 1)
+    everyone = rest.positions
+    for name in ("alice", "bob", "carol", "dave"):
+        uid = users[name].id
+        own = waiting_page(Job.objects.filter(owner_id=uid, state=JobState.QUEUED), order, uid, 1)
+        assert own.positions == {j.id: everyone[j.id] for j in own.jobs}, name
