@@ -1,6 +1,9 @@
+from collections.abc import Iterator
+
 import pytest
 
 from tests.support.cluster import Cluster
+from tests.support.mail import SmtpServer
 
 
 @pytest.fixture(scope="module")
@@ -16,3 +19,12 @@ def fresh_cluster(tmp_path):
     """A cluster of its own, for tests that kill or restart parts of it."""
     with Cluster(tmp_path / "cluster") as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpServer]:
+    """One SMTP server for a test module, with an inbox the test reads."""
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()

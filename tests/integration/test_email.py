@@ -1,65 +1,13 @@
 """Email when jobs end, against a real SMTP server (aiosmtpd) on loopback, sent by the real scheduler."""
 
-import email
-import email.policy
-import threading
-
 import pytest
-from aiosmtpd.controller import Controller
 
-from tests.support.cluster import Cluster, free_port, wait_until
+from tests.support.cluster import Cluster, wait_until
+from tests.support.mail import body_of
 
 pytestmark = pytest.mark.integration
 
 BASE_URL = "http://portal.lab.example:8000"
-
-
-class Inbox:
-    """An aiosmtpd handler that keeps every message it is given."""
-
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        with self.lock:
-            self.messages.append(message)
-        return "250 OK"
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address.startswith("nobody@"):
-            return "550 5.1.1 no such user"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    def to(self, address: str) -> list:
-        with self.lock:
-            return [m for m in self.messages if m["To"] == address]
-
-
-class SmtpServer:
-    """aiosmtpd on one loopback port, which can be stopped and started again (a new controller each time)."""
-
-    def __init__(self) -> None:
-        self.inbox = Inbox()
-        self.port = free_port()
-        self.controller: Controller | None = None
-
-    def start(self) -> None:
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    def stop(self) -> None:
-        self.controller.stop()
-
-
-@pytest.fixture(scope="module")
-def smtp():
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +16,6 @@ def mail_cluster(tmp_path_factory, smtp):
     with Cluster(tmp_path_factory.mktemp("mail"), extra_env=extra) as c:
         c.start_nodes({"node-1": 2, "node-2": 1})
         yield c
-
-
-def body_of(message) -> str:
-    return message.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
 
 
 def test_a_failed_job_mails_its_owner_once_with_state_times_stderr_and_link(mail_cluster, smtp, tmp_path):

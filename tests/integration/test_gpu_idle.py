@@ -6,21 +6,13 @@ import json
 
 import pytest
 
-from tests.integration.test_email import SmtpServer, body_of
 from tests.support.cluster import Cluster, wait_until
+from tests.support.mail import body_of
 
 pytestmark = pytest.mark.integration
 
 HOLD = "#!/bin/sh\nsleep 120\n"
 GPU_JOB = "executable = hold.sh\nrequest_gpus = 1\n"
-
-
-@pytest.fixture(scope="module")
-def smtp():
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
