@@ -29,6 +29,14 @@ def no_sends(monkeypatch):
 
 
 @pytest.fixture
+def sent(monkeypatch):
+    """The runs a pass hands to Celery, collected here instead of sent."""
+    messages = []
+    monkeypatch.setattr(dispatch, "send_runs", lambda sends: messages.extend(sends) or len(sends))
+    return messages
+
+
+@pytest.fixture
 def alice(db):
     return get_user_model().objects.create_user("alice")
 
@@ -43,6 +51,12 @@ def folder(tmp_path):
     """A submission folder holding a.sh."""
     (tmp_path / "a.sh").write_text("#!/bin/sh\necho hi\n")
     return tmp_path
+
+
+@pytest.fixture
+def node(db):
+    """node-1, online, with 4 cpus and 4 slots."""
+    return online_node()
 
 
 def online_node(name: str = "node-1", slots: int = 4, memory_mb: int = 4096) -> Node:

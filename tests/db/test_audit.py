@@ -19,7 +19,7 @@ from dctoolkit.jobs.intake.queue import FolderFiles, submit
 from dctoolkit.jobs.models import Job, JobState, Submission
 from dctoolkit.jobs.scheduling import wake
 from dctoolkit.lib.ids import id_ranges
-from dctoolkit.nodes.models import Node, NodeState
+from dctoolkit.nodes.models import Node
 from dctoolkit.operations.audit import AuditFilterError, parse_since, summary
 from dctoolkit.operations.models import AuditEvent
 
@@ -31,19 +31,6 @@ def storage(settings, tmp_path, monkeypatch):
     settings.DCT_STORAGE = tmp_path / "storage"
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens: waking the scheduler is a no-op
     monkeypatch.setattr(wake, "_redis", None)
-
-
-@pytest.fixture
-def alice(db):
-    return get_user_model().objects.create_user("alice")
-
-
-@pytest.fixture
-def node(db):
-    return Node.objects.create(
-        name="node-1", state=NodeState.ONLINE, slots=4, cpus=4, threads=4, memory_total_mb=4096,
-        memory_available_mb=4096, sandbox=True, last_heartbeat=timezone.now(),
-    )  # fmt: skip
 
 
 def rows(owner, count: int, name: str = "fit") -> list[Job]:

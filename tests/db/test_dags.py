@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
@@ -37,11 +36,6 @@ def folder(tmp_path):
     target = tmp_path / "dag"
     shutil.copytree(DATA, target)
     return target
-
-
-@pytest.fixture
-def alice(db):
-    return get_user_model().objects.create_user("alice")
 
 
 def submit(folder: Path, text: str, owner, name="pipeline.dag"):

@@ -5,7 +5,6 @@ everything else is the real code on the real database.
 """
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from dctoolkit.jobs.models import Job, JobState, Submission
@@ -19,11 +18,6 @@ def sent(monkeypatch):
     messages = []
     monkeypatch.setattr(dispatch, "send_runs", lambda sends: messages.extend(sends) or len(sends))
     return messages
-
-
-@pytest.fixture
-def alice(db):
-    return get_user_model().objects.create_user("alice")
 
 
 def make_node(name: str, slots: int = 1) -> Node:

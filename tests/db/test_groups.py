@@ -32,13 +32,6 @@ def storage(settings, tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def sent(monkeypatch):
-    messages = []
-    monkeypatch.setattr(dispatch, "send_runs", lambda sends: messages.extend(sends) or len(sends))
-    return messages
-
-
-@pytest.fixture
 def users(db):
     make = get_user_model().objects.create_user
     return {name: make(name) for name in ("alice", "bob", "carol", "dave")}

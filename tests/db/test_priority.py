@@ -18,13 +18,6 @@ from dctoolkit.nodes.models import Node, NodeState
 
 
 @pytest.fixture
-def sent(monkeypatch):
-    messages = []
-    monkeypatch.setattr(dispatch, "send_runs", lambda sends: messages.extend(sends) or len(sends))
-    return messages
-
-
-@pytest.fixture
 def alice(db, settings, tmp_path):
     settings.DCT_STORAGE = tmp_path / "storage"
     (tmp_path / "run.sh").write_text("#!/bin/sh\n")

@@ -1,7 +1,6 @@
 """Retries on the real database: the node's report (tasks.record) runs a job again, keeps every attempt."""
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from dctoolkit.accounts.models import Account
@@ -9,7 +8,7 @@ from dctoolkit.jobs import transitions
 from dctoolkit.jobs.models import Attempt, Job, JobState, Submission
 from dctoolkit.jobs.scheduling import housekeeping, wake
 from dctoolkit.jobs.web.serializers import jobs_payload
-from dctoolkit.nodes.models import Node, NodeState
+from dctoolkit.nodes.models import Node
 from dctoolkit.nodes.worker import runner, tasks
 
 
@@ -17,19 +16,6 @@ from dctoolkit.nodes.worker import runner, tasks
 def no_scheduler(settings, monkeypatch):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     monkeypatch.setattr(wake, "_redis", None)
-
-
-@pytest.fixture
-def alice(db):
-    return get_user_model().objects.create_user("alice")
-
-
-@pytest.fixture
-def node(db):
-    return Node.objects.create(
-        name="node-1", state=NodeState.ONLINE, slots=4, cpus=4, threads=4, memory_total_mb=4096,
-        memory_available_mb=4096, sandbox=True, last_heartbeat=timezone.now(),
-    )  # fmt: skip
 
 
 def make(owner, **keys) -> Job:
