@@ -97,9 +97,12 @@ class Only:
         return not self.prefixes or any(n.startswith(p) for n in names for p in self.prefixes)
 
 
+# The results of the scenarios that run the live stack (scheduler, nodes, baseline worker).
+LIVE_RESULTS = ("throughput", "server_cpu_per_job", "latency", "sandbox_overhead", "metrics_scrape_throughput",
+                "node_rss_mb")  # fmt: skip
 RESULT_NAMES = (
     *("throughput", "server_cpu_per_job", "latency_p50", "latency_p95", "latency_p99"),
-    *("sandbox_overhead", "node_rss_mb"),
+    *("sandbox_overhead", "metrics_scrape_throughput", "node_rss_mb"),
     *("throughput_postgres", "server_cpu_per_job_postgres"),
     *("latency_postgres_p50", "latency_postgres_p95", "latency_postgres_p99"),
     "submit_10k",
@@ -150,7 +153,7 @@ def live_scenarios(workdir: Path, sizes: Sizes, broker, only: Only, redis_pid: i
 
     user, _ = User.objects.get_or_create(username="bench")
     live.write_script(workdir)  # the synthetic scenarios submit it too
-    if not only("throughput", "server_cpu_per_job", "latency", "sandbox_overhead", "node_rss_mb"):
+    if not only(*LIVE_RESULTS):
         return []
     stack = Stack(workdir)
     try:
@@ -176,6 +179,9 @@ def live_scenarios(workdir: Path, sizes: Sizes, broker, only: Only, redis_pid: i
         if only("throughput", "server_cpu_per_job"):
             say(f"throughput: {sizes.throughput} jobs on {len(NODES)} nodes x {SLOTS} slots, then the baseline")
             results[:0] = live.throughput(ctx, sizes.throughput)
+        if only("metrics_scrape_throughput"):
+            say(f"metrics_scrape_throughput: {sizes.throughput} jobs three times, the second scraped every second")
+            results.append(live.metrics_scrape_throughput(ctx, sizes.throughput))
         if only("node_rss_mb"):
             results.append(live.node_rss(ctx, NODES[0]))
         stack.check_alive()
