@@ -217,6 +217,11 @@ def redis_cpu(broker: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def server_cpu_total_ms(before: dict, after: dict) -> float:
+    """The server's CPU, every part summed, between two `server_cpu` readings, in ms."""
+    return sum(cpu.spent(before[part], after[part]).seconds for part in SERVER_PARTS) * 1000
+
+
 def server_cpu_result(before: dict, after: dict, count: int, redis_per_task_ms: float) -> Result:
     """`server_cpu_per_job`: the server's CPU per finished job, in ms, beside raw Celery's broker per task."""
     parts = {part: cpu.spent(before[part], after[part]) for part in SERVER_PARTS}

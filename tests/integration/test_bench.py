@@ -31,6 +31,9 @@ NAMES = [
     "sandbox_overhead",
     "metrics_scrape_throughput",
     "node_rss_mb",
+    "many_nodes_heartbeat_cost",
+    "many_nodes_throughput",
+    "many_nodes_node_rss_mb",
     "submit_10k",
     "cancel_10k",
     "schedule_pass_1k",
@@ -50,6 +53,9 @@ POSTGRES_NAMES = [
     "latency_postgres_p50",
     "latency_postgres_p95",
     "latency_postgres_p99",
+    "many_nodes_heartbeat_cost_postgres",
+    "many_nodes_throughput_postgres",
+    "many_nodes_node_rss_mb_postgres",
 ]
 LOCAL_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
 
