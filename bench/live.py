@@ -20,7 +20,7 @@ from django.db import connection
 
 from bench import baseline, cpu
 from bench.report import Result, median, percentile
-from bench.stack import Stack
+from bench.stack import PYTHON, Stack
 from dctoolkit.dev.stack import wait_until
 from dctoolkit.jobs.intake.queue import FolderFiles, submit
 from dctoolkit.jobs.models import FINAL_STATES, Job, JobState
@@ -125,16 +125,8 @@ def throughput(live: Live, count: int) -> list[Result]:
     Returns `throughput` and `server_cpu_per_job` (the server's CPU during the same run).
     """
     before = server_cpu(live)
-    started = time.monotonic()
-    jobs = live.submit(count)
-    submission = jobs[0].submission_id
-    remaining = Job.objects.filter(submission_id=submission).exclude(state__in=FINAL_STATES)
-    wait_until(lambda: not remaining.exists(), 600, f"{count} jobs to end", interval=THROUGHPUT_POLL_SECONDS)
-    ours = count / (time.monotonic() - started)
+    ours = run_batch(live, count)
     after = server_cpu(live)
-    failed = Job.objects.filter(submission_id=submission).exclude(state=JobState.SUCCEEDED).count()
-    if failed:
-        raise RuntimeError(f"bench: {failed} of {count} trivial jobs did not succeed")
     redis_before = redis_cpu(live.broker)
     theirs = baseline_throughput(live, count)
     redis_per_task = (redis_cpu(live.broker) - redis_before) / count * 1000
@@ -143,6 +135,53 @@ def throughput(live: Live, count: int) -> list[Result]:
                theirs, count, ">= 0.5 x baseline and >= 100/s"),
         server_cpu_result(before, after, count, redis_per_task),
     ]  # fmt: skip
+
+
+def run_batch(live: Live, count: int) -> float:
+    """`queue = count` trivial jobs; jobs per second from submit to the last one's end (all must succeed)."""
+    started = time.monotonic()
+    jobs = live.submit(count)
+    submission = jobs[0].submission_id
+    remaining = Job.objects.filter(submission_id=submission).exclude(state__in=FINAL_STATES)
+    wait_until(lambda: not remaining.exists(), 600, f"{count} jobs to end", interval=THROUGHPUT_POLL_SECONDS)
+    rate = count / (time.monotonic() - started)
+    failed = Job.objects.filter(submission_id=submission).exclude(state=JobState.SUCCEEDED).count()
+    if failed:
+        raise RuntimeError(f"bench: {failed} of {count} trivial jobs did not succeed")
+    return rate
+
+
+# A scrape a second: fifteen times Prometheus' usual 15 s, so that a cost too small to see at 15 s shows.
+SCRAPE_INTERVAL_SECONDS = 1.0
+
+
+def metrics_scrape_throughput(live: Live, count: int) -> Result:
+    """Throughput while a scraper renders `GET /metrics` every second, beside the same batch unscraped.
+
+    Unscraped, scraped, unscraped again: the baseline is the mean of the two
+    unscraped batches, so a drift of the machine during the three does not
+    read as the scrape's cost.
+    """
+    plain = [run_batch(live, count)]
+    durations = live.stack.workdir / "scrapes.txt"
+    durations.unlink(missing_ok=True)
+    live.stack.start("scraper", [PYTHON, "-m", "bench.scraper", str(SCRAPE_INTERVAL_SECONDS), str(durations)])
+    try:
+        # The first scrape (Django's start-up and the first query) before the batch, so the batch sees steady scrapes.
+        wait_until(lambda: durations.exists() and durations.stat().st_size > 0, 120, "the first scrape", interval=0.1)
+        scraped = run_batch(live, count)
+        live.stack.check_alive()
+    finally:
+        live.stack.stop("scraper")
+    plain.append(run_batch(live, count))
+    took = [float(line) for line in durations.read_text().split()]
+    note = (
+        f"{len(took)} scrapes of the metrics collector, one every {SCRAPE_INTERVAL_SECONDS:g} s in a process of "
+        f"its own, median {median(took):.1f} ms a scrape; baseline: the mean of {count} jobs unscraped just "
+        f"before and just after ({plain[0]:.1f} and {plain[1]:.1f} jobs/s)"
+    )
+    return Result("metrics_scrape_throughput", scraped, "jobs/s", "same batch without the scraper",
+                  sum(plain) / 2, count, ">= 0.95 x baseline", note)  # fmt: skip
 
 
 # What the server's CPU is counted of: the scheduler (and its children), the database server's
@@ -176,6 +215,11 @@ def redis_cpu(broker: redis.Redis) -> float:
     """Redis's own CPU seconds (user + system, from its getrusage: microseconds, finer than /proc's ticks)."""
     info = broker.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def server_cpu_total_ms(before: dict, after: dict) -> float:
+    """The server's CPU, every part summed, between two `server_cpu` readings, in ms."""
+    return sum(cpu.spent(before[part], after[part]).seconds for part in SERVER_PARTS) * 1000
 
 
 def server_cpu_result(before: dict, after: dict, count: int, redis_per_task_ms: float) -> Result:

@@ -23,7 +23,8 @@ from bench.report import Result
 
 LOCAL_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 # The scenarios run again on PostgreSQL, by the names of their results (on SQLite).
-LIVE_NAMES = ("throughput", "server_cpu_per_job", "latency_p50", "latency_p95", "latency_p99")
+LIVE_NAMES = ("throughput", "server_cpu_per_job", "latency_p50", "latency_p95", "latency_p99",
+              "many_nodes_heartbeat_cost", "many_nodes_throughput", "many_nodes_node_rss_mb")  # fmt: skip
 
 
 def renamed(name: str) -> str:
@@ -66,6 +67,8 @@ def child_only(wanted: Callable[..., bool]) -> str:
         chosen.append("throughput")
     if wanted(*(renamed(n) for n in LIVE_NAMES if n.startswith("latency"))):
         chosen.append("latency")
+    if wanted(*(renamed(n) for n in LIVE_NAMES if n.startswith("many_nodes"))):
+        chosen.append("many_nodes")
     return ",".join(chosen)
 
 

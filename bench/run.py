@@ -33,10 +33,14 @@ class Sizes:
     repeats: int = 5
     registered_nodes: int = 100
     cli_runs: int = 10  # cli_job, cli_submit (cli_status is always the median of 10: the measure)
+    fleet: int = 50  # many_nodes: one-slot node workers
+    fleet_window: float = 30.0  # seconds of idle heartbeating measured, with a few nodes and with the fleet
+    fleet_jobs: int = 1000
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(200, 10, 5, 1_000, (100, 1_000, 10_000), 10_000, 3, 10, cli_runs=3)
+        return cls(200, 10, 5, 1_000, (100, 1_000, 10_000), 10_000, 3, 10, cli_runs=3, fleet=10, fleet_window=10.0,
+                   fleet_jobs=100)  # fmt: skip
 
 
 NODES = ("node-1", "node-2")  # 2 nodes x 2 slots, sandboxed
@@ -97,11 +101,16 @@ class Only:
         return not self.prefixes or any(n.startswith(p) for n in names for p in self.prefixes)
 
 
+# The results of the scenarios that run the live stack (scheduler, nodes, baseline worker).
+LIVE_RESULTS = ("throughput", "server_cpu_per_job", "latency", "sandbox_overhead", "metrics_scrape_throughput",
+                "node_rss_mb")  # fmt: skip
+FLEET_RESULTS = ("many_nodes_heartbeat_cost", "many_nodes_throughput", "many_nodes_node_rss_mb")
 RESULT_NAMES = (
     *("throughput", "server_cpu_per_job", "latency_p50", "latency_p95", "latency_p99"),
-    *("sandbox_overhead", "node_rss_mb"),
+    *("sandbox_overhead", "metrics_scrape_throughput", "node_rss_mb", *FLEET_RESULTS),
     *("throughput_postgres", "server_cpu_per_job_postgres"),
     *("latency_postgres_p50", "latency_postgres_p95", "latency_postgres_p99"),
+    *(f"{name}_postgres" for name in FLEET_RESULTS),
     "submit_10k",
     "cancel_10k",
     "schedule_pass_waiting",
@@ -130,6 +139,15 @@ def run_all(workdir: Path, sizes: Sizes, quick: bool, only: Only = Only(), postg
         call_command("migrate", verbosity=0, interactive=False)
         settings.STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every page without it
         results = live_scenarios(workdir, sizes, broker, only, server.proc.pid if server.proc else 0)
+        if only(*FLEET_RESULTS):
+            from django.contrib.auth.models import User
+
+            from bench.fleet import many_nodes
+
+            say(f"many_nodes: {sizes.fleet} one-slot node workers, {sizes.fleet_jobs} jobs over them")
+            user = User.objects.get_or_create(username="bench")[0]
+            pid = server.proc.pid if server.proc else 0
+            results += many_nodes(workdir, user, broker, pid, sizes.fleet, sizes.fleet_window, sizes.fleet_jobs)
         if postgres_url:
             from bench import postgres
 
@@ -150,7 +168,7 @@ def live_scenarios(workdir: Path, sizes: Sizes, broker, only: Only, redis_pid: i
 
     user, _ = User.objects.get_or_create(username="bench")
     live.write_script(workdir)  # the synthetic scenarios submit it too
-    if not only("throughput", "server_cpu_per_job", "latency", "sandbox_overhead", "node_rss_mb"):
+    if not only(*LIVE_RESULTS):
         return []
     stack = Stack(workdir)
     try:
@@ -176,6 +194,9 @@ def live_scenarios(workdir: Path, sizes: Sizes, broker, only: Only, redis_pid: i
         if only("throughput", "server_cpu_per_job"):
             say(f"throughput: {sizes.throughput} jobs on {len(NODES)} nodes x {SLOTS} slots, then the baseline")
             results[:0] = live.throughput(ctx, sizes.throughput)
+        if only("metrics_scrape_throughput"):
+            say(f"metrics_scrape_throughput: {sizes.throughput} jobs three times, the second scraped every second")
+            results.append(live.metrics_scrape_throughput(ctx, sizes.throughput))
         if only("node_rss_mb"):
             results.append(live.node_rss(ctx, NODES[0]))
         stack.check_alive()

@@ -52,14 +52,14 @@ class Stack:
                 "--without-gossip", "--without-mingle", "--loglevel", "INFO"]  # fmt: skip
         self.start("baseline", argv)
 
-    def wait_nodes(self, names: list[str]) -> None:
+    def wait_nodes(self, names: list[str], timeout: float = START_TIMEOUT_SECONDS) -> None:
         from dctoolkit.nodes.models import Node, NodeState
 
         def online() -> bool:
             self.check_alive()
             return Node.objects.filter(name__in=names, state=NodeState.ONLINE).count() == len(names)
 
-        wait_until(online, START_TIMEOUT_SECONDS, f"nodes {', '.join(names)} to register", interval=0.2)
+        wait_until(online, timeout, f"nodes {', '.join(names)} to register", interval=0.2)
 
     def check_alive(self) -> None:
         """Raise RuntimeError naming a process of ours that has exited, with the tail of its log."""

@@ -164,6 +164,11 @@ _registry = CollectorRegistry(auto_describe=False)
 _registry.register(ClusterCollector())
 
 
+def exposition() -> bytes:
+    """The body of one scrape: every metric, in Prometheus' text format."""
+    return generate_latest(_registry)
+
+
 def scraper_allowed(request: HttpRequest) -> bool:
     """The bearer token matches DCT_METRICS_TOKEN, or the peer's address is in DCT_METRICS_ALLOW."""
     token = settings.DCT_METRICS_TOKEN
@@ -187,4 +192,4 @@ def metrics(request: HttpRequest) -> HttpResponse:
             "or an address in DCT_METRICS_ALLOW.\n",
             content_type="text/plain",
         )
-    return HttpResponse(generate_latest(_registry), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)

@@ -29,7 +29,11 @@ NAMES = [
     "latency_p95",
     "latency_p99",
     "sandbox_overhead",
+    "metrics_scrape_throughput",
     "node_rss_mb",
+    "many_nodes_heartbeat_cost",
+    "many_nodes_throughput",
+    "many_nodes_node_rss_mb",
     "submit_10k",
     "cancel_10k",
     "schedule_pass_1k",
@@ -49,6 +53,9 @@ POSTGRES_NAMES = [
     "latency_postgres_p50",
     "latency_postgres_p95",
     "latency_postgres_p99",
+    "many_nodes_heartbeat_cost_postgres",
+    "many_nodes_throughput_postgres",
+    "many_nodes_node_rss_mb_postgres",
 ]
 LOCAL_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
 
@@ -127,3 +134,9 @@ def test_the_callers_database_is_left_alone(bench_run):
 
 def test_progress_goes_to_stderr(bench_run):
     assert "bench: throughput" in bench_run[0].stderr
+
+
+def test_the_metrics_row_was_scraped_during_its_batch(bench_run):
+    (row,) = [r for r in json.loads(bench_run[0].stdout)["results"] if r["name"] == "metrics_scrape_throughput"]
+    scrapes = int(re.match(r"(\d+) scrapes", row["note"]).group(1))
+    assert scrapes >= 1, row
