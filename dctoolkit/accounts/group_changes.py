@@ -1,5 +1,5 @@
 """Operators' changes to accounting groups (`./dct group`): groups made, shares changed, members added and
-removed, each recorded in the audit trail in the change's own transaction."""
+removed, groups deleted, each recorded in the audit trail in the change's own transaction."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.db import transaction
 
 from dctoolkit.accounts.models import Group, Membership
 from dctoolkit.jobs.intake.keys import GROUP_NAME
+from dctoolkit.jobs.models import ACTIVE_STATES, WAITING_STATES
 from dctoolkit.operations import audit
 from dctoolkit.operations.models import AuditAction
 
@@ -72,6 +73,33 @@ def remove_members(group: Group, users: Sequence[AbstractBaseUser], by: audit.Ac
         if removed:
             audit.record(by, AuditAction.MEMBER, ("group", group.name), removed=removed)
     return removed
+
+
+def delete_group(name: str, by: audit.Actor) -> list[str]:
+    """Delete the group `name` and its memberships; the names of its members as they were.  GroupError when
+    there is no such group, or jobs not yet ended charge it (they would lose the group they were promised);
+    jobs that ended keep their usage in their owners' accounts, the group's own history goes with it."""
+    with transaction.atomic():
+        group = Group.objects.select_for_update().filter(name=name).first()
+        if group is None:
+            raise GroupError(unknown_group(name))
+        pending = list(group.jobs.filter(state__in=(*WAITING_STATES, *ACTIVE_STATES)).values_list("owner__username"))
+        if pending:
+            owners = ", ".join(sorted({owner for (owner,) in pending}))
+            raise GroupError(
+                f"group '{name}' is charged by {len(pending)} job{'' if len(pending) == 1 else 's'} not yet ended "
+                f"(of {owners}); cancel them, or let them end, then delete it"
+            )
+        members = list(Membership.objects.filter(group=group).order_by("id").values_list("user__username", flat=True))
+        audit.record(by, AuditAction.GROUP, ("group", name), deleted=True, share=group.share, members=members)
+        group.delete()
+    return members
+
+
+def unknown_group(name: str) -> str:
+    """The message for a group that does not exist, naming those that do."""
+    known = ", ".join(Group.objects.order_by("name").values_list("name", flat=True)) or "none"
+    return f"no group '{name}' (groups: {known}); ./dct group add {name} makes it"
 
 
 def groups_of(user_id: int) -> list[str]:

@@ -198,3 +198,50 @@ def test_the_scheduler_serves_groups_by_share_first_in_the_portals_order(users, 
         uid = users[name].id
         own = waiting_page(Job.objects.filter(owner_id=uid, state=JobState.QUEUED), order, uid, 1)
         assert own.positions == {j.id: everyone[j.id] for j in own.jobs}, name
+
+
+def test_group_remove_takes_members_out_or_deletes_the_group_each_in_the_audit_trail(users, tmp_path):
+    make_groups()
+    AuditEvent.objects.all().delete()
+    assert run_cli("group", "remove", "bio", "bob") == "bob removed from group 'bio'\n"
+    assert run_cli("group", "remove", "bio", "bob") == "nothing changed: none of them was in group 'bio'\n"
+    (ended,) = submit_text(users["alice"], tmp_path, "accounting_group = chem\nqueue\n")
+    (pending,) = submit_text(users["carol"], tmp_path, "queue\n")
+    # A job still to run charges chem: deleting it is refused, saying why, and nothing changes.
+    with pytest.raises(CommandError) as info:
+        run_cli("group", "remove", "chem")
+    assert str(info.value) == (
+        "group 'chem' is charged by 2 jobs not yet ended (of alice, carol); cancel them, or let them end, "
+        "then delete it"
+    )
+    Job.objects.filter(id__in=[ended.id, pending.id]).update(state=JobState.SUCCEEDED)
+    assert run_cli("group", "remove", "chem") == "group 'chem' deleted; carol, alice no longer in it\n"
+    assert list(Group.objects.values_list("name", flat=True)) == ["bio"]
+    assert not Membership.objects.filter(user=users["carol"]).exists()
+    # The jobs stay; they no longer name a group.
+    assert list(Job.objects.filter(id__in=[ended.id, pending.id]).values_list("accounting_group", flat=True)) == [
+        None,
+        None,
+    ]
+    with pytest.raises(CommandError, match=r"no group 'chem' \(groups: bio\); ./dct group add chem makes it"):
+        run_cli("group", "remove", "chem")
+    with pytest.raises(CommandError, match="no user 'zoe'"):
+        run_cli("group", "remove", "bio", "zoe")
+    recorded = list(AuditEvent.objects.order_by("id").values_list("action", "target", "details"))
+    assert recorded == [
+        ("member", "bio", {"removed": ["bob"]}),
+        ("group", "chem", {"deleted": True, "share": 1.0, "members": ["carol", "alice"]}),
+    ]
+    assert json.loads(run_cli("group", "remove", "bio", "--json")) == {
+        "group": "bio",
+        "deleted": True,
+        "members": ["alice"],
+    }
+
+
+def test_group_remove_is_for_operators(users, settings):
+    make_groups()
+    settings.SECRET_KEY = ""
+    with pytest.raises(CommandError, match="only an operator"):
+        run_cli("group", "remove", "bio")
+    assert Group.objects.filter(name="bio").exists()
