@@ -59,8 +59,7 @@ def add_members(group: Group, users: Sequence[AbstractBaseUser], by: audit.Actor
         # mypy: the project's user model is auth.User.
         Membership.objects.bulk_create([Membership(group=group, user=u) for u in new])  # type: ignore[misc]
         added = [u.get_username() for u in new]
-        if added:
-            audit.record(by, AuditAction.MEMBER, ("group", group.name), added=added)
+        record_members(by, group, added=added)
     return added
 
 
@@ -70,9 +69,16 @@ def remove_members(group: Group, users: Sequence[AbstractBaseUser], by: audit.Ac
         found = Membership.objects.filter(group=group, user_id__in=[u.pk for u in users])
         removed = sorted(found.values_list("user__username", flat=True))
         found.delete()
-        if removed:
-            audit.record(by, AuditAction.MEMBER, ("group", group.name), removed=removed)
+        record_members(by, group, removed=removed)
     return removed
+
+
+def record_members(by: audit.Actor, group: Group, added: Sequence[str] = (), removed: Sequence[str] = ()) -> None:
+    """The audit event of users `added` to and `removed` from `group` (none when neither): the CLI's and the
+    admin's membership changes are recorded alike.  Inside the change's transaction."""
+    details = {key: list(names) for key, names in (("added", added), ("removed", removed)) if names}
+    if details:
+        audit.record(by, AuditAction.MEMBER, ("group", group.name), **details)
 
 
 def delete_group(name: str, by: audit.Actor) -> list[str]:
