@@ -37,10 +37,12 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Group)
 class GroupAdmin(AuditedAdmin):
-    """Accounting groups (as `./dct group`): the share weighs the group against the others first; the caps
-    hold for the members whose first group it is, unless they have their own."""
+    """Accounting groups (as `./dct group`): the share weighs the group against the others first; the max_
+    caps hold for each member whose first group it is, unless they have their own; the total_ caps hold all
+    the jobs charging the group together."""
 
-    list_display = ("name", "share", "usage", "usage_at", "max_running_jobs", "max_running_gpus", "max_queued_jobs")
+    list_display = ("name", "share", "usage", "usage_at", "max_running_jobs", "max_running_gpus", "max_queued_jobs",
+                    "total_running_jobs", "total_running_gpus")  # fmt: skip
     list_editable = ("share",)
     search_fields = ("name",)
     readonly_fields = ("usage", "usage_at", "created")

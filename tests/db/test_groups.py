@@ -9,6 +9,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from dctoolkit.accounts.models import Group, Membership
@@ -171,6 +173,78 @@ def test_a_groups_caps_hold_for_its_members_unless_they_have_their_own(users, tm
     assert (event.target_kind, event.target, event.details["after"]["max_running_jobs"]) == ("group", "bio", 1)
     with pytest.raises(CommandError, match=r"no group 'phys' \(groups: bio, chem\)"):
         run_cli("limits", "phys", "--group")
+
+
+def bio_running() -> tuple[int, int]:
+    """(jobs, GPUs) of the dispatched jobs charging bio."""
+    jobs = Job.objects.filter(state=JobState.DISPATCHED, accounting_group__name="bio")
+    return jobs.count(), sum(jobs.values_list("request_gpus", flat=True))
+
+
+def test_a_groups_total_caps_hold_all_the_jobs_charging_it_together(users, tmp_path, sent):
+    """bio (alice, bob) may run 3 jobs and hold 2 GPUs in all (Slurm's GrpJobs, GrpTRES=gres/gpu); the node has
+    6 GPUs and 16 cpus, so without the caps every job here would start."""
+    make_groups()
+    run_cli("limits", "bio", "--group", "--total-running-jobs", "3", "--total-running-gpus", "2")
+    assert run_cli("limits", "bio", "--group") == (
+        "max_running_jobs: no cap (DCT_MAX_RUNNING_JOBS; each member)\n"
+        "max_running_gpus: no cap (DCT_MAX_RUNNING_GPUS; each member)\n"
+        "max_queued_jobs: no cap (DCT_MAX_QUEUED_JOBS; each member)\n"
+        "total_running_jobs: 3 (./dct limits --group bio; all members together)\n"
+        "total_running_gpus: 2 (./dct limits --group bio; all members together)\n"
+    )
+    shown = json.loads(run_cli("limits", "bio", "--group", "--json"))
+    assert (shown["total_running_jobs"], shown["total_running_gpus"]) == (3, 2)
+    (event,) = AuditEvent.objects.filter(action="limits")
+    assert {k: v for k, v in event.details["after"].items() if k.startswith("total")} == {
+        "total_running_jobs": 3,
+        "total_running_gpus": 2,
+    }
+    gpus = [{"index": i, "name": "A100", "memory_mb": 40960} for i in range(6)]
+    Node.objects.create(name="n1", state=NodeState.ONLINE, slots=16, cpus=16, threads=16, memory_total_mb=64_000,
+                        memory_available_mb=64_000, sandbox=True, last_heartbeat=timezone.now(), gpus=gpus)  # fmt: skip
+    bio_gpu = submit_text(users["alice"], tmp_path, "request_gpus = 1\nqueue 2\n")
+    bio_gpu += submit_text(users["bob"], tmp_path, "request_gpus = 1\nqueue 2\n")
+    bio_cpu = submit_text(users["bob"], tmp_path, "queue 2\n")
+    chem = submit_text(users["carol"], tmp_path, "request_gpus = 1\nqueue 2\n")
+    # alice's job charging chem is not bio's: bio's caps do not hold it.
+    chem += submit_text(users["alice"], tmp_path, "accounting_group = chem\nrequest_gpus = 1\nqueue\n")
+    assert dispatch.schedule_pass(timezone.now()) == 6
+    assert bio_running() == (3, 2)
+    assert Job.objects.filter(id__in=[j.id for j in chem], state=JobState.DISPATCHED).count() == 3
+    waiting = list(Job.objects.filter(accounting_group__name="bio", state=JobState.QUEUED).order_by("id"))
+    assert len(waiting) == 3
+    reasons = {j["reason"] for j in jobs_payload(waiting, timezone.now())}
+    assert reasons == {
+        "held back by a cap: group bio may run 3 jobs at once, all members together, and runs 3 "
+        "(./dct limits --group bio --total-running-jobs N)"
+    }
+    # No cap on jobs now, the GPUs' still: bio's cpu-only job starts, its GPU jobs wait though GPUs are free.
+    run_cli("limits", "bio", "--group", "--total-running-jobs", "0")
+    assert dispatch.schedule_pass(timezone.now()) == 1
+    assert bio_running() == (4, 2)
+    assert Job.objects.filter(id__in=[j.id for j in bio_cpu], state=JobState.DISPATCHED).count() == 2
+    gpu_waiting = list(Job.objects.filter(id__in=[j.id for j in bio_gpu], state=JobState.QUEUED))
+    assert len(gpu_waiting) == 2
+    assert jobs_payload(gpu_waiting, timezone.now())[0]["reason"] == (
+        "held back by a cap: group bio may hold 2 GPUs at once, all members together, and holds 2; this job needs 1 "
+        "(./dct limits --group bio --total-running-gpus N)"
+    )
+    # The caps cost a pass one query (the capped groups' running jobs and GPUs), however many jobs wait.
+    with CaptureQueriesContext(connection) as capped:
+        dispatch.plan_pass(timezone.now())
+    run_cli("limits", "bio", "--group", "--default")
+    with CaptureQueriesContext(connection) as uncapped:
+        plan = dispatch.plan_pass(timezone.now())
+    assert len(capped) == len(uncapped) + 1
+    assert plan is not None, "without the caps, a GPU job of bio's starts"
+    assert [a.job_id in {j.id for j in gpu_waiting} for a in plan.assignments] == [True], "on the one GPU left"
+
+
+def test_total_caps_are_a_groups_not_a_users(users):
+    make_groups()
+    with pytest.raises(CommandError, match=r"--total-running-gpus caps a group: ./dct limits --group NAME"):
+        run_cli("limits", "alice", "--total-running-gpus", "2")
 
 
 def test_the_scheduler_serves_groups_by_share_first_in_the_portals_order(users, tmp_path, sent):
