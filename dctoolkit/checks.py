@@ -31,20 +31,23 @@ NETWORK_DATABASES = {"django.db.backends.postgresql": "PostgreSQL", "django.db.b
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
+def found_unless(fine: object, kind: type[Error | Warning], text: str, hint: str, code: str) -> list[CheckMessage]:
+    """No message when `fine` holds; else one of `kind` (Error, Warning) with `text`, `hint` and id dctoolkit.`code`."""
+    return [] if fine else [kind(text, hint=hint, id=f"{TAG}.{code}")]
+
+
 @register(TAG)
 def check_broker_password(app_configs=None, **kwargs) -> list[CheckMessage]:
     """With DCT_PRODUCTION=1, REDIS_URL must carry a password."""
-    if not settings.PRODUCTION or urlsplit(settings.REDIS_URL).password:
-        return []
-    return [
-        Error(
-            f"REDIS_URL ({settings.REDIS_URL}) has no password, and every job can reach the broker: "
-            "a job could read, delete or forge the messages that start other users' jobs.",
-            hint="Set requirepass in the Redis configuration (deploy/redis.conf) and put the password in "
-            "REDIS_URL: redis://:PASSWORD@HOST:6379/0.",
-            id="dctoolkit.E001",
-        )
-    ]
+    return found_unless(
+        not settings.PRODUCTION or urlsplit(settings.REDIS_URL).password,
+        Error,
+        f"REDIS_URL ({settings.REDIS_URL}) has no password, and every job can reach the broker: "
+        "a job could read, delete or forge the messages that start other users' jobs.",
+        hint="Set requirepass in the Redis configuration (deploy/redis.conf) and put the password in "
+        "REDIS_URL: redis://:PASSWORD@HOST:6379/0.",
+        code="E001",
+    )
 
 
 @register(TAG)
@@ -52,17 +55,15 @@ def check_database_password(app_configs=None, **kwargs) -> list[CheckMessage]:
     """With DCT_PRODUCTION=1, a PostgreSQL or MySQL DATABASE_URL must carry a password."""
     db = settings.DATABASES["default"]
     kind = NETWORK_DATABASES.get(db["ENGINE"])
-    if not settings.PRODUCTION or kind is None or db.get("PASSWORD"):
-        return []
-    return [
-        Error(
-            f"DATABASE_URL ({kind} database {db.get('NAME')!r} on {db.get('HOST') or 'the local socket'}) has no "
-            "password, and every job can reach the database: it holds every user's API token.",
-            hint=f"Give the {kind} user a password and put it in DATABASE_URL: "
-            f"{'postgres' if kind == 'PostgreSQL' else 'mysql'}://USER:PASSWORD@HOST/DB.",
-            id="dctoolkit.E002",
-        )
-    ]
+    return found_unless(
+        not settings.PRODUCTION or kind is None or db.get("PASSWORD"),
+        Error,
+        f"DATABASE_URL ({kind} database {db.get('NAME')!r} on {db.get('HOST') or 'the local socket'}) has no "
+        "password, and every job can reach the database: it holds every user's API token.",
+        hint=f"Give the {kind} user a password and put it in DATABASE_URL: "
+        f"{'postgres' if kind == 'PostgreSQL' else 'mysql'}://USER:PASSWORD@HOST/DB.",
+        code="E002",
+    )
 
 
 def unwritable(folder: Path) -> str:
@@ -78,49 +79,43 @@ def check_storage_writable(app_configs=None, **kwargs) -> list[CheckMessage]:
     """DCT_STORAGE (or the folder it will be made in) must be writable by this process."""
     storage = Path(settings.DCT_STORAGE)
     problem = unwritable(storage)
-    if not problem:
-        return []
-    return [
-        Error(
-            f"DCT_STORAGE ({storage}) {problem} a folder this process (uid {os.getuid()}) can write; "
-            "submissions and job outputs could not be stored.",
-            hint=f"Make {storage} and give it to the account dctoolkit runs as (chown), or point DCT_STORAGE "
-            "at a folder it owns.",
-            id="dctoolkit.E003",
-        )
-    ]
+    return found_unless(
+        not problem,
+        Error,
+        f"DCT_STORAGE ({storage}) {problem} a folder this process (uid {os.getuid()}) can write; "
+        "submissions and job outputs could not be stored.",
+        hint=f"Make {storage} and give it to the account dctoolkit runs as (chown), or point DCT_STORAGE "
+        "at a folder it owns.",
+        code="E003",
+    )
 
 
 @register(TAG)
 def check_production_database(app_configs=None, **kwargs) -> list[CheckMessage]:
     """With DCT_PRODUCTION=1, SQLite is a warning: nodes on other machines cannot share it."""
-    if not settings.PRODUCTION or settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
-        return []
-    return [
-        Warning(
-            f"DCT_PRODUCTION=1 with SQLite ({settings.DATABASES['default']['NAME']}): nodes on other machines "
-            "cannot reach it, and its writes serialise the whole cluster.",
-            hint="Use PostgreSQL: DATABASE_URL=postgres://USER:PASSWORD@HOST/DB (deploy/README.md).",
-            id="dctoolkit.W002",
-        )
-    ]
+    return found_unless(
+        not settings.PRODUCTION or settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3",
+        Warning,
+        f"DCT_PRODUCTION=1 with SQLite ({settings.DATABASES['default']['NAME']}): nodes on other machines "
+        "cannot reach it, and its writes serialise the whole cluster.",
+        hint="Use PostgreSQL: DATABASE_URL=postgres://USER:PASSWORD@HOST/DB (deploy/README.md).",
+        code="W002",
+    )
 
 
 @register(TAG)
 def check_node_timeout(app_configs=None, **kwargs) -> list[CheckMessage]:
     """DCT_NODE_TIMEOUT_SECONDS must be at least two heartbeats, or one late beat loses a healthy node."""
     beat, timeout = settings.DCT_HEARTBEAT_SECONDS, settings.DCT_NODE_TIMEOUT_SECONDS
-    if timeout >= 2 * beat:
-        return []
-    return [
-        Error(
-            f"DCT_NODE_TIMEOUT_SECONDS={timeout} is less than two heartbeats (DCT_HEARTBEAT_SECONDS={beat}): "
-            "a node whose one heartbeat is late is called offline, and its running jobs are requeued.",
-            hint=f"Set DCT_NODE_TIMEOUT_SECONDS to at least {2 * beat} (three heartbeats, {3 * beat}, is the "
-            "default's ratio), or a shorter DCT_HEARTBEAT_SECONDS; the same values on the server and every node.",
-            id="dctoolkit.E004",
-        )
-    ]
+    return found_unless(
+        timeout >= 2 * beat,
+        Error,
+        f"DCT_NODE_TIMEOUT_SECONDS={timeout} is less than two heartbeats (DCT_HEARTBEAT_SECONDS={beat}): "
+        "a node whose one heartbeat is late is called offline, and its running jobs are requeued.",
+        hint=f"Set DCT_NODE_TIMEOUT_SECONDS to at least {2 * beat} (three heartbeats, {3 * beat}, is the "
+        "default's ratio), or a shorter DCT_HEARTBEAT_SECONDS; the same values on the server and every node.",
+        code="E004",
+    )
 
 
 @register(TAG)
@@ -145,16 +140,14 @@ def check_billing(app_configs=None, **kwargs) -> list[CheckMessage]:
 @register(TAG)
 def check_production_debug(app_configs=None, **kwargs) -> list[CheckMessage]:
     """With DCT_PRODUCTION=1, DEBUG must be off: its error pages show settings and code to anyone."""
-    if not (settings.PRODUCTION and settings.DEBUG):
-        return []
-    return [
-        Error(
-            "DEBUG=1 with DCT_PRODUCTION=1: an error page would show anyone who reaches the portal the "
-            "settings, the code and the request of another user.",
-            hint="Unset DEBUG (or DEBUG=0) in the environment or .env of the server; the logs keep every error.",
-            id="dctoolkit.E005",
-        )
-    ]
+    return found_unless(
+        not (settings.PRODUCTION and settings.DEBUG),
+        Error,
+        "DEBUG=1 with DCT_PRODUCTION=1: an error page would show anyone who reaches the portal the "
+        "settings, the code and the request of another user.",
+        hint="Unset DEBUG (or DEBUG=0) in the environment or .env of the server; the logs keep every error.",
+        code="E005",
+    )
 
 
 @register(TAG)
@@ -189,17 +182,15 @@ def check_production_addresses(app_configs=None, **kwargs) -> list[CheckMessage]
 @register(TAG)
 def check_production_mail(app_configs=None, **kwargs) -> list[CheckMessage]:
     """With DCT_PRODUCTION=1 and no EMAIL_HOST, the mail users ask for is printed on a console and lost."""
-    if not settings.PRODUCTION or settings.EMAIL_HOST:
-        return []
-    return [
-        Warning(
-            "DCT_PRODUCTION=1 without EMAIL_HOST: the mail a user asks for (email = in a submission) is "
-            "printed on the scheduler's console instead of sent.",
-            hint="Set EMAIL_HOST (and EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS, "
-            "DEFAULT_FROM_EMAIL as your SMTP server needs) in the server's environment.",
-            id="dctoolkit.W006",
-        )
-    ]
+    return found_unless(
+        not settings.PRODUCTION or settings.EMAIL_HOST,
+        Warning,
+        "DCT_PRODUCTION=1 without EMAIL_HOST: the mail a user asks for (email = in a submission) is "
+        "printed on the scheduler's console instead of sent.",
+        hint="Set EMAIL_HOST (and EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS, "
+        "DEFAULT_FROM_EMAIL as your SMTP server needs) in the server's environment.",
+        code="W006",
+    )
 
 
 def refuse_to_start(what: str) -> None:

@@ -4,10 +4,12 @@ from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.db import transaction
 from django.http import HttpRequest
 
 from dctoolkit.accounts.granting import hidden_folders
 from dctoolkit.accounts.grants import GrantPathError, canonical_folder
+from dctoolkit.accounts.group_changes import record_members
 from dctoolkit.accounts.models import Account, DailyUsage, Grant, Group, Membership
 from dctoolkit.operations import audit
 from dctoolkit.operations.admin import AuditedAdmin
@@ -35,14 +37,29 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Group)
 class GroupAdmin(AuditedAdmin):
-    """Accounting groups (as `./dct group`): the share weighs the group against the others first; the caps
-    hold for the members whose first group it is, unless they have their own."""
+    """Accounting groups (as `./dct group`): the share weighs the group against the others first; the max_
+    caps hold for each member whose first group it is, unless they have their own; the total_ caps hold all
+    the jobs charging the group together."""
 
-    list_display = ("name", "share", "usage", "usage_at", "max_running_jobs", "max_running_gpus", "max_queued_jobs")
+    list_display = ("name", "share", "usage", "usage_at", "max_running_jobs", "max_running_gpus", "max_queued_jobs",
+                    "total_running_jobs", "total_running_gpus")  # fmt: skip
     list_editable = ("share",)
     search_fields = ("name",)
     readonly_fields = ("usage", "usage_at", "created")
     inlines = (MembershipInline,)
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        """The inline's membership edits (rows added, deleted, or given another user) are recorded as
+        `./dct group member` records them: one `member` event with who was added and who removed."""
+        if formset.model is not Membership:
+            super().save_formset(request, form, formset, change)
+            return
+        group = form.instance
+        with transaction.atomic():
+            before = set(Membership.objects.filter(group=group).values_list("user__username", flat=True))
+            super().save_formset(request, form, formset, change)
+            after = set(Membership.objects.filter(group=group).values_list("user__username", flat=True))
+            record_members(request.user, group, added=sorted(after - before), removed=sorted(before - after))
 
 
 @admin.register(DailyUsage)

@@ -1,5 +1,5 @@
 """Operators' changes to accounting groups (`./dct group`): groups made, shares changed, members added and
-removed, each recorded in the audit trail in the change's own transaction."""
+removed, groups deleted, each recorded in the audit trail in the change's own transaction."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.db import transaction
 
 from dctoolkit.accounts.models import Group, Membership
 from dctoolkit.jobs.intake.keys import GROUP_NAME
+from dctoolkit.jobs.models import ACTIVE_STATES, WAITING_STATES
 from dctoolkit.operations import audit
 from dctoolkit.operations.models import AuditAction
 
@@ -58,8 +59,7 @@ def add_members(group: Group, users: Sequence[AbstractBaseUser], by: audit.Actor
         # mypy: the project's user model is auth.User.
         Membership.objects.bulk_create([Membership(group=group, user=u) for u in new])  # type: ignore[misc]
         added = [u.get_username() for u in new]
-        if added:
-            audit.record(by, AuditAction.MEMBER, ("group", group.name), added=added)
+        record_members(by, group, added=added)
     return added
 
 
@@ -69,9 +69,43 @@ def remove_members(group: Group, users: Sequence[AbstractBaseUser], by: audit.Ac
         found = Membership.objects.filter(group=group, user_id__in=[u.pk for u in users])
         removed = sorted(found.values_list("user__username", flat=True))
         found.delete()
-        if removed:
-            audit.record(by, AuditAction.MEMBER, ("group", group.name), removed=removed)
+        record_members(by, group, removed=removed)
     return removed
+
+
+def record_members(by: audit.Actor, group: Group, added: Sequence[str] = (), removed: Sequence[str] = ()) -> None:
+    """The audit event of users `added` to and `removed` from `group` (none when neither): the CLI's and the
+    admin's membership changes are recorded alike.  Inside the change's transaction."""
+    details = {key: list(names) for key, names in (("added", added), ("removed", removed)) if names}
+    if details:
+        audit.record(by, AuditAction.MEMBER, ("group", group.name), **details)
+
+
+def delete_group(name: str, by: audit.Actor) -> list[str]:
+    """Delete the group `name` and its memberships; the names of its members as they were.  GroupError when
+    there is no such group, or jobs not yet ended charge it (they would lose the group they were promised);
+    jobs that ended keep their usage in their owners' accounts, the group's own history goes with it."""
+    with transaction.atomic():
+        group = Group.objects.select_for_update().filter(name=name).first()
+        if group is None:
+            raise GroupError(unknown_group(name))
+        pending = list(group.jobs.filter(state__in=(*WAITING_STATES, *ACTIVE_STATES)).values_list("owner__username"))
+        if pending:
+            owners = ", ".join(sorted({owner for (owner,) in pending}))
+            raise GroupError(
+                f"group '{name}' is charged by {len(pending)} job{'' if len(pending) == 1 else 's'} not yet ended "
+                f"(of {owners}); cancel them, or let them end, then delete it"
+            )
+        members = list(Membership.objects.filter(group=group).order_by("id").values_list("user__username", flat=True))
+        audit.record(by, AuditAction.GROUP, ("group", name), deleted=True, share=group.share, members=members)
+        group.delete()
+    return members
+
+
+def unknown_group(name: str) -> str:
+    """The message for a group that does not exist, naming those that do."""
+    known = ", ".join(Group.objects.order_by("name").values_list("name", flat=True)) or "none"
+    return f"no group '{name}' (groups: {known}); ./dct group add {name} makes it"
 
 
 def groups_of(user_id: int) -> list[str]:

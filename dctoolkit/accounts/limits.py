@@ -1,4 +1,5 @@
-"""Caps per user: at most so many running jobs and GPUs, and so many waiting, queued and held jobs.
+"""Caps per user: at most so many running jobs and GPUs, and so many waiting, queued and held jobs; and caps
+per accounting group on all the jobs charging it together (`GroupTotals`: Slurm's GrpJobs, GrpTRES=gres/gpu).
 
 Pure (no Django): the defaults (DCT_MAX_RUNNING_JOBS, DCT_MAX_RUNNING_GPUS, DCT_MAX_QUEUED_JOBS) and a
 user's own overrides (`./dct limits`) in, the caps that hold and what is left of them out.  The planner
@@ -111,3 +112,35 @@ def where_set(cap: str, user: str, group: str = "") -> str:
     if group:
         return f"{SETTINGS[cap]}, ./dct limits --group {group} or ./dct limits {user}"
     return f"{SETTINGS[cap]} or ./dct limits {user}"
+
+
+@dataclass(frozen=True)
+class GroupTotals:
+    """One group's caps on all the jobs charging it together (None: no cap), and what those hold now:
+    `runs` jobs dispatched or running, holding `holds` GPUs."""
+
+    name: str
+    running_jobs: int | None
+    running_gpus: int | None
+    runs: int = 0
+    holds: int = 0
+
+    def room(self) -> Room:
+        return room(Caps(self.running_jobs, self.running_gpus), self.runs, self.holds)
+
+
+def held_back_by_group(totals: GroupTotals, gpus: int) -> str:
+    """Why a queued job with `gpus` GPUs charging the group is held back by its total caps ("" when not)."""
+    which = totals.room().blocks(gpus)
+    name = totals.name
+    if which == "running_jobs":
+        return (
+            f"held back by a cap: group {name} may run {totals.running_jobs} jobs at once, all members together, "
+            f"and runs {totals.runs} (./dct limits --group {name} --total-running-jobs N)"
+        )
+    if which == "running_gpus":
+        return (
+            f"held back by a cap: group {name} may hold {totals.running_gpus} GPUs at once, all members together, "
+            f"and holds {totals.holds}; this job needs {gpus} (./dct limits --group {name} --total-running-gpus N)"
+        )
+    return ""

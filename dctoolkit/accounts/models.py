@@ -65,6 +65,16 @@ class Group(models.Model):
     max_running_jobs = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: DCT_MAX_RUNNING_JOBS.")
     max_running_gpus = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: DCT_MAX_RUNNING_GPUS.")
     max_queued_jobs = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: DCT_MAX_QUEUED_JOBS.")
+    # Caps on all the jobs charging the group together (`./dct limits --group NAME --total-...`; Slurm's GrpJobs
+    # and GrpTRES=gres/gpu): None or 0, no such cap.
+    total_running_jobs = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Jobs charging the group that run at once, all members together. Empty: no cap.",
+    )
+    total_running_gpus = models.PositiveIntegerField(
+        null=True, blank=True, help_text="GPUs the jobs charging the group hold at once, all together. Empty: no cap."
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

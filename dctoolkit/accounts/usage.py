@@ -15,6 +15,7 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, Q, Sum
 
 from dctoolkit.accounts.fairshare import (
     Billing,
@@ -27,7 +28,7 @@ from dctoolkit.accounts.fairshare import (
     parse_billing,
     running_charge,
 )
-from dctoolkit.accounts.limits import Caps, Room, caps_of, room
+from dctoolkit.accounts.limits import Caps, GroupTotals, Room, caps_of, room
 from dctoolkit.accounts.models import Account, DailyGroupUsage, DailyUsage, Group, Membership
 from dctoolkit.jobs.models import ACTIVE_STATES, Job
 from dctoolkit.lib.fastsql import Add, Compiled, CompiledIn, update_rows
@@ -140,6 +141,28 @@ def rooms(found: dict[int, UserUsage]) -> dict[int, Room]:
     return {uid: room(s.caps, s.running_jobs, s.running_gpus) for uid, s in found.items() if s.caps.any_running}
 
 
+def group_totals() -> dict[int, GroupTotals]:
+    """group id -> its caps on all the jobs charging it together and what those hold now, for the groups that
+    have such a cap (`./dct limits --group NAME --total-...`): one query a pass, two when any group has one."""
+    capped = {gid: (name, jobs or None, gpus or None) for gid, name, jobs, gpus in CAPPED_GROUPS.rows()}
+    if not capped:
+        return {}
+    active = Job.objects.filter(state__in=ACTIVE_STATES, accounting_group_id__in=list(capped))
+    held = {
+        gid: (runs, holds or 0)
+        for gid, runs, holds in active.order_by()
+        .values("accounting_group_id")
+        .annotate(runs=Count("id"), holds=Sum("request_gpus"))
+        .values_list("accounting_group_id", "runs", "holds")
+    }
+    return {gid: GroupTotals(*capped[gid], *held.get(gid, (0, 0))) for gid in capped}
+
+
+def group_rooms(totals: dict[int, GroupTotals]) -> dict[int, Room]:
+    """group id -> what the jobs charging it may still start under its total caps (`pick_assignments`)."""
+    return {gid: t.room() for gid, t in totals.items()}
+
+
 def billing() -> Billing:
     """The weights of DCT_BILLING (checked at start-up: `checks.check_billing`)."""
     return _billing(settings.DCT_BILLING)
@@ -163,6 +186,13 @@ ACTIVE_OF = CompiledIn(
         "started_at",
         "suspended_seconds",
         "suspended_at",
+    )
+)
+
+# The groups with a cap on all their jobs together (`group_totals`); 0 is no cap, as in ./dct limits.
+CAPPED_GROUPS = Compiled(
+    lambda: Group.objects.filter(Q(total_running_jobs__gt=0) | Q(total_running_gpus__gt=0)).values_list(
+        "id", "name", "total_running_jobs", "total_running_gpus"
     )
 )
 

@@ -30,8 +30,8 @@ from django.utils.dateparse import parse_date, parse_datetime
 from dctoolkit.lib.units import UnitError, parse_duration
 from dctoolkit.operations.models import AuditEvent
 
-# What names a target of each model: a job by its number, a node by its name, a user by their user name.
-_NAMED_BY = {"job": "pk", "submission": "pk", "node": "name", "user": "username"}
+# What names a target of each model: a job by its number, a node and a group by its name, a user by their user name.
+_NAMED_BY = {"job": "pk", "submission": "pk", "node": "name", "user": "username", "group": "name"}
 TARGET_LENGTH = AuditEvent._meta.get_field("target").max_length or 200
 
 # A user; a name alone (an operator's command, run as a Unix account with no dctoolkit account); None: the system.

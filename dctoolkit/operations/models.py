@@ -27,7 +27,7 @@ class AuditAction(models.TextChoices):
     GRANT = "grant"  # a host folder granted to a user (details: path, writable)
     REVOKE = "revoke"  # a user's granted folder taken back
     LIMITS = "limits"  # a user's or a group's caps changed (./dct limits; details: before and after)
-    GROUP = "group"  # an accounting group made, or its share changed (./dct group add; details: share, before)
+    GROUP = "group"  # an accounting group made, its share changed, or deleted (./dct group add, remove)
     MEMBER = "member"  # users added to or removed from an accounting group (details: added, removed)
     ADD = "add"  # the admin: a row made by hand
     CHANGE = "change"  # the admin: a row's fields changed (details: before and after)

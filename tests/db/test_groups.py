@@ -9,6 +9,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from dctoolkit.accounts.models import Group, Membership
@@ -173,6 +175,78 @@ def test_a_groups_caps_hold_for_its_members_unless_they_have_their_own(users, tm
         run_cli("limits", "phys", "--group")
 
 
+def bio_running() -> tuple[int, int]:
+    """(jobs, GPUs) of the dispatched jobs charging bio."""
+    jobs = Job.objects.filter(state=JobState.DISPATCHED, accounting_group__name="bio")
+    return jobs.count(), sum(jobs.values_list("request_gpus", flat=True))
+
+
+def test_a_groups_total_caps_hold_all_the_jobs_charging_it_together(users, tmp_path, sent):
+    """bio (alice, bob) may run 3 jobs and hold 2 GPUs in all (Slurm's GrpJobs, GrpTRES=gres/gpu); the node has
+    6 GPUs and 16 cpus, so without the caps every job here would start."""
+    make_groups()
+    run_cli("limits", "bio", "--group", "--total-running-jobs", "3", "--total-running-gpus", "2")
+    assert run_cli("limits", "bio", "--group") == (
+        "max_running_jobs: no cap (DCT_MAX_RUNNING_JOBS; each member)\n"
+        "max_running_gpus: no cap (DCT_MAX_RUNNING_GPUS; each member)\n"
+        "max_queued_jobs: no cap (DCT_MAX_QUEUED_JOBS; each member)\n"
+        "total_running_jobs: 3 (./dct limits --group bio; all members together)\n"
+        "total_running_gpus: 2 (./dct limits --group bio; all members together)\n"
+    )
+    shown = json.loads(run_cli("limits", "bio", "--group", "--json"))
+    assert (shown["total_running_jobs"], shown["total_running_gpus"]) == (3, 2)
+    (event,) = AuditEvent.objects.filter(action="limits")
+    assert {k: v for k, v in event.details["after"].items() if k.startswith("total")} == {
+        "total_running_jobs": 3,
+        "total_running_gpus": 2,
+    }
+    gpus = [{"index": i, "name": "A100", "memory_mb": 40960} for i in range(6)]
+    Node.objects.create(name="n1", state=NodeState.ONLINE, slots=16, cpus=16, threads=16, memory_total_mb=64_000,
+                        memory_available_mb=64_000, sandbox=True, last_heartbeat=timezone.now(), gpus=gpus)  # fmt: skip
+    bio_gpu = submit_text(users["alice"], tmp_path, "request_gpus = 1\nqueue 2\n")
+    bio_gpu += submit_text(users["bob"], tmp_path, "request_gpus = 1\nqueue 2\n")
+    bio_cpu = submit_text(users["bob"], tmp_path, "queue 2\n")
+    chem = submit_text(users["carol"], tmp_path, "request_gpus = 1\nqueue 2\n")
+    # alice's job charging chem is not bio's: bio's caps do not hold it.
+    chem += submit_text(users["alice"], tmp_path, "accounting_group = chem\nrequest_gpus = 1\nqueue\n")
+    assert dispatch.schedule_pass(timezone.now()) == 6
+    assert bio_running() == (3, 2)
+    assert Job.objects.filter(id__in=[j.id for j in chem], state=JobState.DISPATCHED).count() == 3
+    waiting = list(Job.objects.filter(accounting_group__name="bio", state=JobState.QUEUED).order_by("id"))
+    assert len(waiting) == 3
+    reasons = {j["reason"] for j in jobs_payload(waiting, timezone.now())}
+    assert reasons == {
+        "held back by a cap: group bio may run 3 jobs at once, all members together, and runs 3 "
+        "(./dct limits --group bio --total-running-jobs N)"
+    }
+    # No cap on jobs now, the GPUs' still: bio's cpu-only job starts, its GPU jobs wait though GPUs are free.
+    run_cli("limits", "bio", "--group", "--total-running-jobs", "0")
+    assert dispatch.schedule_pass(timezone.now()) == 1
+    assert bio_running() == (4, 2)
+    assert Job.objects.filter(id__in=[j.id for j in bio_cpu], state=JobState.DISPATCHED).count() == 2
+    gpu_waiting = list(Job.objects.filter(id__in=[j.id for j in bio_gpu], state=JobState.QUEUED))
+    assert len(gpu_waiting) == 2
+    assert jobs_payload(gpu_waiting, timezone.now())[0]["reason"] == (
+        "held back by a cap: group bio may hold 2 GPUs at once, all members together, and holds 2; this job needs 1 "
+        "(./dct limits --group bio --total-running-gpus N)"
+    )
+    # The caps cost a pass one query (the capped groups' running jobs and GPUs), however many jobs wait.
+    with CaptureQueriesContext(connection) as capped:
+        dispatch.plan_pass(timezone.now())
+    run_cli("limits", "bio", "--group", "--default")
+    with CaptureQueriesContext(connection) as uncapped:
+        plan = dispatch.plan_pass(timezone.now())
+    assert len(capped) == len(uncapped) + 1
+    assert plan is not None, "without the caps, a GPU job of bio's starts"
+    assert [a.job_id in {j.id for j in gpu_waiting} for a in plan.assignments] == [True], "on the one GPU left"
+
+
+def test_total_caps_are_a_groups_not_a_users(users):
+    make_groups()
+    with pytest.raises(CommandError, match=r"--total-running-gpus caps a group: ./dct limits --group NAME"):
+        run_cli("limits", "alice", "--total-running-gpus", "2")
+
+
 def test_the_scheduler_serves_groups_by_share_first_in_the_portals_order(users, tmp_path, sent):
     make_groups()  # bio (share 3): alice, bob; chem (share 1): carol (alice's first group is bio)
     for name in ("carol", "alice", "bob", "dave"):
@@ -198,3 +272,50 @@ def test_the_scheduler_serves_groups_by_share_first_in_the_portals_order(users, 
         uid = users[name].id
         own = waiting_page(Job.objects.filter(owner_id=uid, state=JobState.QUEUED), order, uid, 1)
         assert own.positions == {j.id: everyone[j.id] for j in own.jobs}, name
+
+
+def test_group_remove_takes_members_out_or_deletes_the_group_each_in_the_audit_trail(users, tmp_path):
+    make_groups()
+    AuditEvent.objects.all().delete()
+    assert run_cli("group", "remove", "bio", "bob") == "bob removed from group 'bio'\n"
+    assert run_cli("group", "remove", "bio", "bob") == "nothing changed: none of them was in group 'bio'\n"
+    (ended,) = submit_text(users["alice"], tmp_path, "accounting_group = chem\nqueue\n")
+    (pending,) = submit_text(users["carol"], tmp_path, "queue\n")
+    # A job still to run charges chem: deleting it is refused, saying why, and nothing changes.
+    with pytest.raises(CommandError) as info:
+        run_cli("group", "remove", "chem")
+    assert str(info.value) == (
+        "group 'chem' is charged by 2 jobs not yet ended (of alice, carol); cancel them, or let them end, "
+        "then delete it"
+    )
+    Job.objects.filter(id__in=[ended.id, pending.id]).update(state=JobState.SUCCEEDED)
+    assert run_cli("group", "remove", "chem") == "group 'chem' deleted; carol, alice no longer in it\n"
+    assert list(Group.objects.values_list("name", flat=True)) == ["bio"]
+    assert not Membership.objects.filter(user=users["carol"]).exists()
+    # The jobs stay; they no longer name a group.
+    assert list(Job.objects.filter(id__in=[ended.id, pending.id]).values_list("accounting_group", flat=True)) == [
+        None,
+        None,
+    ]
+    with pytest.raises(CommandError, match=r"no group 'chem' \(groups: bio\); ./dct group add chem makes it"):
+        run_cli("group", "remove", "chem")
+    with pytest.raises(CommandError, match="no user 'zoe'"):
+        run_cli("group", "remove", "bio", "zoe")
+    recorded = list(AuditEvent.objects.order_by("id").values_list("action", "target", "details"))
+    assert recorded == [
+        ("member", "bio", {"removed": ["bob"]}),
+        ("group", "chem", {"deleted": True, "share": 1.0, "members": ["carol", "alice"]}),
+    ]
+    assert json.loads(run_cli("group", "remove", "bio", "--json")) == {
+        "group": "bio",
+        "deleted": True,
+        "members": ["alice"],
+    }
+
+
+def test_group_remove_is_for_operators(users, settings):
+    make_groups()
+    settings.SECRET_KEY = ""
+    with pytest.raises(CommandError, match="only an operator"):
+        run_cli("group", "remove", "bio")
+    assert Group.objects.filter(name="bio").exists()

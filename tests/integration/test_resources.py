@@ -168,3 +168,41 @@ def test_priority_orders_a_users_own_jobs_on_a_one_slot_node(fresh_cluster, tmp_
     assert all(j["state"] == "succeeded" for j in done), done
     order = [j["name"] for j in sorted(done, key=lambda j: datetime.fromisoformat(j["started_at"]))]
     assert order == ["high", "high", "low", "low", "low"], order
+
+
+def seconds_run(job: dict) -> float:
+    return (datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])).total_seconds()
+
+
+def test_billing_weighs_gpus_so_a_user_whose_past_jobs_held_gpus_goes_after_one_who_ran_longer(tmp_path):
+    """DCT_BILLING=cpu=1,gpu=8 on a one-slot node with one GPU: ann's earlier job held the GPU for about 2 s
+    (billed 9 a second), ben's ran about 5 s on a cpu alone (billed 1 a second).  By cpu-seconds ann used less
+    and would go first; billed, she used more, so ben's queued jobs start before hers (judged from start times)."""
+    with Cluster(tmp_path / "cluster", extra_env={"DCT_BILLING": "cpu=1,gpu=8"}) as c:
+        c.start_node("node-1", slots=1, env={"DCT_GPUS": "A100:40GB:8.0"})
+        (gpu_job,) = c.submit(
+            tmp_path / "g", "executable = s.sh\nrequest_gpus = 1\n", {"s.sh": "#!/bin/sh\nsleep 2\n"}, user="ann"
+        )
+        (cpu_job,) = c.submit(tmp_path / "c", "executable = s.sh\n", {"s.sh": "#!/bin/sh\nsleep 5\n"}, user="ben")
+        gpu_job, cpu_job = c.wait_job(gpu_job["id"], user="ann"), c.wait_job(cpu_job["id"], user="ben")
+        assert (gpu_job["state"], gpu_job["gpu_indices"], cpu_job["state"]) == ("succeeded", [0], "succeeded")
+        # The premise that makes this test fail if GPUs were not billed: by wall (cpu) seconds, ann used less.
+        assert seconds_run(gpu_job) < seconds_run(cpu_job), (gpu_job, cpu_job)
+        usage = {u["user"]: u["usage"] for u in c.json("usage", user="ann")["users"]}
+        # Billed: 9 a second for ann's (a cpu and a GPU), 1 for ben's (the node measures the time charged, close
+        # to the recorded start and end), so she has used more.
+        assert usage["ann"] == pytest.approx(9 * seconds_run(gpu_job), rel=0.25), (usage, gpu_job)
+        assert usage["ben"] == pytest.approx(seconds_run(cpu_job), rel=0.25), (usage, cpu_job)
+        assert usage["ann"] > usage["ben"] * 2, usage
+
+        (blocker,) = c.submit(tmp_path / "x", "executable = b.sh\n", {"b.sh": "#!/bin/sh\nsleep 60\n"}, user="zed")
+        c.wait_job(blocker["id"], states=("running",), user="zed")
+        job, files = "executable = q.sh\nqueue 2\n", {"q.sh": "#!/bin/sh\nsleep 1\n"}
+        a = c.submit(tmp_path / "a", job, files, user="ann")  # ann queues first: submission order favours her
+        b = c.submit(tmp_path / "b", job, files, user="ben")
+        c.cli("cancel", str(blocker["id"]), user="zed")
+        done = [c.wait_job(j["id"], user=u, timeout=90) for u, js in (("ann", a), ("ben", b)) for j in js]
+        assert all(j["state"] == "succeeded" for j in done), done
+        order = [j["owner"] for j in sorted(done, key=lambda j: datetime.fromisoformat(j["started_at"]))]
+        # ben's two short jobs (about 1 billed each) still leave him under ann's GPU-weighted usage.
+        assert order == ["ben", "ben", "ann", "ann"], order

@@ -1,12 +1,12 @@
 """The audit trail in the portal: the staff's Audit page, the portal's buttons and the admin's changes
-(a share, a node's drain, a user's staff flag, the job actions) each recorded with who made them."""
+(a share, a node's drain, a user's staff flag, a group's members, the job actions) each recorded with who made them."""
 
 from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
 
-from dctoolkit.accounts.models import Account
+from dctoolkit.accounts.models import Account, Group, Membership
 from dctoolkit.jobs.models import JobState
 from dctoolkit.operations.models import AuditEvent
 from tests.portal.conftest import make_job
@@ -88,6 +88,52 @@ def test_a_share_changed_in_the_admins_list_is_recorded(client, chief, owner):
     assert client.post("/admin/accounts/account/", form).status_code == 302
     assert Account.objects.get(id=account.id).share == 3.0
     assert events() == [("chief", "share", "user", "alice")]
+
+
+def group_form(client, url: str, group: dict, rows: list[dict]) -> dict:
+    """The admin's group page as posted: the group's fields, and the membership inline's rows (`id`, `user`,
+    `DELETE`) under the prefix the page uses."""
+    inline = client.get(url).context["inline_admin_formsets"][0].formset
+    form = {"max_running_jobs": "", "max_running_gpus": "", "max_queued_jobs": "", **group, "_save": "Save"}
+    counts = {"TOTAL": len(rows), "INITIAL": sum(1 for r in rows if "id" in r), "MIN_NUM": 0, "MAX_NUM": 1000}
+    form.update({f"{inline.prefix}-{key}_FORMS": str(n) for key, n in counts.items()})
+    for k, row in enumerate(rows):
+        form.update({f"{inline.prefix}-{k}-{key}": value for key, value in row.items()})
+    return form
+
+
+def test_members_changed_in_the_admins_group_page_are_recorded_as_the_cli_records_them(client, chief, owner, other):
+    carol, dave = (User.objects.create_user(name) for name in ("carol", "dave"))
+    group = Group.objects.create(name="bio")
+    kept, gone, moved = (Membership.objects.create(group=group, user=u) for u in (carol, owner, other))
+    url = f"/admin/accounts/group/{group.id}/change/"
+    rows = [
+        {"id": kept.id, "group": group.id, "user": carol.id},
+        {"id": gone.id, "group": group.id, "user": owner.id, "DELETE": "on"},  # alice taken out
+        {"id": moved.id, "group": group.id, "user": dave.id},  # bob's row given to dave
+    ]
+    response = client.post(url, group_form(client, url, {"name": "bio", "share": "1"}, rows))
+    assert response.status_code == 302, response.context and response.context["errors"]
+    assert set(Membership.objects.filter(group=group).values_list("user__username", flat=True)) == {"carol", "dave"}
+    (event,) = AuditEvent.objects.all()
+    assert (event.actor_name, event.action, event.target_kind, event.target) == ("chief", "member", "group", "bio")
+    assert event.details == {"added": ["dave"], "removed": ["alice", "bob"]}
+    # Saving the page again with nothing changed records nothing.
+    rows = [{"id": m.id, "group": group.id, "user": m.user_id} for m in Membership.objects.filter(group=group)]
+    assert client.post(url, group_form(client, url, {"name": "bio", "share": "1"}, rows)).status_code == 302
+    assert AuditEvent.objects.count() == 1
+
+
+def test_a_group_added_in_the_admin_with_members_records_both(client, chief, owner):
+    url = "/admin/accounts/group/add/"
+    response = client.post(url, group_form(client, url, {"name": "chem", "share": "2"}, [{"user": owner.id}]))
+    assert response.status_code == 302, response.context and response.context["errors"]
+    assert events() == [("chief", "add", "group", "chem"), ("chief", "member", "group", "chem")]
+    assert AuditEvent.objects.get(action="member").details == {"added": ["alice"]}
+    # Deleted in the admin: named by its name too, as ./dct group remove names it.
+    group = Group.objects.get(name="chem")
+    assert client.post(f"/admin/accounts/group/{group.id}/delete/", {"post": "yes"}).status_code == 302
+    assert events()[-1] == ("chief", "delete", "group", "chem")
 
 
 def test_a_node_drained_in_the_admin_is_a_drain_event(client, chief, node):

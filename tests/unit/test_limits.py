@@ -1,7 +1,17 @@
 """Caps per user (accounts.limits): the caps that hold, the planner holding a capped user's jobs back, and
 the words of the reason and of the refusal.  Pure functions, no services."""
 
-from dctoolkit.accounts.limits import NO_CAPS, Caps, Room, caps_of, held_back, over_queued, room
+from dctoolkit.accounts.limits import (
+    NO_CAPS,
+    Caps,
+    GroupTotals,
+    Room,
+    caps_of,
+    held_back,
+    held_back_by_group,
+    over_queued,
+    room,
+)
 from dctoolkit.jobs.scheduling.policy import FreeNode, QueuedJob, pick_assignments
 
 
@@ -69,3 +79,35 @@ def test_a_members_cap_names_their_group_as_a_place_it_may_come_from():
     assert over_queued(Caps(None, None, 2), 2, 1, "bob", "bio").endswith(
         "(DCT_MAX_QUEUED_JOBS, ./dct limits --group bio or ./dct limits bob); nothing was queued"
     )
+
+
+def test_a_groups_total_caps_hold_its_members_jobs_together_and_not_their_jobs_charging_another_group():
+    # Group 7 may hold 3 GPUs in all and holds 1: two members' 1-GPU jobs fit, a third not; group 8's job runs.
+    alice = [
+        QueuedJob(1, 1, gpus=1, group_id=7),
+        QueuedJob(2, 1, gpus=1, group_id=7),
+        QueuedJob(3, 1, gpus=1, group_id=8),
+    ]
+    bob = [QueuedJob(11, 2, gpus=1, group_id=7), QueuedJob(12, 2, group_id=7)]
+    pools = {7: GroupTotals("bio", None, 3, runs=1, holds=1).room()}
+    picks = pick_assignments({1: alice, 2: bob}, [node(gpus=8)], {}, group_rooms=pools)
+    placed = sorted(a.job_id for a in picks.assignments)
+    assert placed == [1, 3, 11, 12], "alice's second GPU job of group 7 would pass its 3 GPUs"
+    assert pools[7] == Room(None, 2), "the rooms given are not changed"
+    jobs_cap = {7: GroupTotals("bio", 2, None, runs=0).room()}
+    placed = sorted(
+        a.job_id for a in pick_assignments({1: alice, 2: bob}, [node(gpus=8)], {}, group_rooms=jobs_cap).assignments
+    )
+    assert placed == [1, 3, 11], "two of group 7's jobs in all, and alice's job charging group 8"
+
+
+def test_a_groups_total_cap_is_named_in_the_reason():
+    assert held_back_by_group(GroupTotals("bio", 4, None, runs=4), 0) == (
+        "held back by a cap: group bio may run 4 jobs at once, all members together, and runs 4 "
+        "(./dct limits --group bio --total-running-jobs N)"
+    )
+    assert held_back_by_group(GroupTotals("bio", None, 4, runs=2, holds=3), 2) == (
+        "held back by a cap: group bio may hold 4 GPUs at once, all members together, and holds 3; this job needs 2 "
+        "(./dct limits --group bio --total-running-gpus N)"
+    )
+    assert held_back_by_group(GroupTotals("bio", 4, 4, runs=3, holds=3), 1) == ""

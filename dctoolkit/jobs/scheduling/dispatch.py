@@ -14,7 +14,7 @@ from django.db import transaction
 
 from dctoolkit.accounts.fairshare import Team
 from dctoolkit.accounts.limits import Room
-from dctoolkit.accounts.usage import billing, rooms, standings, teams
+from dctoolkit.accounts.usage import billing, group_rooms, group_totals, rooms, standings, teams
 from dctoolkit.celery import app, settle_conf
 from dctoolkit.jobs import transitions
 from dctoolkit.jobs.scheduling.classads import NodeAttrs, verdicts
@@ -70,7 +70,8 @@ def plan_pass(now: datetime) -> Plan | None:
     nodes = [free for _, free in seen.free.values()]
     found = standings(heads.jobs, now)
     usage = {uid: s.effective for uid, s in found.items()}
-    assignments = pick_reading_more(heads, nodes, usage, seen.ads(), rooms(found), teams(found, now))
+    pools = group_rooms(group_totals())
+    assignments = pick_reading_more(heads, nodes, usage, seen.ads(), rooms(found), teams(found, now), pools)
     if not assignments:
         return None
     return Plan(seen, assignments, edits)
@@ -83,17 +84,18 @@ def pick_reading_more(
     ads: list[NodeAttrs],
     room: dict[int, Room],
     team: dict[int, Team] | None = None,
+    pools: dict[int, Room] | None = None,
 ) -> list[Assignment]:
     """Ask the planner; while it runs out of a user's known jobs, read more of theirs and ask again.
 
     The ClassAd requirements and rank of the jobs read are evaluated here, before the planner (which is
     pure) sees them: each distinct one once per node (`classads` caches them across passes too)."""
     judged, weights = judge_ads(heads, ads, {}), billing()
-    picks = pick_assignments(heads.jobs, nodes, usage, heads.more, judged, weights, room, team)
+    picks = pick_assignments(heads.jobs, nodes, usage, heads.more, judged, weights, room, team, pools)
     while picks.wants_more:
         heads.read_more(picks.wants_more)
         judged = judge_ads(heads, ads, judged)
-        picks = pick_assignments(heads.jobs, nodes, usage, heads.more, judged, weights, room, team)
+        picks = pick_assignments(heads.jobs, nodes, usage, heads.more, judged, weights, room, team, pools)
     return picks.assignments
 
 

@@ -21,7 +21,10 @@ Policy
   `rank` first (highest), then best fit (the node with the fewest free cpus
   that still fits), so big holes stay big for big jobs.
 - Caps (`accounts.limits`): a user whose next job would go over their cap
-  of running jobs or GPUs (`rooms`) takes no more turns this pass.
+  of running jobs or GPUs (`rooms`) takes no more turns this pass; a job
+  that would go over its accounting group's total caps (`group_rooms`: all
+  the jobs charging the group together) waits, passed over as one that
+  does not fit, and reserves no node.
 - Desktops: a desktop node whose owner is using it (`lends` False) gets no
   new job, and no reservation.
 - No starvation of big jobs: the highest-priority job that fits some node's
@@ -53,6 +56,7 @@ class QueuedJob:
     container: str = ""
     wants: Wants = ANY
     priority: int = 0  # the owner's own order: higher first (the queues come in that order)
+    group_id: int | None = None  # the accounting group it charges (its total caps: `group_rooms`)
 
     @property
     def ad(self) -> AdAsk | None:
@@ -144,6 +148,7 @@ def pick_assignments(
     billing: Billing = CPU_ONLY,
     rooms: Mapping[int, Room] | None = None,
     teams: Mapping[int, Team] | None = None,
+    group_rooms: Mapping[int, Room] | None = None,
 ) -> Picks:
     """Fill free capacity from the per-user queues (each the user's oldest jobs, in submission order).
 
@@ -157,9 +162,11 @@ def pick_assignments(
     the rank of each (`classads.verdicts`).  `billing` weighs what each job
     placed charges (DCT_BILLING); `rooms`, what users with a cap may still
     start (`accounts.limits.room`; not changed: the planner takes from copies);
-    `teams`, the accounting group each user in one takes turns in (`fairshare.Turns`: groups first).
+    `teams`, the accounting group each user in one takes turns in (`fairshare.Turns`: groups first);
+    `group_rooms`, what the jobs charging a group with total caps may still start (by group id; not changed).
     """
     left = {uid: replace(r) for uid, r in (rooms or {}).items()}
+    group_left = {gid: replace(r) for gid, r in (group_rooms or {}).items()}
     verdicts = verdicts or {}
     turns = Turns({uid: usage.get(uid, 0.0) for uid, jobs in queues.items() if jobs}, teams)
     position = dict.fromkeys(queues, 0)
@@ -176,6 +183,9 @@ def pick_assignments(
         cap = left[uid].blocks(job.gpus) if uid in left else ""
         if cap == "running_jobs":
             continue  # held back by a cap: none of this user's jobs start this pass (the reason names the cap)
+        pool = group_left.get(job.group_id) if job.group_id is not None else None
+        if pool is not None and not cap:
+            cap = pool.blocks(job.gpus)  # the user's later jobs may charge another group: they are still tried
         verdict = _verdict(job, verdicts)
         node = None if cap else best_fit(job, [n for n in open_nodes if n.name != reserved], verdict)
         rate = 0.0
@@ -191,6 +201,8 @@ def pick_assignments(
             assignments.append(Assignment(job.id, node.name, tuple(node.take(job))))
             if uid in left:
                 left[uid].take(job.gpus)
+            if pool is not None:
+                pool.take(job.gpus)
             if node.free_cpus <= 0:
                 open_nodes.remove(node)
             rate = billing.rate(job.cpus, job.gpus, job.memory_mb)

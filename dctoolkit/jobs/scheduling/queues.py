@@ -71,6 +71,7 @@ QUEUED_FIELDS = (
     "container",
     "placement",
     "priority",
+    "accounting_group_id",
 )
 
 
@@ -136,10 +137,10 @@ def read_heads(
             cursor.execute(sql, params)
             for row in cursor.fetchall():
                 # `placement` is JSON text (SQLite) or a dict (PostgreSQL); most jobs ask nothing: '{}'.
-                job_id, owner_id, cpus, memory_mb, gpus, node, container, placement, priority = row
+                job_id, owner_id, cpus, memory_mb, gpus, node, container, placement, priority, group_id = row
                 wants = wants_from(placement)
                 heads[owner_id].append(
-                    QueuedJob(job_id, owner_id, cpus, memory_mb, gpus, node, container, wants, priority)
+                    QueuedJob(job_id, owner_id, cpus, memory_mb, gpus, node, container, wants, priority, group_id)
                 )
     for jobs in heads.values():
         jobs.sort(key=serving_order)

@@ -26,9 +26,9 @@ from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from dctoolkit.accounts.fairshare import charged_start
-from dctoolkit.accounts.limits import held_back
+from dctoolkit.accounts.limits import held_back, held_back_by_group
 from dctoolkit.accounts.models import Group
-from dctoolkit.accounts.usage import standings
+from dctoolkit.accounts.usage import group_totals, standings
 from dctoolkit.jobs import gputally
 from dctoolkit.jobs.intake.advice import Usage, compare
 from dctoolkit.jobs.models import STARTED_STATES, DagNode, Job, JobState
@@ -625,6 +625,20 @@ def dag_node_names(jobs: list[Job]) -> dict[int, str]:
 
 
 def held_back_by(owners: set[int], waiting: list[Job], now: datetime) -> dict[int, str]:
+    """job id -> the cap that holds each queued job of `waiting` back: its owner's running caps, else the total
+    caps of the group it charges."""
+    held = held_back_by_owner(owners, waiting, now)
+    charging = [j for j in waiting if j.state == JobState.QUEUED and j.accounting_group_id and j.id not in held]
+    totals = group_totals() if charging else {}
+    for j in charging:
+        if j.accounting_group_id in totals and (
+            why := held_back_by_group(totals[j.accounting_group_id], j.request_gpus)
+        ):
+            held[j.id] = why
+    return held
+
+
+def held_back_by_owner(owners: set[int], waiting: list[Job], now: datetime) -> dict[int, str]:
     """job id -> the cap that holds each queued job of `waiting` back, for owners with a running cap."""
     found = {uid: s for uid, s in standings(owners, now).items() if s.caps.any_running}
     if not found:

@@ -1,11 +1,19 @@
-"""./dct group [--json] | group add NAME [--share S] | group member NAME USER... [--remove]"""
+"""./dct group [--json] | group add NAME [--share S] | group member NAME USER... [--remove]
+| group remove NAME [USER...]"""
 
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 
-from dctoolkit.accounts.group_changes import GroupError, add_group, add_members, remove_members
+from dctoolkit.accounts.group_changes import (
+    GroupError,
+    add_group,
+    add_members,
+    delete_group,
+    remove_members,
+    unknown_group,
+)
 from dctoolkit.accounts.models import Group, Membership
 from dctoolkit.cli import DctCommand, holds_secret_key, render_table
 
@@ -14,15 +22,23 @@ class Command(DctCommand):
     help = (
         "Accounting groups: fair share serves groups by their usage over their share first, then users within "
         "them. 'group add NAME [--share S]' makes one (or changes its share), 'group member NAME USER...' adds "
-        "users (--remove takes them out); a user's jobs charge their first group unless accounting_group = NAME "
+        "users (--remove, or 'group remove NAME USER...', takes them out), 'group remove NAME' deletes a group no "
+        "job still to run charges; a user's jobs charge their first group unless accounting_group = NAME "
         "says otherwise. Without a subcommand, lists the groups. Changing them is for operators."
     )
     user_option = False
 
     def add_arguments(self, parser):
-        parser.add_argument("action", nargs="?", choices=["add", "member"], help="add | member (none: list)")
+        parser.add_argument(
+            "action", nargs="?", choices=["add", "member", "remove"], help="add | member | remove (none: list)"
+        )
         parser.add_argument("name", nargs="?", metavar="NAME", help="the group")
-        parser.add_argument("users", nargs="*", metavar="USER", help="member: the users to add (or remove)")
+        parser.add_argument(
+            "users",
+            nargs="*",
+            metavar="USER",
+            help="member, remove: the users to add or take out (remove without them: delete the group)",
+        )
         parser.add_argument("--share", type=float, default=None, metavar="S", help="add: the group's share")
         parser.add_argument("--remove", action="store_true", help="member: take the users out of the group")
 
@@ -33,15 +49,18 @@ class Command(DctCommand):
             return
         if not name:
             raise CommandError(
-                f"give the group: ./dct group {action} NAME" + (" USER..." if action == "member" else "")
+                f"give the group: ./dct group {action} NAME"
+                + {"member": " USER...", "remove": " [USER...]"}.get(action, "")
             )
         if not holds_secret_key():
             raise CommandError("only an operator (who can read the server's secret key) changes accounting groups")
         try:
             if action == "add":
                 self.add(name, options)
+            elif action == "remove" and not options["users"]:
+                self.delete(name, options)
             else:
-                self.member(name, options)
+                self.member(name, {**options, "remove": options["remove"] or action == "remove"})
         except GroupError as exc:
             raise CommandError(str(exc)) from None
 
@@ -59,8 +78,7 @@ class Command(DctCommand):
             raise CommandError("--share goes with group add: ./dct group add NAME --share S")
         group = Group.objects.filter(name=name).first()
         if group is None:
-            known = ", ".join(Group.objects.order_by("name").values_list("name", flat=True)) or "none"
-            raise CommandError(f"no group '{name}' (groups: {known}); ./dct group add {name} makes it")
+            raise CommandError(unknown_group(name))
         if not options["users"]:
             raise CommandError(f"give the users: ./dct group member {name} USER...")
         found = get_user_model().objects.in_bulk(options["users"], field_name="username")
@@ -81,6 +99,15 @@ class Command(DctCommand):
             self.stdout.write(f"{', '.join(changed)} {verb} group '{name}'")
         else:
             self.stdout.write(f"nothing changed: {none} group '{name}'")
+
+    def delete(self, name: str, options: dict) -> None:
+        if options["share"] is not None or options["remove"]:
+            raise CommandError(f"group remove {name} deletes the group and takes no options but --json")
+        members = delete_group(name, by=self.acting_actor())
+        if options["json"]:
+            self.emit_json({"group": name, "deleted": True, "members": members})
+            return
+        self.stdout.write(f"group '{name}' deleted" + (f"; {', '.join(members)} no longer in it" if members else ""))
 
     def show(self, as_json: bool) -> None:
         rows = [group_dict(g) for g in Group.objects.order_by("name")]
