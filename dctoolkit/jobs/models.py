@@ -138,6 +138,13 @@ class Job(models.Model):
     retry_delay_seconds = models.FloatField(null=True, blank=True)
     retries = models.PositiveIntegerField(default=0)
     retry_at = models.DateTimeField(null=True, blank=True, help_text="A waiting retry is queued then.")
+    # HTCondor's job policy expressions (jobs/jobpolicy.py), as written; `periodic_policy`: it has a periodic
+    # one, so the housekeeping reads it (and no other job).  A held job's HoldReasonCode, SubCode and since when.
+    policy = models.JSONField(default=dict, blank=True, help_text="on_exit_hold, periodic_release, ...: key -> text.")
+    periodic_policy = models.BooleanField(default=False)
+    hold_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text="HTCondor's HoldReasonCode.")
+    hold_subcode = models.IntegerField(null=True, blank=True, help_text="HTCondor's HoldReasonSubCode.")
+    held_at = models.DateTimeField(null=True, blank=True, help_text="When it was last held.")
     # Start times and throttles (start_after, max_running): the housekeeping queues a waiting job when both hold.
     start_after = models.DateTimeField(null=True, blank=True, help_text="The job waits until then.")
     max_running = models.PositiveIntegerField(
@@ -193,6 +200,8 @@ class Job(models.Model):
             # The housekeeping: waiting jobs whose start time is due; throttled submissions.
             models.Index(fields=["state", "start_after"], name="job_state_start_after"),
             models.Index(fields=["max_running", "state", "submission"], name="job_throttled"),
+            # The housekeeping: jobs with a periodic policy expression (periodic_release, ...).
+            models.Index(fields=["periodic_policy", "state"], name="job_periodic_policy"),
             # Capacity in use: the jobs whose kill is still under way keep their slot.
             models.Index(fields=["kill_requested", "node"], name="job_killing_node"),
         ]

@@ -211,11 +211,22 @@ REFUSED_REAL = {
     "osgconnect_software_words.sub",  # http:// input
     "osgconnect_software_http_transfer.sub",  # https:// input
     "osgconnect_dagman_vars_append.sub",  # $(JOB) and $(secret) come from a DAG's VARS
-    "osgconnect_quickstart_tutorial02.sub",  # on_exit_hold / periodic_release
-    "osgconnect_quickstart_tutorial03.sub",
-    "osgconnect_template_input_and_transfer.sub",
-    "osgconnect_tf_matmul_gpu.sub",
 }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "osgconnect_quickstart_tutorial02.sub",
+        "osgconnect_quickstart_tutorial03.sub",
+        "osgconnect_template_input_and_transfer.sub",
+        "osgconnect_tf_matmul_gpu.sub",
+    ],
+)
+def test_osg_run_a_failed_job_again_idiom_keeps_its_expressions(name):
+    (job,) = parse(name)
+    assert job.policy["on_exit_hold"] == "(ExitBySignal == True) || (ExitCode != 0)"
+    assert job.policy["periodic_release"].startswith("(NumJobStarts < 5) && ((CurrentTime - EnteredCurrentStatus) > 60")
 
 
 def test_osg_quickstart_with_an_empty_arguments_line():

@@ -445,8 +445,24 @@ def test_jobbatchname_is_a_plain_macro_as_condor_submit_takes_it():
     assert job.batch_name == ""
 
 
-def test_on_exit_hold_and_periodic_release_point_at_max_retries():
-    text = "executable = f.py\non_exit_hold = (ExitCode != 0)\nperiodic_release = (NumJobStarts < 5)\n"
-    lines = error_of(text).splitlines()
-    assert [line.split(":")[1] for line in lines] == ["2", "3"]
-    assert all("write max_retries = N" in line for line in lines)
+def test_on_exit_hold_and_periodic_release_are_read_as_written():
+    text = "executable = f.py\non_exit_hold = (ExitCode != 0)\nPeriodic_Release = (NumJobStarts < 5)\n"
+    (job,) = parse(text).jobs
+    assert job.policy == {"on_exit_hold": "(ExitCode != 0)", "periodic_release": "(NumJobStarts < 5)"}
+
+
+def test_every_policy_expression_classad2_cannot_read_is_refused_at_its_line_at_once():
+    text = (
+        "executable = f.py\non_exit_hold = (ExitCode != 0\nperiodic_release = NumJobStarts <\n"
+        'periodic_hold_reason = strcat("x",\n'
+    )
+    example = (
+        "write it as HTCondor does, such as (ExitBySignal == True) || (ExitCode != 0) or "
+        "(NumJobStarts < 5) && ((CurrentTime - EnteredCurrentStatus) > 60)"
+    )
+    assert error_of(text).splitlines() == [
+        f"job.txt:2: on_exit_hold = (ExitCode != 0: not a ClassAd expression; {example}",
+        f"job.txt:3: periodic_release = NumJobStarts <: not a ClassAd expression; {example}",
+        'job.txt:4: periodic_hold_reason = strcat("x",: not a ClassAd expression; write a string expression, such as '
+        'strcat("exit code ", ExitCode)',
+    ]

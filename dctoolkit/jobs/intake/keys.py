@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any
 
+from dctoolkit.jobs import jobpolicy
 from dctoolkit.jobs.intake import condor
 from dctoolkit.jobs.intake.advice import suggest_key
 from dctoolkit.jobs.jobenv import MAX_ENV_AND_ARGS_BYTES, env_name_problem
@@ -42,12 +43,6 @@ class Key:
 
 
 _LATER = "dctoolkit does not support it yet; remove the line"
-_POLICY = "HTCondor's job policy expressions are not evaluated here; remove the line (max_runtime limits the run time)"
-# on_exit_hold with periodic_release is how OSG's templates run a failed job again: say what does that here.
-_HOLD_RELEASE = (
-    "HTCondor's job policy expressions are not evaluated here; to run a failed job again write "
-    "max_retries = N (and retry_delay = 60s), and remove the line"
-)
 
 # Resources (the contract's section): which machines a job may use, and which GPUs.  dctoolkit's own
 # are `labels`, `avoid`, `gpu_type`, `gpu_memory` (and `node`, above); the rest are HTCondor's.
@@ -106,6 +101,8 @@ KEYS: dict[str, Key] = {
     "max_running": Key("job"),
     "max_idle": Key("job"),
     "max_materialize": Key("job"),
+    # Job policy: HTCondor's expressions, evaluated when a run ends and by the housekeeping (`_policy`)
+    **{name: Key("job") for name in jobpolicy.POLICY_KEYS},
     "should_transfer_files": Key("ignored"),
     "when_to_transfer_output": Key("ignored"),
     "transfer_executable": Key("ignored"),
@@ -140,11 +137,6 @@ KEYS: dict[str, Key] = {
     "output_destination": Key("refused", "outputs come back with './dct results'; " + _LATER),
     "preserve_relative_paths": Key("refused", _LATER),
     "concurrency_limits": Key("refused", _LATER),
-    "periodic_remove": Key("refused", _POLICY),
-    "periodic_hold": Key("refused", _POLICY),
-    "periodic_release": Key("refused", _HOLD_RELEASE),
-    "on_exit_remove": Key("refused", _POLICY),
-    "on_exit_hold": Key("refused", _HOLD_RELEASE),
     "kill_sig": Key("refused", _LATER),
     "max_transfer_input_mb": Key("refused", _LATER),
     "max_transfer_output_mb": Key("refused", _LATER),
@@ -205,10 +197,13 @@ def canonical_key(key: str) -> str | None:
 
 
 class KeyProblemError(Exception):
-    def __init__(self, line: int, message: str) -> None:
+    """A value that cannot be read (at `line`); `more`: further (line, message) problems the same builder found."""
+
+    def __init__(self, line: int, message: str, more: tuple[tuple[int, str], ...] = ()) -> None:
         super().__init__(message)
         self.line = line
         self.message = message
+        self.more = more
 
 
 @dataclass
@@ -240,6 +235,7 @@ def job_fields(
             job.fields.update(builder(job))
         except KeyProblemError as problem:
             problems.append((problem.line, problem.message))
+            problems.extend(problem.more)
     return job.fields, problems
 
 
@@ -883,6 +879,30 @@ def _throttle(job: _Job) -> dict[str, Any]:
     return fields
 
 
+# --- Job policy: on_exit_hold, on_exit_remove, periodic_hold / _release / _remove, hold reasons ------
+
+
+def _policy(job: _Job) -> dict[str, Any]:
+    """HTCondor's policy expressions, as written (jobs/jobpolicy.py evaluates them); every one that classad2
+    cannot read is a problem at its line."""
+    policy: dict[str, str] = {}
+    problems: list[tuple[int, str]] = []
+    for key in jobpolicy.POLICY_KEYS:
+        found = job.get(key)
+        if not found or not found[0].strip():
+            continue
+        text = found[0].strip()
+        try:
+            jobpolicy.check(key, text)
+        except jobpolicy.PolicyError as exc:
+            problems.append((found[1], str(exc)))
+            continue
+        policy[key] = text
+    if problems:
+        raise KeyProblemError(*problems[0], more=tuple(problems[1:]))
+    return {"policy": policy} if policy else {}
+
+
 # The order matters where one builder reads another's fields: initialdir before the files it places.
 _BUILDERS: tuple[Callable[[_Job], dict[str, Any]], ...] = (
     _executable,
@@ -907,6 +927,7 @@ _BUILDERS: tuple[Callable[[_Job], dict[str, Any]], ...] = (
     _retries,
     _start_time,
     _throttle,
+    _policy,
 )
 
 

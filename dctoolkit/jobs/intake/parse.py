@@ -127,6 +127,8 @@ class JobSpec:
     success_exit_code: int = 0
     retry_until: int | None = None
     retry_delay_seconds: float | None = None
+    # HTCondor's job policy expressions (on_exit_hold, periodic_release, ...), as written: jobs/jobpolicy.py
+    policy: dict[str, str] = field(default_factory=dict)
     # Start times and throttles
     start_after: float | None = None  # Unix seconds: the job waits until then
     max_running: int | None = None  # at most this many jobs of the submission dispatched or running

@@ -41,6 +41,7 @@ from dctoolkit.jobs.intake.parse import (
     resolve_container,
 )
 from dctoolkit.jobs.intake.parse import Submission as ParsedSubmission
+from dctoolkit.jobs.jobpolicy import HOLD_SUBMITTED, has_periodic
 from dctoolkit.jobs.models import Job, JobState, Submission
 from dctoolkit.jobs.scheduling.classads import arch_name
 from dctoolkit.jobs.scheduling.matching import Wants, gpu_kinds
@@ -470,6 +471,10 @@ def _job_row(
         success_exit_code=spec.success_exit_code,
         retry_until=spec.retry_until,
         retry_delay_seconds=spec.retry_delay_seconds,
+        policy=spec.policy,
+        periodic_policy=has_periodic(spec.policy),
+        hold_code=HOLD_SUBMITTED if spec.hold else None,
+        held_at=now if spec.hold else None,
         start_after=datetime.fromtimestamp(spec.start_after, UTC) if spec.start_after else None,
         max_running=spec.max_running,
         # A start time or a throttle: the housekeeping queues it when they hold (and its dependencies).

@@ -71,6 +71,7 @@ class Command(DctCommand):
             dagman.advance_dags,
             housekeeping.queue_due_retries,
             housekeeping.release_waiting,
+            housekeeping.apply_job_policies,
             dispatch.schedule_pass,
             notify_step,
             housekeeping.purge_expired_files,
