@@ -102,6 +102,9 @@ class Job(models.Model):
     inputs = models.JSONField(default=list, blank=True, help_text="Staged file names, in the submission folder.")
     environment = models.JSONField(default=dict, blank=True)
     output = models.JSONField(default=list, blank=True, help_text="Paths to bring back; empty: every new file.")
+    output_remaps = models.JSONField(
+        default=dict, blank=True, help_text="transfer_output_remaps: an output's path -> the path it comes back as."
+    )
     streams = models.JSONField(
         default=dict, blank=True, help_text="HTCondor's input/output/error/log/initialdir names (jobs/streams.py)."
     )

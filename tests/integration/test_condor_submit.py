@@ -84,3 +84,24 @@ def test_on_exit_hold_and_periodic_release_run_a_failed_job_again_until_it_succe
     events = list(htcondor2.JobEventLog(str(task / "again.log")).events(stop_after=0))
     assert [int(e.type) for e in events] == [0, 1, 12, 13, 1, 5], [str(e) for e in events]
     assert events[2]["HoldReasonCode"] == 3 and events[2]["HoldReason"] == "held by on_exit_hold = ExitCode != 0"
+
+
+REMAPPED = """\
+executable             = make.py
+output                 = out.txt
+transfer_output_remaps = "out.txt = logs/out.txt; r.csv = results/r_$(Process).csv"
+queue
+"""
+
+
+def test_transfer_output_remaps_bring_outputs_and_stdout_back_under_their_new_names(cluster, tmp_path):
+    files = {"make.py": "open('r.csv', 'w').write('1,2\\n')\nopen('other.txt', 'w').write('x')\nprint('done')\n"}
+    (job,) = cluster.submit(tmp_path, REMAPPED, files, name="remap.sub")
+    done = cluster.wait_job(job["id"])
+    assert done["state"] == "succeeded", done
+    cluster.cli("results", str(job["id"]), cwd=tmp_path)
+    task = tmp_path / f"TASK{job['id']}"
+    found = sorted(str(p.relative_to(task)) for p in task.rglob("*") if p.is_file())
+    assert found == ["logs/out.txt", "other.txt", "results/r_0.csv", "stderr"], found
+    assert (task / "results" / "r_0.csv").read_text() == "1,2\n"
+    assert (task / "logs" / "out.txt").read_text() == "done\n"

@@ -466,3 +466,30 @@ def test_every_policy_expression_classad2_cannot_read_is_refused_at_its_line_at_
         'job.txt:4: periodic_hold_reason = strcat("x",: not a ClassAd expression; write a string expression, such as '
         'strcat("exit code ", ExitCode)',
     ]
+
+
+def test_transfer_output_remaps_rename_outputs_and_the_output_and_error_files():
+    text = (
+        "executable = f.py\ninitialdir = run\noutput = out.$(Process)\nerror = err.txt\n"
+        'transfer_output_remaps = "out.$(Process) = logs/out.$(Process); err.txt = logs/err; '
+        'r.csv = r_$(Process).csv"\n'
+        "queue 2\n"
+    )
+    jobs = parse(text).jobs
+    assert [(j.stdout, j.stderr, j.output_remaps) for j in jobs] == [
+        ("run/logs/out.0", "run/logs/err", {"r.csv": "r_0.csv"}),
+        ("run/logs/out.1", "run/logs/err", {"r.csv": "r_1.csv"}),
+    ]
+
+
+def test_every_remap_that_leaves_the_results_folder_is_refused_at_its_line():
+    text = 'executable = f.py\ntransfer_output_remaps = "a = /etc/passwd; b = ../../x; ../c = d; e = f; g = f"\n'
+    assert error_of(text).splitlines() == [
+        "job.txt:2: transfer_output_remaps: 'a = /etc/passwd' would put the file outside the job's results folder; "
+        "give a path inside it, such as results/a",
+        "job.txt:2: transfer_output_remaps: 'b = ../../x' would put the file outside the job's results folder; "
+        "give a path inside it, such as results/b",
+        "job.txt:2: transfer_output_remaps: '../c' names no file of the job's folder; name it as the job writes it "
+        "there, such as out.csv",
+        "job.txt:2: transfer_output_remaps: two outputs would come back as 'f'",
+    ]

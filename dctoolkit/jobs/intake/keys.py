@@ -67,6 +67,7 @@ KEYS: dict[str, Key] = {
     "max_runtime": Key("job"),
     "environment": Key("job"),
     "transfer_output_files": Key("job"),
+    "transfer_output_remaps": Key("job"),
     "queue": Key("job"),
     "network": Key("job"),
     "container": Key("job"),
@@ -133,7 +134,6 @@ KEYS: dict[str, Key] = {
     "x509userproxy": Key("refused", "grid proxy credentials are not used here; remove the line"),
     "use_x509userproxy": Key("refused", "grid proxy credentials are not used here; remove the line"),
     "use_oauth_services": Key("refused", "OAuth credentials are not used here; remove the line"),
-    "transfer_output_remaps": Key("refused", "outputs come back under their own names; " + _LATER),
     "output_destination": Key("refused", "outputs come back with './dct results'; " + _LATER),
     "preserve_relative_paths": Key("refused", _LATER),
     "concurrency_limits": Key("refused", _LATER),
@@ -269,16 +269,33 @@ def _universe(job: _Job) -> dict[str, Any]:
             )
     if image:
         path = _unquote(image[0])
-        if "://" in path or path.endswith((".sif", ".simg", ".tar")):
-            raise KeyProblemError(
-                image[1],
-                f"container_image = {path}: images are not pulled or unpacked here; name a root filesystem a node "
-                "offers (by path or folder name; ./dct nodes lists them)",
-            )
+        if "://" in path or path.endswith(_IMAGE_FILES):
+            raise KeyProblemError(image[1], image_refusal(path))
         if "container" in job.values:
             raise KeyProblemError(image[1], "container_image and container both given; keep one of them")
         return {"container": path.rstrip("/") or "/"}
     return {}
+
+
+# Image files a container runtime would have to unpack (Apptainer/Singularity's, a docker save archive).
+_IMAGE_FILES = (".sif", ".simg", ".img", ".tar", ".tar.gz", ".tgz")
+
+
+def image_refusal(path: str) -> str:
+    """Why `container_image = path` (a URL or an image file) is refused, and what to write instead."""
+    if path.lower().startswith("docker://"):
+        why = "a Docker image would have to be pulled, and nodes pull nothing"
+    elif "://" in path:
+        why = "an image named by URL would have to be fetched, and nodes fetch nothing"
+    elif path.endswith((".sif", ".simg", ".img")):
+        why = "an Apptainer/Singularity image file would need Apptainer on the node, which runs jobs in bubblewrap"
+    else:
+        why = "an image archive would have to be unpacked on every run"
+    return (
+        f"container_image = {shown(path, 60)}: {why}; unpack the image once into a folder on the nodes (for a .sif: "
+        "apptainer build --sandbox /containers/NAME IMAGE.sif), offer it with DCT_CONTAINERS=/containers/NAME, "
+        "and write container_image = NAME (./dct nodes lists what nodes offer)"
+    )
 
 
 def _requests(job: _Job) -> dict[str, Any]:
@@ -716,6 +733,63 @@ def _transfer_output(job: _Job) -> dict[str, Any]:
     return {"output": tuple(paths)}
 
 
+def _remaps(job: _Job) -> dict[str, Any]:
+    """HTCondor's transfer_output_remaps: output `a` comes back as `b` (below the results folder); a remap
+    of the `output` or `error` name renames the stdout or stderr file.  Every bad remap is a problem."""
+    found = job.get("transfer_output_remaps")
+    if not found:
+        return {}
+    value, line = found
+    try:
+        pairs = condor.split_remaps(value)
+    except condor.LanguageError as exc:
+        raise KeyProblemError(line, f"transfer_output_remaps: {exc}") from None
+    streams = {
+        _unquote(given[0].strip()): ("stdout" if key == "output" else "stderr")
+        for key in ("output", "error")
+        if (given := job.get(key))
+    }
+    fields: dict[str, Any] = {}
+    remaps: dict[str, str] = {}
+    problems: list[tuple[int, str]] = []
+    for source, target in pairs:
+        try:
+            dest = _remap_target(source, target, line)
+            if source in streams:
+                fields[streams[source]] = _in_initialdir(job, dest)
+            elif dest in remaps.values():
+                raise KeyProblemError(line, f"transfer_output_remaps: two outputs would come back as '{dest}'")
+            else:
+                remaps[_remap_source(source, line)] = dest
+        except KeyProblemError as problem:
+            problems.append((problem.line, problem.message))
+    if problems:
+        raise KeyProblemError(*problems[0], more=tuple(problems[1:]))
+    return {**fields, "output_remaps": remaps} if remaps else fields
+
+
+def _remap_source(source: str, line: int) -> str:
+    path = PurePosixPath(source)
+    if path.is_absolute() or ".." in path.parts or not path.name:
+        raise KeyProblemError(
+            line,
+            f"transfer_output_remaps: '{shown(source)}' names no file of the job's folder; name it as the job "
+            "writes it there, such as out.csv",
+        )
+    return str(path)
+
+
+def _remap_target(source: str, target: str, line: int) -> str:
+    path = PurePosixPath(target)
+    if path.is_absolute() or ".." in path.parts or "://" in target or not path.name or path.name in (".", ".."):
+        raise KeyProblemError(
+            line,
+            f"transfer_output_remaps: '{shown(source)} = {shown(target)}' would put the file outside the job's "
+            f"results folder; give a path inside it, such as results/{PurePosixPath(source).name}",
+        )
+    return str(path)
+
+
 # --- Dependencies: after_ok / after_any / after_fail ------------------------------------------------
 # Which jobs exist and whose they are is checked by intake/depends.py, which has the database.
 
@@ -923,6 +997,7 @@ _BUILDERS: tuple[Callable[[_Job], dict[str, Any]], ...] = (
     _inputs,
     _streams,
     _transfer_output,
+    _remaps,
     _dependencies,
     _retries,
     _start_time,

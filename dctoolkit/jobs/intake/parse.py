@@ -108,6 +108,7 @@ class JobSpec:
     max_runtime_seconds: float | None = None
     environment: dict[str, str] = field(default_factory=dict)
     output: tuple[str, ...] = ()  # transfer_output_files: what to bring back (empty: every new file)
+    output_remaps: dict[str, str] = field(default_factory=dict)  # transfer_output_remaps: path -> path it comes back as
     network: str = ""
     container: str = ""
     process: int = 0

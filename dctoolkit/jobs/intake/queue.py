@@ -454,6 +454,7 @@ def _job_row(
         inputs=[stored[i] for i in spec.inputs],
         environment=spec.environment,
         output=list(spec.output),
+        output_remaps=spec.output_remaps,
         streams=_streams_of(spec, owner.get_username()),
         attributes=dict(spec.attributes),
         email=spec.email,

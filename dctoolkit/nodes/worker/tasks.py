@@ -251,7 +251,9 @@ def _collect(job: Job, workdir: Path, before: dict[str, int]) -> workfiles.Colle
     outputs = job.folder() / "outputs"
     if not workfiles.remove_tree(outputs):
         raise OSError(f"the outputs of an earlier attempt in {outputs} could not be removed")
-    return workfiles.collect_outputs(workdir, before, job.output, outputs, settings.DCT_MAX_OUTPUT_MB << 20)
+    return workfiles.collect_outputs(
+        workdir, before, job.output, outputs, settings.DCT_MAX_OUTPUT_MB << 20, job.output_remaps or None
+    )
 
 
 def over_output_cap_reason(cap_mb: int, stopped_at: str) -> str:
