@@ -57,6 +57,11 @@ class Submission(models.Model):
         max_length=8, blank=True, help_text="HTCondor's notification: error (mail only if a job failed), or always."
     )
     job_count = models.PositiveIntegerField(default=1)
+    files = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Each named file's source as written -> its name in the folder ('dir/': '').",
+    )
     notified = models.BooleanField(default=False, help_text="The batch digest has been sent.")
     created_at = models.DateTimeField(auto_now_add=True)
 

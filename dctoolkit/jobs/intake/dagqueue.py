@@ -110,7 +110,7 @@ class StagedFiles:
         stored = self.files.get(self.key(path))
         return (self.folder / stored).read_text(errors="replace") if stored else None
 
-    def listdir(self, path: str) -> list[tuple[str, bool]] | None:
+    def listdir(self, path: str) -> list[tuple[str, bool | None]] | None:
         return None  # a DAG's staged files are files
 
     def names(self) -> list[tuple[str, bool]]:

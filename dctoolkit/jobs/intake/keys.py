@@ -180,11 +180,13 @@ _GETENV_NEVER = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "DCT_TOKEN", "EMAIL_
 
 @dataclass(frozen=True)
 class InputFile:
-    """A file named by the submission: `source` as written, staged as `name`."""
+    """A file named by the submission: `source` as written, staged as `name`; `within`: for a file of a
+    `dir/` input, that folder (the file is copied only while it really lies in it: no link out is followed)."""
 
     source: str
     name: str
     line: int
+    within: str = ""
 
 
 def canonical_key(key: str) -> str | None:
