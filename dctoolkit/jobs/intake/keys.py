@@ -765,14 +765,13 @@ def _remaps(job: _Job) -> dict[str, Any]:
                 remaps[_remap_source(source, line)] = dest
         except KeyProblemError as problem:
             problems.append((problem.line, problem.message))
-    if problems:
-        raise KeyProblemError(*problems[0], more=tuple(problems[1:]))
+    raise_all(problems)
     return {**fields, "output_remaps": remaps} if remaps else fields
 
 
 def _remap_source(source: str, line: int) -> str:
     path = PurePosixPath(source)
-    if path.is_absolute() or ".." in path.parts or not path.name:
+    if _leaves_folder(path):
         raise KeyProblemError(
             line,
             f"transfer_output_remaps: '{shown(source)}' names no file of the job's folder; name it as the job "
@@ -783,7 +782,7 @@ def _remap_source(source: str, line: int) -> str:
 
 def _remap_target(source: str, target: str, line: int) -> str:
     path = PurePosixPath(target)
-    if path.is_absolute() or ".." in path.parts or "://" in target or not path.name or path.name in (".", ".."):
+    if _leaves_folder(path) or "://" in target:
         raise KeyProblemError(
             line,
             f"transfer_output_remaps: '{shown(source)} = {shown(target)}' would put the file outside the job's "
@@ -974,8 +973,7 @@ def _policy(job: _Job) -> dict[str, Any]:
             problems.append((found[1], str(exc)))
             continue
         policy[key] = text
-    if problems:
-        raise KeyProblemError(*problems[0], more=tuple(problems[1:]))
+    raise_all(problems)
     return {"policy": policy} if policy else {}
 
 
@@ -1089,9 +1087,20 @@ def _output_path(text: str, line: int) -> str:
     return str(path)
 
 
+def _leaves_folder(path: PurePosixPath) -> bool:
+    """Whether a file's path names no file below the folder it is relative to (absolute, `..`, or no name)."""
+    return path.is_absolute() or ".." in path.parts or not path.name
+
+
+def raise_all(problems: list[tuple[int, str]]) -> None:
+    """Raise the (line, message) problems one builder found as one KeyProblemError (none: return)."""
+    if problems:
+        raise KeyProblemError(*problems[0], more=tuple(problems[1:]))
+
+
 def _result_path(text: str, line: int, key: str) -> str:
     path = PurePosixPath(text)
-    if path.is_absolute() or ".." in path.parts or not path.name:
+    if _leaves_folder(path):
         raise KeyProblemError(
             line,
             f"{key} = {text}: the file comes back with the job's results, so name it inside the results folder, "
