@@ -4,11 +4,14 @@ never brings in a file from outside it, and the folder's files come again with `
 import os
 
 import pytest
+from django.utils import timezone
 
 from dctoolkit.jobs.intake.again import edit_jobs, resubmit_jobs
+from dctoolkit.jobs.intake.dagqueue import prepare_dag
 from dctoolkit.jobs.intake.parse import SubmissionError
 from dctoolkit.jobs.intake.queue import FolderFiles, submit
 from dctoolkit.jobs.models import Job, Submission
+from dctoolkit.jobs.scheduling import dagman
 
 pytestmark = pytest.mark.usefixtures("no_scheduler")
 
@@ -107,3 +110,17 @@ def test_an_edit_keeps_the_folders_files(alice, home):
     edit_jobs([job], {"request_cpus": "1"}, actor=alice)
     job.refresh_from_db()
     assert (job.inputs, stored(job)) == (["a.txt", "b.txt"], {"a.txt": "a\n", "b.txt": "b\n"})
+
+
+def test_a_dag_nodes_folder_input_is_staged_with_the_dag_and_its_job_gets_the_files(alice, home):
+    (home / "one.sub").write_text(TEXT)
+    prepared = prepare_dag("JOB one one.sub\n", "pipeline.dag", FolderFiles(home))
+    _, (job,) = dagman.submit_dag(prepared, alice, timezone.now())
+    assert (job.inputs, stored(job)) == (["a.txt", "b.txt"], {"a.txt": "a\n", "b.txt": "b\n"})
+
+
+def test_a_dag_nodes_folder_input_with_a_link_out_is_refused_at_its_line(alice, home):
+    (home / "one.sub").write_text(TEXT)
+    os.symlink("/etc/passwd", home / "inputs" / "passwd")
+    with pytest.raises(SubmissionError, match=r"^one\.sub:2: 'inputs/passwd' is a link to outside 'inputs/'"):
+        prepare_dag("JOB one one.sub\n", "pipeline.dag", FolderFiles(home))
