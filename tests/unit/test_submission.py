@@ -483,7 +483,9 @@ def test_transfer_output_remaps_rename_outputs_and_the_output_and_error_files():
 
 
 def test_every_remap_that_leaves_the_results_folder_is_refused_at_its_line():
-    text = 'executable = f.py\ntransfer_output_remaps = "a = /etc/passwd; b = ../../x; ../c = d; e = f; g = f"\n'
+    text = (
+        'executable = f.py\ntransfer_output_remaps = "a = /etc/passwd; b = ../../x; ../c = d; e = f; g = f; h/ = i"\n'
+    )
     assert error_of(text).splitlines() == [
         "job.txt:2: transfer_output_remaps: 'a = /etc/passwd' would put the file outside the job's results folder; "
         "give a path inside it, such as results/a",
@@ -492,4 +494,6 @@ def test_every_remap_that_leaves_the_results_folder_is_refused_at_its_line():
         "job.txt:2: transfer_output_remaps: '../c' names no file of the job's folder; name it as the job writes it "
         "there, such as out.csv",
         "job.txt:2: transfer_output_remaps: two outputs would come back as 'f'",
+        "job.txt:2: transfer_output_remaps: 'h/' is a folder; folders are not remapped (as in HTCondor): remap each "
+        "file, or have the job write the folder under the name you want",
     ]

@@ -771,6 +771,12 @@ def _remaps(job: _Job) -> dict[str, Any]:
 
 def _remap_source(source: str, line: int) -> str:
     path = PurePosixPath(source)
+    if source.endswith("/"):
+        raise KeyProblemError(
+            line,
+            f"transfer_output_remaps: '{shown(source)}' is a folder; folders are not remapped (as in HTCondor): "
+            "remap each file, or have the job write the folder under the name you want",
+        )
     if _leaves_folder(path):
         raise KeyProblemError(
             line,
