@@ -126,3 +126,11 @@ def test_jobs_without_periodic_expressions_cost_the_housekeeping_one_empty_query
         make(alice, {"on_exit_hold": HOLD})
     with django_assert_num_queries(1):
         assert housekeeping.apply_job_policies(timezone.now()) == 0
+
+
+def test_every_marked_job_is_evaluated_each_round_however_many_there_are(alice, monkeypatch):
+    monkeypatch.setattr(housekeeping, "POLICY_BATCH", 2)
+    jobs = [make(alice, {"periodic_release": "true"}) for _ in range(5)]
+    assert transitions.hold_jobs(Job.objects.all(), timezone.now()) == 5
+    assert housekeeping.apply_job_policies(timezone.now()) == 5
+    assert {j.state for j in Job.objects.filter(id__in=[j.id for j in jobs])} == {JobState.QUEUED}

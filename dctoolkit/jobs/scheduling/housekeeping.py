@@ -161,8 +161,8 @@ def release_waiting(now: datetime) -> int:
     return changed
 
 
-# The jobs whose periodic expressions one round reads, at most (the rest wait for the next round).
-POLICY_BATCH = 5000
+# The jobs whose periodic expressions are read in one query (and their runs in one more).
+POLICY_BATCH = 2000
 # What the periodic expressions are asked about: jobs not ended (HTCondor's idle, running, held).
 _POLICY_STATES = (
     JobState.WAITING, JobState.QUEUED, JobState.HELD, JobState.DISPATCHED, JobState.RUNNING, JobState.SUSPENDED,
@@ -177,17 +177,20 @@ def apply_job_policies(now: datetime) -> int:
     empty lookup.  Each change is the owner's action's own conditional UPDATE (`transitions`), with the
     expression as the reason, so a job that moved meanwhile is left alone.
     """
-    jobs = list(
-        Job.objects.filter(periodic_policy=True, state__in=_POLICY_STATES).order_by("acted_at", "id")[:POLICY_BATCH]
-    )
-    if not jobs:
-        return 0
-    walls = policyfacts.run_walls(job.id for job in jobs)
-    changed = 0
-    for job in jobs:
-        decided = jobpolicy.periodic(job.policy, policyfacts.job_facts(job, now, walls=walls.get(job.id, (0.0, 0.0))))
-        if decided.action:
-            changed += _act(job, decided, now)
+    changed, after = 0, 0
+    while True:
+        # By id, POLICY_BATCH rows at a time: every such job is seen each round, in bounded memory.
+        marked = Job.objects.filter(periodic_policy=True, state__in=_POLICY_STATES, id__gt=after)
+        jobs = list(marked.order_by("id")[:POLICY_BATCH])
+        if not jobs:
+            break
+        walls = policyfacts.run_walls(job.id for job in jobs)
+        for job in jobs:
+            facts = policyfacts.job_facts(job, now, walls=walls.get(job.id, (0.0, 0.0)))
+            decided = jobpolicy.periodic(job.policy, facts)
+            if decided.action:
+                changed += _act(job, decided, now)
+        after = jobs[-1].id
     if changed:
         log.info("job policy: %s jobs held, released or removed by their periodic expressions", changed)
     return changed
