@@ -74,8 +74,10 @@ def aborted(cluster: int, process: int, when: datetime, reason: str) -> str:
     return _header(ABORTED, cluster, process, when, "Job was aborted.") + f"\t{_one_line(reason)}\n...\n"
 
 
-def held(cluster: int, process: int, when: datetime, reason: str) -> str:
-    return _header(HELD, cluster, process, when, "Job was held.") + f"\t{_one_line(reason)}\n\tCode 1 Subcode 0\n...\n"
+def held(cluster: int, process: int, when: datetime, reason: str, code: int = 1, subcode: int = 0) -> str:
+    """012: `code` and `subcode` are HTCondor's HoldReasonCode and HoldReasonSubCode (1: its owner held it)."""
+    head = _header(HELD, cluster, process, when, "Job was held.")
+    return head + f"\t{_one_line(reason)}\n\tCode {code} Subcode {subcode}\n...\n"
 
 
 def released(cluster: int, process: int, when: datetime, reason: str) -> str:
@@ -97,15 +99,23 @@ def _one_line(text: str) -> str:
 
 
 def ended(
-    cluster: int, process: int, when: datetime, state: str, exit_code: int | None, reason: str, cpu: float
+    cluster: int,
+    process: int,
+    when: datetime,
+    state: str,
+    exit_code: int | None,
+    reason: str,
+    cpu: float,
+    hold: tuple[int, int] = (1, 0),
 ) -> str:
-    """The event for a job's attempt that ended in `state` (a JobState value); "" when none fits."""
+    """The event for a job's attempt that ended in `state` (a JobState value); "" when none fits; `hold`:
+    a held one's HoldReasonCode and SubCode."""
     if state in ("succeeded", "failed") and exit_code is not None:
         return terminated(cluster, process, when, exit_code, cpu)
     if state in ("failed", "cancelled"):
         return aborted(cluster, process, when, reason or state)
     if state == "held":
-        return held(cluster, process, when, reason or "held")
+        return held(cluster, process, when, reason or "held", *hold)
     if state == "queued":
         return evicted(cluster, process, when)
     return ""

@@ -57,6 +57,11 @@ class Submission(models.Model):
         max_length=8, blank=True, help_text="HTCondor's notification: error (mail only if a job failed), or always."
     )
     job_count = models.PositiveIntegerField(default=1)
+    files = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Each named file's source as written -> its name in the folder ('dir/': '').",
+    )
     notified = models.BooleanField(default=False, help_text="The batch digest has been sent.")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -102,6 +107,9 @@ class Job(models.Model):
     inputs = models.JSONField(default=list, blank=True, help_text="Staged file names, in the submission folder.")
     environment = models.JSONField(default=dict, blank=True)
     output = models.JSONField(default=list, blank=True, help_text="Paths to bring back; empty: every new file.")
+    output_remaps = models.JSONField(
+        default=dict, blank=True, help_text="transfer_output_remaps: an output's path -> the path it comes back as."
+    )
     streams = models.JSONField(
         default=dict, blank=True, help_text="HTCondor's input/output/error/log/initialdir names (jobs/streams.py)."
     )
@@ -138,6 +146,13 @@ class Job(models.Model):
     retry_delay_seconds = models.FloatField(null=True, blank=True)
     retries = models.PositiveIntegerField(default=0)
     retry_at = models.DateTimeField(null=True, blank=True, help_text="A waiting retry is queued then.")
+    # HTCondor's job policy expressions (jobs/jobpolicy.py), as written; `periodic_policy`: it has a periodic
+    # one, so the housekeeping reads it (and no other job).  A held job's HoldReasonCode, SubCode and since when.
+    policy = models.JSONField(default=dict, blank=True, help_text="on_exit_hold, periodic_release, ...: key -> text.")
+    periodic_policy = models.BooleanField(default=False)
+    hold_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text="HTCondor's HoldReasonCode.")
+    hold_subcode = models.IntegerField(null=True, blank=True, help_text="HTCondor's HoldReasonSubCode.")
+    held_at = models.DateTimeField(null=True, blank=True, help_text="When it was last held.")
     # Start times and throttles (start_after, max_running): the housekeeping queues a waiting job when both hold.
     start_after = models.DateTimeField(null=True, blank=True, help_text="The job waits until then.")
     max_running = models.PositiveIntegerField(
@@ -193,6 +208,8 @@ class Job(models.Model):
             # The housekeeping: waiting jobs whose start time is due; throttled submissions.
             models.Index(fields=["state", "start_after"], name="job_state_start_after"),
             models.Index(fields=["max_running", "state", "submission"], name="job_throttled"),
+            # The housekeeping: jobs with a periodic policy expression (periodic_release, ...).
+            models.Index(fields=["periodic_policy", "state"], name="job_periodic_policy"),
             # Capacity in use: the jobs whose kill is still under way keep their slot.
             models.Index(fields=["kill_requested", "node"], name="job_killing_node"),
         ]

@@ -19,6 +19,7 @@ from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from dctoolkit.jobs import eventlog, streams
+from dctoolkit.jobs.jobpolicy import HOLD_BY_POLICY, HOLD_BY_USER
 from dctoolkit.jobs.models import (
     ACTIVE_STATES,
     FINAL_STATES,
@@ -144,9 +145,13 @@ def finish(
         "finished_at": now if state in FINAL_STATES else None,
         "reason": reason,
     }
-    if state in (JobState.QUEUED, JobState.WAITING):
+    if state in (JobState.QUEUED, JobState.WAITING, JobState.HELD):
+        # A run again (or held by its on_exit_hold, to run again when released): it counts as one of its
+        # own retries, never as a lost run (`requeue`'s limit).
         values.update(node=None, gpu_indices=[], cpu_indices=[], retries=Add(1), retry_at=retry_at,
                       started_at=None, suspended_seconds=0.0)  # fmt: skip
+    if state == JobState.HELD:
+        values.update(held_at=now, hold_code=results.pop("hold_code", HOLD_BY_POLICY))
     ran = _run_facts(job_id)
     # A job that ended while its desktop's owner was back (killed while stopped) ends from `suspended`.
     if any(
@@ -157,7 +162,7 @@ def finish(
         )
         for started in STARTED_STATES
     ):
-        ended = JobState.FAILED if state in (JobState.QUEUED, JobState.WAITING) else state
+        ended = JobState.FAILED if state in (JobState.QUEUED, JobState.WAITING) else state  # held: "held"
         _add_attempt(job_id, attempt, ran, ended, results.get("exit_code"), reason, now)
         return True
     return settle_kill(job_id, attempt, now, ran=ran, **results) is not None
@@ -299,7 +304,7 @@ CANCELLABLE = (JobState.WAITING, JobState.QUEUED, JobState.HELD, JobState.DISPAT
 HOLDABLE = (JobState.WAITING, JobState.QUEUED, JobState.DISPATCHED, *STARTED_STATES)
 
 
-def cancel_jobs(jobs: QuerySet[Job], now: datetime) -> int:
+def cancel_jobs(jobs: QuerySet[Job], now: datetime, reason: str = CANCELLED_REASON) -> int:
     """Cancel every job of `jobs` that has not ended, in one UPDATE; returns how many changed.
 
     Each shows `cancelled` at once.  A running one is marked to be killed by
@@ -314,16 +319,19 @@ def cancel_jobs(jobs: QuerySet[Job], now: datetime) -> int:
         ),
         state=JobState.CANCELLED,
         finished_at=now,
-        reason=CANCELLED_REASON,
+        reason=reason,
         acted_at=now,
     )
 
 
-def hold_jobs(jobs: QuerySet[Job], now: datetime) -> int:
+def hold_jobs(
+    jobs: QuerySet[Job], now: datetime, reason: str = HELD_REASON, code: int = HOLD_BY_USER, subcode: int = 0
+) -> int:
     """Hold every queued, dispatched or running job of `jobs`, in one UPDATE; returns how many changed.
 
     A running one is marked to be stopped by its node and keeps its node and
-    slot until it has stopped; the others leave their node at once.
+    slot until it has stopped; the others leave their node at once.  `code`
+    and `subcode`: HTCondor's HoldReasonCode (1: its owner; 3: periodic_hold).
     """
     running = Q(state__in=STARTED_STATES)
     return jobs.filter(state__in=HOLDABLE).update(
@@ -331,12 +339,15 @@ def hold_jobs(jobs: QuerySet[Job], now: datetime) -> int:
         kill_requested=Case(When(running, then=Value(KillRequest.HOLD.value)), default=Value("")),
         node=Case(When(running, then=F("node")), default=None),
         state=JobState.HELD,
-        reason=HELD_REASON,
+        reason=reason,
         acted_at=now,
+        hold_code=code,
+        hold_subcode=subcode,
+        held_at=now,
     )
 
 
-def release_jobs(jobs: QuerySet[Job], now: datetime) -> int:
+def release_jobs(jobs: QuerySet[Job], now: datetime, reason: str = "") -> int:
     """held -> queued (waiting, with a dependency not yet met) for every job of `jobs` that has stopped,
     in one UPDATE; returns how many changed.
 
@@ -352,8 +363,10 @@ def release_jobs(jobs: QuerySet[Job], now: datetime) -> int:
         # A job with a dependency not yet met, a start time to come or a throttle goes back to waiting,
         # not to the queue (the housekeeping queues it when all hold).
         state=Case(When(waits, then=Value(JobState.WAITING.value)), default=Value(JobState.QUEUED.value)),
-        reason="",
+        reason=reason,
         acted_at=now,
+        hold_code=None,
+        hold_subcode=None,
     )
 
 
@@ -377,10 +390,15 @@ release = _one(release_jobs, "release")
 def log_action(job: Job, verb: str, now: datetime) -> None:
     """An owner's cancel, hold or release of a job no node runs, in its submission's HTCondor event log
     (when the file asked for one, `log = NAME`); a running job's node writes the event of its end."""
+    log_event(job, lambda cluster, process, when: eventlog.for_action(verb, cluster, process, when), now)
+
+
+def log_event(job: Job, event: Callable[[int, int, datetime], str], now: datetime) -> None:
+    """`event(cluster, process, now)` in the submission's HTCondor event log, when its file asked for one."""
     folder = Submission(id=job.submission_id).folder()
     if streams.of(job).log:
         try:
-            eventlog.append(folder, eventlog.for_action(verb, job.submission_id, job.process, now))
+            eventlog.append(folder, event(job.submission_id, job.process, now))
         except OSError as exc:  # the job's state is what counts; its log is a copy of it for HTCondor's tools
             log.warning("job %s: could not write its event log: %s", job.id, exc)
 

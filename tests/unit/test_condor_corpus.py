@@ -203,19 +203,30 @@ def test_every_corpus_file_parses_or_is_refused_as_bench_corpus_counts():
 
 # What the corpus's real files still cannot do here, each for a reason its refusal names.
 REFUSED_REAL = {
-    "chtc_recipes_alphafold.sub",  # container_image = file:///...sif: images are not pulled
-    "gsdc_geant4_run.sub",  # +SingularityImage = ...sif, transfer_output_remaps
-    "osgconnect_fastqc.sub",  # container_image = software/fastqc.sif, transfer_output_remaps
+    "chtc_recipes_alphafold.sub",  # container_image = file:///...sif: images are not fetched nor run
+    "gsdc_geant4_run.sub",  # +SingularityImage = ...sif (its transfer_output_remaps is read)
+    "osgconnect_fastqc.sub",  # container_image = software/fastqc.sif (its transfer_output_remaps is read)
     "osgconnect_many_fastqc.sub",
     "osgconnect_blast_split.sub",  # stash:// input
     "osgconnect_software_words.sub",  # http:// input
     "osgconnect_software_http_transfer.sub",  # https:// input
     "osgconnect_dagman_vars_append.sub",  # $(JOB) and $(secret) come from a DAG's VARS
-    "osgconnect_quickstart_tutorial02.sub",  # on_exit_hold / periodic_release
-    "osgconnect_quickstart_tutorial03.sub",
-    "osgconnect_template_input_and_transfer.sub",
-    "osgconnect_tf_matmul_gpu.sub",
 }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "osgconnect_quickstart_tutorial02.sub",
+        "osgconnect_quickstart_tutorial03.sub",
+        "osgconnect_template_input_and_transfer.sub",
+        "osgconnect_tf_matmul_gpu.sub",
+    ],
+)
+def test_osg_run_a_failed_job_again_idiom_keeps_its_expressions(name):
+    (job,) = parse(name)
+    assert job.policy["on_exit_hold"] == "(ExitBySignal == True) || (ExitCode != 0)"
+    assert job.policy["periodic_release"].startswith("(NumJobStarts < 5) && ((CurrentTime - EnteredCurrentStatus) > 60")
 
 
 def test_osg_quickstart_with_an_empty_arguments_line():
@@ -344,3 +355,42 @@ def test_real_refusals_name_their_line_and_reason():
         parse("osgconnect_software_words.sub")
     assert str(info.value).startswith("osgconnect_software_words.sub:14: http://stash")
     assert "inputs are not downloaded here" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "line", "why"),
+    [
+        ("chtc_recipes_alphafold.sub", 6, "an image named by URL would have to be fetched, and nodes fetch nothing"),
+        (
+            "osgconnect_fastqc.sub",
+            11,
+            "an Apptainer/Singularity image file would need Apptainer on the node, which runs jobs in bubblewrap",
+        ),
+    ],
+)
+def test_an_image_file_or_url_is_refused_saying_why_and_how_to_offer_it_instead(name, line, why):
+    with pytest.raises(SubmissionError) as info:
+        parse(name)
+    (message,) = [m for m in str(info.value).splitlines() if "container_image" in m]
+    assert message.startswith(f"{name}:{line}: container_image = ")
+    assert message.endswith(
+        f"{why}; unpack the image once into a folder on the nodes (for a .sif: apptainer build --sandbox "
+        "/containers/NAME IMAGE.sif), offer it with DCT_CONTAINERS=/containers/NAME, and write container_image = "
+        "NAME (./dct nodes lists what nodes offer)"
+    )
+
+
+def test_the_geant4_remaps_number_each_jobs_outputs():
+    text = (
+        (CORPUS / "gsdc_geant4_run.sub")
+        .read_text()
+        .replace(
+            '+SingularityImage = "/shared/container_images/geant4-runtime_latest.sif"', '+SingularityImage = "geant4"'
+        )
+    )
+    jobs = list(parse_submission(text, "gsdc_geant4_run.sub", facts=facts()).jobs)
+    assert jobs[1].output_remaps == {
+        "EnergyDeposition_iodine.out": "EnergyDeposition_iodine_1.out",
+        "brachytherapy.root": "brachytherapy_1.root",
+        "primary.root": "primary_1.root",
+    }

@@ -246,3 +246,26 @@ def test_substr_matches_htcondor2(text):
     given = "".join(f"{k} = {v}\n" for k, v in values.items())
     expected = htcondor2.Submit(f"executable = a\n{given}c = {text}\n").expand("c")
     assert condor.expand(text, lambda name: values.get(name.lower()), {}) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "remaps"),
+    [
+        # The geant4 corpus file's form: spaces around '=', ';' between, the whole value in double quotes.
+        (
+            '"a.out = a_3.out ; b.root=b_3.root; c.root = c_3.root"',
+            [("a.out", "a_3.out"), ("b.root", "b_3.root"), ("c.root", "c_3.root")],
+        ),
+        ("x.html = results/x.html", [("x.html", "results/x.html")]),
+        (r"a\=b.txt = c\;d.txt;", [("a=b.txt", "c;d.txt")]),  # a backslash escapes '=' and ';'
+        ('""', []),
+    ],
+)
+def test_transfer_output_remaps_split_as_condor_submit_reads_them(value, remaps):
+    assert condor.split_remaps(value) == remaps
+
+
+@pytest.mark.parametrize("value", ["a.txt", "a = b = c", "= b", "a = ; c = d"])
+def test_a_remap_that_is_not_name_equals_newname_says_how_to_write_it(value):
+    with pytest.raises(LanguageError, match=r"is not 'name = newname'; separate remaps with ';'$"):
+        condor.split_remaps(value)

@@ -445,8 +445,55 @@ def test_jobbatchname_is_a_plain_macro_as_condor_submit_takes_it():
     assert job.batch_name == ""
 
 
-def test_on_exit_hold_and_periodic_release_point_at_max_retries():
-    text = "executable = f.py\non_exit_hold = (ExitCode != 0)\nperiodic_release = (NumJobStarts < 5)\n"
-    lines = error_of(text).splitlines()
-    assert [line.split(":")[1] for line in lines] == ["2", "3"]
-    assert all("write max_retries = N" in line for line in lines)
+def test_on_exit_hold_and_periodic_release_are_read_as_written():
+    text = "executable = f.py\non_exit_hold = (ExitCode != 0)\nPeriodic_Release = (NumJobStarts < 5)\n"
+    (job,) = parse(text).jobs
+    assert job.policy == {"on_exit_hold": "(ExitCode != 0)", "periodic_release": "(NumJobStarts < 5)"}
+
+
+def test_every_policy_expression_classad2_cannot_read_is_refused_at_its_line_at_once():
+    text = (
+        "executable = f.py\non_exit_hold = (ExitCode != 0\nperiodic_release = NumJobStarts <\n"
+        'periodic_hold_reason = strcat("x",\n'
+    )
+    example = (
+        "write it as HTCondor does, such as (ExitBySignal == True) || (ExitCode != 0) or "
+        "(NumJobStarts < 5) && ((CurrentTime - EnteredCurrentStatus) > 60)"
+    )
+    assert error_of(text).splitlines() == [
+        f"job.txt:2: on_exit_hold = (ExitCode != 0: not a ClassAd expression; {example}",
+        f"job.txt:3: periodic_release = NumJobStarts <: not a ClassAd expression; {example}",
+        'job.txt:4: periodic_hold_reason = strcat("x",: not a ClassAd expression; write a string expression, such as '
+        'strcat("exit code ", ExitCode)',
+    ]
+
+
+def test_transfer_output_remaps_rename_outputs_and_the_output_and_error_files():
+    text = (
+        "executable = f.py\ninitialdir = run\noutput = out.$(Process)\nerror = err.txt\n"
+        'transfer_output_remaps = "out.$(Process) = logs/out.$(Process); err.txt = logs/err; '
+        'r.csv = r_$(Process).csv"\n'
+        "queue 2\n"
+    )
+    jobs = parse(text).jobs
+    assert [(j.stdout, j.stderr, j.output_remaps) for j in jobs] == [
+        ("run/logs/out.0", "run/logs/err", {"r.csv": "r_0.csv"}),
+        ("run/logs/out.1", "run/logs/err", {"r.csv": "r_1.csv"}),
+    ]
+
+
+def test_every_remap_that_leaves_the_results_folder_is_refused_at_its_line():
+    text = (
+        'executable = f.py\ntransfer_output_remaps = "a = /etc/passwd; b = ../../x; ../c = d; e = f; g = f; h/ = i"\n'
+    )
+    assert error_of(text).splitlines() == [
+        "job.txt:2: transfer_output_remaps: 'a = /etc/passwd' would put the file outside the job's results folder; "
+        "give a path inside it, such as results/a",
+        "job.txt:2: transfer_output_remaps: 'b = ../../x' would put the file outside the job's results folder; "
+        "give a path inside it, such as results/b",
+        "job.txt:2: transfer_output_remaps: '../c' names no file of the job's folder; name it as the job writes it "
+        "there, such as out.csv",
+        "job.txt:2: transfer_output_remaps: two outputs would come back as 'f'",
+        "job.txt:2: transfer_output_remaps: 'h/' is a folder; folders are not remapped (as in HTCondor): remap each "
+        "file, or have the job write the folder under the name you want",
+    ]

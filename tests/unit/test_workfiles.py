@@ -293,3 +293,17 @@ def test_a_fifo_swapped_in_for_a_file_does_not_hang_collection(tmp_path):
         assert workfiles._open_source(root, ("f",), files["f"]) is None
     finally:
         os.close(root)
+
+
+def test_remapped_outputs_are_stored_under_their_new_paths_and_the_file_they_replace_is_left_out(tmp_path):
+    work, dest = tmp_path / "w", tmp_path / "out"
+    (work / "sub").mkdir(parents=True)
+    (work / "a.html").write_text("a\n")
+    (work / "sub" / "b.txt").write_text("b\n")
+    (work / "kept.txt").write_text("kept\n")
+    (work / "taken.txt").write_text("the job's own\n")
+    remaps = {"a.html": "results/a.html", "sub/b.txt": "taken.txt"}
+    got = workfiles.collect_outputs(work, {}, [], dest, 10 << 20, remaps)
+    found = {str(p.relative_to(dest)): p.read_text() for p in dest.rglob("*") if p.is_file()}
+    assert found == {"results/a.html": "a\n", "taken.txt": "b\n", "kept.txt": "kept\n"}
+    assert got.notes == ["not collected: files whose name transfer_output_remaps gives another output: taken.txt"]

@@ -14,6 +14,8 @@ with its old size or placement.
 
 from __future__ import annotations
 
+import posixpath
+import shutil
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,6 +74,20 @@ class StoredFiles(FolderFiles):
     def is_executable(self, ref: InputFile) -> bool:
         return True  # it passed this check when it was first submitted
 
+    def copy_to(self, ref: InputFile, dest: Path) -> None:
+        shutil.copyfile(self.path(ref), dest)  # a stored copy, made by `queue`: no link of the user's in it
+
+    def listdir(self, path: str) -> list[tuple[str, bool | None]] | None:
+        """A `dir/` input's files as they were staged (Submission.files), not the stored folder's, which is flat."""
+        folder = path.rstrip("/")
+        if f"{folder}/" not in self.stored:
+            return None
+        return [
+            (posixpath.basename(source), False)
+            for source, name in self.stored.items()
+            if name and posixpath.dirname(source) == folder
+        ]
+
 
 def stored_files(sub: Submission) -> StoredFiles:
     """The file source of a stored submission; AgainError when its files were purged."""
@@ -81,7 +97,9 @@ def stored_files(sub: Submission) -> StoredFiles:
             f"submission {sub.pk}'s files were purged (its jobs ended long ago, DCT_RETENTION or './dct purge'); "
             "submit the file again"
         )
-    # Where each file was stored depends on every file the submission names: parse once to see them.
+    if sub.files:
+        return StoredFiles(folder, sub.files)
+    # Stored before Submission.files: where each file went depends on every file it names; parse once to see.
     files = StoredFiles(folder, {})
     try:
         parsed = parse_submission(sub.text, sub.source_name, settings.DCT_MAX_QUEUE, facts=submit_facts(files))

@@ -518,3 +518,41 @@ def join_arguments(argv: Sequence[str]) -> str:
             quoted = "'" + quoted.replace("'", "''") + "'"
         words.append(quoted)
     return '"' + " ".join(words) + '"'
+
+
+def split_remaps(value: str) -> list[tuple[str, str]]:
+    """`transfer_output_remaps = "a = b; c = d"` -> [(a, b), (c, d)]: each output file's name and the name it
+    comes back under.  As condor_submit: the whole value in double quotes (or none), `;` between remaps,
+    and a backslash escapes `=`, `;` or itself in a name; blanks around names are dropped."""
+    text = value.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
+    remaps: list[tuple[str, str]] = []
+    parts: list[str] = []
+    current: list[str] = []
+    i = 0
+    while i <= len(text):
+        ch = text[i] if i < len(text) else ";"
+        if ch == "\\" and i + 1 < len(text):
+            current.append(text[i + 1])
+            i += 2
+            continue
+        if ch in "=;":
+            parts.append("".join(current).strip())
+            current = []
+            if ch == ";":
+                remaps.extend(_remap(parts))
+                parts = []
+        else:
+            current.append(ch)
+        i += 1
+    return remaps
+
+
+def _remap(parts: list[str]) -> list[tuple[str, str]]:
+    if parts == [""]:
+        return []  # an empty remap ("a = b;" ends with one)
+    if len(parts) != 2 or not parts[0] or not parts[1]:
+        shown = " = ".join(parts)
+        raise LanguageError(f"'{shown[:60]}' is not 'name = newname'; separate remaps with ';'")
+    return [(parts[0], parts[1])]

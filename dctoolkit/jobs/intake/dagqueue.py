@@ -23,8 +23,8 @@ from dctoolkit.jobs.intake import dag as language
 from dctoolkit.jobs.intake.condor import join_arguments
 from dctoolkit.jobs.intake.flags import append_to
 from dctoolkit.jobs.intake.keys import KEYS, InputFile, canonical_key
-from dctoolkit.jobs.intake.parse import MAX_PROBLEMS, SubmissionError, executable_problem
-from dctoolkit.jobs.intake.queue import FileSource, FolderFiles, Prepared, prepare
+from dctoolkit.jobs.intake.parse import MAX_PROBLEMS, SubmissionError, executable_problem, outside_link_message
+from dctoolkit.jobs.intake.queue import FileSource, FolderFiles, LinkOutError, Prepared, prepare
 from dctoolkit.jobs.models import Dag, DagNode, JobState
 from dctoolkit.jobs.scheduling.wake import wake_scheduler
 from dctoolkit.operations.storage import check_quota
@@ -110,8 +110,15 @@ class StagedFiles:
         stored = self.files.get(self.key(path))
         return (self.folder / stored).read_text(errors="replace") if stored else None
 
-    def listdir(self, path: str) -> list[tuple[str, bool]] | None:
-        return None  # a DAG's staged files are files
+    def listdir(self, path: str) -> list[tuple[str, bool | None]] | None:
+        """A `dir/` input's files as they were staged with the DAG (its copies are files; no folder is kept)."""
+        folder = self.key(path.rstrip("/"))
+        if folder in self.files:
+            return None  # a file
+        entries: list[tuple[str, bool | None]] = [
+            (os.path.basename(k), False) for k in self.files if os.path.dirname(k) == folder
+        ]
+        return entries or None
 
     def names(self) -> list[tuple[str, bool]]:
         here = os.path.normpath(self.directory or ".")
@@ -220,12 +227,15 @@ def _stage(prepared: PreparedDag, folder: Path) -> dict[str, str]:
     target = folder / "files"
     target.mkdir(parents=True, exist_ok=True)
 
-    def stage(directory: str, ref: InputFile, files: FileSource) -> None:
+    def stage(directory: str, ref: InputFile, files: FileSource, source: str) -> None:
         key = StagedFiles(folder, {}, directory).key(ref.source)
         if key in stored:
             return
         name = f"files/{len(stored)}"
-        files.copy_to(ref, folder / name)
+        try:
+            files.copy_to(ref, folder / name)
+        except LinkOutError:
+            raise SubmissionError(source, ref.line, outside_link_message(ref.source, ref.within)) from None
         if files.is_executable(ref):
             os.chmod(folder / name, 0o700)  # the server's own copy: it stays runnable
         stored[key] = name
@@ -236,9 +246,9 @@ def _stage(prepared: PreparedDag, folder: Path) -> dict[str, str]:
             continue
         node_files = within(prepared.files, node.directory)
         for ref in one.refs:
-            stage(node.directory, ref, node_files)
+            stage(node.directory, ref, node_files, one.source_name)
     for directory, ref in prepared.scripts:
-        stage(directory, ref, within(prepared.files, directory))
+        stage(directory, ref, within(prepared.files, directory), prepared.source_name)
     return stored
 
 

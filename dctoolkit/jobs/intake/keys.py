@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any
 
+from dctoolkit.jobs import jobpolicy
 from dctoolkit.jobs.intake import condor
 from dctoolkit.jobs.intake.advice import suggest_key
 from dctoolkit.jobs.jobenv import MAX_ENV_AND_ARGS_BYTES, env_name_problem
@@ -42,12 +43,6 @@ class Key:
 
 
 _LATER = "dctoolkit does not support it yet; remove the line"
-_POLICY = "HTCondor's job policy expressions are not evaluated here; remove the line (max_runtime limits the run time)"
-# on_exit_hold with periodic_release is how OSG's templates run a failed job again: say what does that here.
-_HOLD_RELEASE = (
-    "HTCondor's job policy expressions are not evaluated here; to run a failed job again write "
-    "max_retries = N (and retry_delay = 60s), and remove the line"
-)
 
 # Resources (the contract's section): which machines a job may use, and which GPUs.  dctoolkit's own
 # are `labels`, `avoid`, `gpu_type`, `gpu_memory` (and `node`, above); the rest are HTCondor's.
@@ -72,6 +67,7 @@ KEYS: dict[str, Key] = {
     "max_runtime": Key("job"),
     "environment": Key("job"),
     "transfer_output_files": Key("job"),
+    "transfer_output_remaps": Key("job"),
     "queue": Key("job"),
     "network": Key("job"),
     "container": Key("job"),
@@ -106,6 +102,8 @@ KEYS: dict[str, Key] = {
     "max_running": Key("job"),
     "max_idle": Key("job"),
     "max_materialize": Key("job"),
+    # Job policy: HTCondor's expressions, evaluated when a run ends and by the housekeeping (`_policy`)
+    **{name: Key("job") for name in jobpolicy.POLICY_KEYS},
     "should_transfer_files": Key("ignored"),
     "when_to_transfer_output": Key("ignored"),
     "transfer_executable": Key("ignored"),
@@ -136,15 +134,9 @@ KEYS: dict[str, Key] = {
     "x509userproxy": Key("refused", "grid proxy credentials are not used here; remove the line"),
     "use_x509userproxy": Key("refused", "grid proxy credentials are not used here; remove the line"),
     "use_oauth_services": Key("refused", "OAuth credentials are not used here; remove the line"),
-    "transfer_output_remaps": Key("refused", "outputs come back under their own names; " + _LATER),
     "output_destination": Key("refused", "outputs come back with './dct results'; " + _LATER),
     "preserve_relative_paths": Key("refused", _LATER),
     "concurrency_limits": Key("refused", _LATER),
-    "periodic_remove": Key("refused", _POLICY),
-    "periodic_hold": Key("refused", _POLICY),
-    "periodic_release": Key("refused", _HOLD_RELEASE),
-    "on_exit_remove": Key("refused", _POLICY),
-    "on_exit_hold": Key("refused", _HOLD_RELEASE),
     "kill_sig": Key("refused", _LATER),
     "max_transfer_input_mb": Key("refused", _LATER),
     "max_transfer_output_mb": Key("refused", _LATER),
@@ -188,11 +180,13 @@ _GETENV_NEVER = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "DCT_TOKEN", "EMAIL_
 
 @dataclass(frozen=True)
 class InputFile:
-    """A file named by the submission: `source` as written, staged as `name`."""
+    """A file named by the submission: `source` as written, staged as `name`; `within`: for a file of a
+    `dir/` input, that folder (the file is copied only while it really lies in it: no link out is followed)."""
 
     source: str
     name: str
     line: int
+    within: str = ""
 
 
 def canonical_key(key: str) -> str | None:
@@ -205,10 +199,13 @@ def canonical_key(key: str) -> str | None:
 
 
 class KeyProblemError(Exception):
-    def __init__(self, line: int, message: str) -> None:
+    """A value that cannot be read (at `line`); `more`: further (line, message) problems the same builder found."""
+
+    def __init__(self, line: int, message: str, more: tuple[tuple[int, str], ...] = ()) -> None:
         super().__init__(message)
         self.line = line
         self.message = message
+        self.more = more
 
 
 @dataclass
@@ -240,6 +237,7 @@ def job_fields(
             job.fields.update(builder(job))
         except KeyProblemError as problem:
             problems.append((problem.line, problem.message))
+            problems.extend(problem.more)
     return job.fields, problems
 
 
@@ -273,16 +271,33 @@ def _universe(job: _Job) -> dict[str, Any]:
             )
     if image:
         path = _unquote(image[0])
-        if "://" in path or path.endswith((".sif", ".simg", ".tar")):
-            raise KeyProblemError(
-                image[1],
-                f"container_image = {path}: images are not pulled or unpacked here; name a root filesystem a node "
-                "offers (by path or folder name; ./dct nodes lists them)",
-            )
+        if "://" in path or path.endswith(_IMAGE_FILES):
+            raise KeyProblemError(image[1], image_refusal(path))
         if "container" in job.values:
             raise KeyProblemError(image[1], "container_image and container both given; keep one of them")
         return {"container": path.rstrip("/") or "/"}
     return {}
+
+
+# Image files a container runtime would have to unpack (Apptainer/Singularity's, a docker save archive).
+_IMAGE_FILES = (".sif", ".simg", ".img", ".tar", ".tar.gz", ".tgz")
+
+
+def image_refusal(path: str) -> str:
+    """Why `container_image = path` (a URL or an image file) is refused, and what to write instead."""
+    if path.lower().startswith("docker://"):
+        why = "a Docker image would have to be pulled, and nodes pull nothing"
+    elif "://" in path:
+        why = "an image named by URL would have to be fetched, and nodes fetch nothing"
+    elif path.endswith((".sif", ".simg", ".img")):
+        why = "an Apptainer/Singularity image file would need Apptainer on the node, which runs jobs in bubblewrap"
+    else:
+        why = "an image archive would have to be unpacked on every run"
+    return (
+        f"container_image = {shown(path, 60)}: {why}; unpack the image once into a folder on the nodes (for a .sif: "
+        "apptainer build --sandbox /containers/NAME IMAGE.sif), offer it with DCT_CONTAINERS=/containers/NAME, "
+        "and write container_image = NAME (./dct nodes lists what nodes offer)"
+    )
 
 
 def _requests(job: _Job) -> dict[str, Any]:
@@ -720,6 +735,68 @@ def _transfer_output(job: _Job) -> dict[str, Any]:
     return {"output": tuple(paths)}
 
 
+def _remaps(job: _Job) -> dict[str, Any]:
+    """HTCondor's transfer_output_remaps: output `a` comes back as `b` (below the results folder); a remap
+    of the `output` or `error` name renames the stdout or stderr file.  Every bad remap is a problem."""
+    found = job.get("transfer_output_remaps")
+    if not found:
+        return {}
+    value, line = found
+    try:
+        pairs = condor.split_remaps(value)
+    except condor.LanguageError as exc:
+        raise KeyProblemError(line, f"transfer_output_remaps: {exc}") from None
+    streams = {
+        _unquote(given[0].strip()): ("stdout" if key == "output" else "stderr")
+        for key in ("output", "error")
+        if (given := job.get(key))
+    }
+    fields: dict[str, Any] = {}
+    remaps: dict[str, str] = {}
+    problems: list[tuple[int, str]] = []
+    for source, target in pairs:
+        try:
+            dest = _remap_target(source, target, line)
+            if source in streams:
+                fields[streams[source]] = _in_initialdir(job, dest)
+            elif dest in remaps.values():
+                raise KeyProblemError(line, f"transfer_output_remaps: two outputs would come back as '{dest}'")
+            else:
+                remaps[_remap_source(source, line)] = dest
+        except KeyProblemError as problem:
+            problems.append((problem.line, problem.message))
+    raise_all(problems)
+    return {**fields, "output_remaps": remaps} if remaps else fields
+
+
+def _remap_source(source: str, line: int) -> str:
+    path = PurePosixPath(source)
+    if source.endswith("/"):
+        raise KeyProblemError(
+            line,
+            f"transfer_output_remaps: '{shown(source)}' is a folder; folders are not remapped (as in HTCondor): "
+            "remap each file, or have the job write the folder under the name you want",
+        )
+    if _leaves_folder(path):
+        raise KeyProblemError(
+            line,
+            f"transfer_output_remaps: '{shown(source)}' names no file of the job's folder; name it as the job "
+            "writes it there, such as out.csv",
+        )
+    return str(path)
+
+
+def _remap_target(source: str, target: str, line: int) -> str:
+    path = PurePosixPath(target)
+    if _leaves_folder(path) or "://" in target:
+        raise KeyProblemError(
+            line,
+            f"transfer_output_remaps: '{shown(source)} = {shown(target)}' would put the file outside the job's "
+            f"results folder; give a path inside it, such as results/{PurePosixPath(source).name}",
+        )
+    return str(path)
+
+
 # --- Dependencies: after_ok / after_any / after_fail ------------------------------------------------
 # Which jobs exist and whose they are is checked by intake/depends.py, which has the database.
 
@@ -883,6 +960,29 @@ def _throttle(job: _Job) -> dict[str, Any]:
     return fields
 
 
+# --- Job policy: on_exit_hold, on_exit_remove, periodic_hold / _release / _remove, hold reasons ------
+
+
+def _policy(job: _Job) -> dict[str, Any]:
+    """HTCondor's policy expressions, as written (jobs/jobpolicy.py evaluates them); every one that classad2
+    cannot read is a problem at its line."""
+    policy: dict[str, str] = {}
+    problems: list[tuple[int, str]] = []
+    for key in jobpolicy.POLICY_KEYS:
+        found = job.get(key)
+        if not found or not found[0].strip():
+            continue
+        text = found[0].strip()
+        try:
+            jobpolicy.check(key, text)
+        except jobpolicy.PolicyError as exc:
+            problems.append((found[1], str(exc)))
+            continue
+        policy[key] = text
+    raise_all(problems)
+    return {"policy": policy} if policy else {}
+
+
 # The order matters where one builder reads another's fields: initialdir before the files it places.
 _BUILDERS: tuple[Callable[[_Job], dict[str, Any]], ...] = (
     _executable,
@@ -903,10 +1003,12 @@ _BUILDERS: tuple[Callable[[_Job], dict[str, Any]], ...] = (
     _inputs,
     _streams,
     _transfer_output,
+    _remaps,
     _dependencies,
     _retries,
     _start_time,
     _throttle,
+    _policy,
 )
 
 
@@ -991,9 +1093,20 @@ def _output_path(text: str, line: int) -> str:
     return str(path)
 
 
+def _leaves_folder(path: PurePosixPath) -> bool:
+    """Whether a file's path names no file below the folder it is relative to (absolute, `..`, or no name)."""
+    return path.is_absolute() or ".." in path.parts or not path.name
+
+
+def raise_all(problems: list[tuple[int, str]]) -> None:
+    """Raise the (line, message) problems one builder found as one KeyProblemError (none: return)."""
+    if problems:
+        raise KeyProblemError(*problems[0], more=tuple(problems[1:]))
+
+
 def _result_path(text: str, line: int, key: str) -> str:
     path = PurePosixPath(text)
-    if path.is_absolute() or ".." in path.parts or not path.name:
+    if _leaves_folder(path):
         raise KeyProblemError(
             line,
             f"{key} = {text}: the file comes back with the job's results, so name it inside the results folder, "

@@ -58,6 +58,7 @@ __all__ = [
     "check_nodes",
     "env_and_args_message",
     "executable_problem",
+    "outside_link_message",
     "parse_submission",
     "resolve_container",
     "submission_too_big_message",
@@ -108,6 +109,7 @@ class JobSpec:
     max_runtime_seconds: float | None = None
     environment: dict[str, str] = field(default_factory=dict)
     output: tuple[str, ...] = ()  # transfer_output_files: what to bring back (empty: every new file)
+    output_remaps: dict[str, str] = field(default_factory=dict)  # transfer_output_remaps: path -> path it comes back as
     network: str = ""
     container: str = ""
     process: int = 0
@@ -127,6 +129,8 @@ class JobSpec:
     success_exit_code: int = 0
     retry_until: int | None = None
     retry_delay_seconds: float | None = None
+    # HTCondor's job policy expressions (on_exit_hold, periodic_release, ...), as written: jobs/jobpolicy.py
+    policy: dict[str, str] = field(default_factory=dict)
     # Start times and throttles
     start_after: float | None = None  # Unix seconds: the job waits until then
     max_running: int | None = None  # at most this many jobs of the submission dispatched or running
@@ -224,7 +228,8 @@ class SubmitFacts:
     names: Callable[[], Sequence[tuple[str, bool]]] = lambda: ()
     env: Mapping[str, str] = field(default_factory=dict)
     # The entries (name, is_folder) of a folder an input names, by path as written; None: not a folder.
-    listdir: Callable[[str], Sequence[tuple[str, bool]] | None] = lambda path: None
+    # is_folder None: a link that leads out of the folder (never followed: `outside_link_message`).
+    listdir: Callable[[str], Sequence[tuple[str, bool | None]] | None] = lambda path: None
 
 
 NO_FACTS = SubmitFacts()
@@ -585,7 +590,7 @@ def _job_from(
 def folder_inputs(
     inputs: tuple[InputFile, ...],
     executable: InputFile | None,
-    listdir: Callable[[str], Sequence[tuple[str, bool]] | None],
+    listdir: Callable[[str], Sequence[tuple[str, bool | None]] | None],
 ) -> tuple[tuple[InputFile, ...], list[tuple[int, str]]]:
     """transfer_input_files naming a folder, as HTCondor means it: `dir/` stages the files it holds (each in
     the job's folder by its name); `dir` (the folder itself, copied as a folder by HTCondor) is refused with
@@ -608,6 +613,10 @@ def folder_inputs(
                 )
             )
             continue
+        outside = sorted(name for name, is_folder in entries if is_folder is None)
+        if outside:
+            problems.append((ref.line, outside_link_message(f"{folder}/{outside[0]}", folder)))
+            continue
         inner = sorted(name for name, is_folder in entries if is_folder)
         if inner:
             problems.append(
@@ -618,7 +627,7 @@ def folder_inputs(
                 )
             )
             continue
-        out.extend(InputFile(f"{folder}/{name}", name, ref.line) for name, _ in sorted(entries))
+        out.extend(InputFile(f"{folder}/{name}", name, ref.line, within=folder) for name, _ in sorted(entries))
     # A folder's files did not pass keys.py's check of staged names: the same check, over every input.
     seen = {executable.name: executable.line} if executable else {}
     for ref in out:
@@ -633,6 +642,14 @@ def folder_inputs(
             break
         seen[ref.name] = ref.line
     return tuple(out), problems
+
+
+def outside_link_message(path: str, folder: str) -> str:
+    """Why a link in a `dir/` input that leads out of the folder is refused (at submit, or found at copy time)."""
+    return (
+        f"'{path}' is a link to outside '{folder}/'; a folder's files are staged only when they are in it: copy the "
+        "file into the folder, or name it on its own in transfer_input_files"
+    )
 
 
 # --- checks that need facts from outside -----------------------------------

@@ -7,6 +7,7 @@ Either every job is queued or none is.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -37,10 +38,12 @@ from dctoolkit.jobs.intake.parse import (
     SubmitFacts,
     check_nodes,
     executable_problem,
+    outside_link_message,
     parse_submission,
     resolve_container,
 )
 from dctoolkit.jobs.intake.parse import Submission as ParsedSubmission
+from dctoolkit.jobs.jobpolicy import HOLD_SUBMITTED, has_periodic
 from dctoolkit.jobs.models import Job, JobState, Submission
 from dctoolkit.jobs.scheduling.classads import arch_name
 from dctoolkit.jobs.scheduling.matching import Wants, gpu_kinds
@@ -64,7 +67,17 @@ class FileSource(Protocol):
     def copy_to(self, ref: InputFile, dest: Path) -> None: ...
     def read_text(self, path: str) -> str | None: ...
     def names(self) -> list[tuple[str, bool]]: ...
-    def listdir(self, path: str) -> list[tuple[str, bool]] | None: ...
+    def listdir(self, path: str) -> list[tuple[str, bool | None]] | None: ...
+
+
+class LinkOutError(OSError):
+    """A file of a `dir/` input turned out, at copy time, to be a link leading out of its folder."""
+
+
+def lies_in(path: str | Path, folder: str | Path) -> bool:
+    """Whether `path`, every link followed, is strictly inside `folder` (itself resolved)."""
+    real, root = os.path.realpath(path), os.path.realpath(folder)
+    return real.startswith(root.rstrip(os.sep) + os.sep)
 
 
 class FolderFiles:
@@ -94,7 +107,25 @@ class FolderFiles:
         return bool(self.path(ref).stat().st_mode & stat.S_IXUSR)
 
     def copy_to(self, ref: InputFile, dest: Path) -> None:
-        shutil.copyfile(self.path(ref), dest)
+        if not ref.within:
+            shutil.copyfile(self.path(ref), dest)
+            return
+        # A `dir/` input's file: checked at the listing, and again now (a link may have been put in its place
+        # since), then opened by its resolved path without following a link, and copied only if a plain file.
+        source = self.path(ref)
+        if not lies_in(source, self.named(ref.within)):
+            raise LinkOutError(errno.ELOOP, "a link out of its folder", str(source))
+        try:
+            fd = os.open(os.path.realpath(source), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise LinkOutError(errno.ELOOP, "a link out of its folder", str(source)) from None
+            raise
+        with os.fdopen(fd, "rb") as src:
+            if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+                raise LinkOutError(errno.ELOOP, "not a plain file", str(source))
+            with open(dest, "wb") as out:
+                shutil.copyfileobj(src, out, 1024 * 1024)
 
     def read_text(self, path: str) -> str | None:
         target = self.named(path)
@@ -105,11 +136,15 @@ class FolderFiles:
     def names(self) -> list[tuple[str, bool]]:
         return [(entry.name, entry.is_dir()) for entry in os.scandir(self.folder)]
 
-    def listdir(self, path: str) -> list[tuple[str, bool]] | None:
+    def listdir(self, path: str) -> list[tuple[str, bool | None]] | None:
         target = self.named(path)
         if not target.is_dir():
             return None
-        return [(entry.name, entry.is_dir()) for entry in os.scandir(target)]
+        # A link is listed as what it leads to when that lies in the folder, else as None (refused by the parser).
+        return [
+            (entry.name, None if entry.is_symlink() and not lies_in(entry.path, target) else entry.is_dir())
+            for entry in os.scandir(target)
+        ]
 
 
 class UploadedFiles:
@@ -157,7 +192,7 @@ class UploadedFiles:
     def names(self) -> list[tuple[str, bool]]:
         return [(name, False) for name in self.files]
 
-    def listdir(self, path: str) -> list[tuple[str, bool]] | None:
+    def listdir(self, path: str) -> list[tuple[str, bool | None]] | None:
         return None  # uploads are files, matched by name
 
 
@@ -202,7 +237,7 @@ class WithScript:
     def names(self) -> list[tuple[str, bool]]:
         return self.files.names()
 
-    def listdir(self, path: str) -> list[tuple[str, bool]] | None:
+    def listdir(self, path: str) -> list[tuple[str, bool | None]] | None:
         return self.files.listdir(path)
 
 
@@ -340,7 +375,15 @@ def queue(prepared: Prepared, owner: AbstractBaseUser, processes: frozenset[int]
             for ref in prepared.refs:
                 dest = folder / stored[ref]
                 dest.parent.mkdir(exist_ok=True)
-                prepared.files.copy_to(ref, dest)
+                try:
+                    prepared.files.copy_to(ref, dest)
+                except LinkOutError:
+                    raise SubmissionError(
+                        prepared.source_name, ref.line, outside_link_message(ref.source, ref.within)
+                    ) from None
+            # Where each file was stored, and the `dir/` folders it came from: what a resubmit reads back.
+            sub.files = stored_manifest(prepared.refs, stored)
+            sub.save(update_fields=["files"])
             jobs = Job.objects.bulk_create(
                 [
                     _job_row(spec, sub, owner, stored, now, offered, state, charged[spec.accounting_group])
@@ -453,6 +496,7 @@ def _job_row(
         inputs=[stored[i] for i in spec.inputs],
         environment=spec.environment,
         output=list(spec.output),
+        output_remaps=spec.output_remaps,
         streams=_streams_of(spec, owner.get_username()),
         attributes=dict(spec.attributes),
         email=spec.email,
@@ -470,6 +514,10 @@ def _job_row(
         success_exit_code=spec.success_exit_code,
         retry_until=spec.retry_until,
         retry_delay_seconds=spec.retry_delay_seconds,
+        policy=spec.policy,
+        periodic_policy=has_periodic(spec.policy),
+        hold_code=HOLD_SUBMITTED if spec.hold else None,
+        held_at=now if spec.hold else None,
         start_after=datetime.fromtimestamp(spec.start_after, UTC) if spec.start_after else None,
         max_running=spec.max_running,
         # A start time or a throttle: the housekeeping queues it when they hold (and its dependencies).
@@ -486,6 +534,14 @@ def _placement_of(wants: Wants) -> dict:
 
 def _distinct_refs(refs: Iterable[InputFile]) -> list[InputFile]:
     return list(dict.fromkeys(refs))
+
+
+def stored_manifest(refs: list[InputFile], stored: dict[InputFile, str]) -> dict[str, str]:
+    """Submission.files: each file's source as written -> its name in the submission folder, and each `dir/`
+    folder its files came from (as `dir/`) -> "" (so that a resubmit lists it as the folder it was)."""
+    manifest = {ref.source: stored[ref] for ref in refs}
+    manifest.update({f"{ref.within}/": "" for ref in refs if ref.within})
+    return manifest
 
 
 def _storage_names(refs: list[InputFile]) -> dict[InputFile, str]:

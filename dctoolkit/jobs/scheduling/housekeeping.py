@@ -1,16 +1,18 @@
-"""The scheduler's other steps: send again a message that was lost, take back a silent node's jobs."""
+"""The scheduler's other steps: send again a message that was lost, take back a silent node's jobs, apply
+dependencies, start times and throttles, and the jobs' periodic policy expressions."""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, Min, OuterRef, Q
 
-from dctoolkit.jobs import transitions
-from dctoolkit.jobs.models import FINAL_STATES, Dependency, Job, JobState
+from dctoolkit.jobs import eventlog, jobpolicy, policyfacts, transitions
+from dctoolkit.jobs.models import FINAL_STATES, STARTED_STATES, Dependency, Job, JobState
 from dctoolkit.jobs.scheduling.dependencies import Outcome, edge_outcome, never_reason
 from dctoolkit.jobs.scheduling.dispatch import send_run
 from dctoolkit.jobs.scheduling.upstream import throttle_slots
@@ -157,3 +159,54 @@ def release_waiting(now: datetime) -> int:
     if changed:
         log.info("start times and throttles: %s waiting jobs queued", changed)
     return changed
+
+
+# The jobs whose periodic expressions are read in one query (and their runs in one more).
+POLICY_BATCH = 2000
+# What the periodic expressions are asked about: jobs not ended (HTCondor's idle, running, held).
+_POLICY_STATES = (
+    JobState.WAITING, JobState.QUEUED, JobState.HELD, JobState.DISPATCHED, JobState.RUNNING, JobState.SUSPENDED,
+)  # fmt: skip
+
+
+def apply_job_policies(now: datetime) -> int:
+    """HTCondor's periodic_remove, periodic_hold and periodic_release: evaluate them for every job not ended
+    that has one and act on what they say; returns how many jobs changed.
+
+    Reads only the jobs marked `periodic_policy` (an index): a queue without such expressions costs one
+    empty lookup.  Each change is the owner's action's own conditional UPDATE (`transitions`), with the
+    expression as the reason, so a job that moved meanwhile is left alone.
+    """
+    changed, after = 0, 0
+    while True:
+        # By id, POLICY_BATCH rows at a time: every such job is seen each round, in bounded memory.
+        marked = Job.objects.filter(periodic_policy=True, state__in=_POLICY_STATES, id__gt=after)
+        jobs = list(marked.order_by("id")[:POLICY_BATCH])
+        if not jobs:
+            break
+        walls = policyfacts.run_walls(job.id for job in jobs)
+        for job in jobs:
+            facts = policyfacts.job_facts(job, now, walls=walls.get(job.id, (0.0, 0.0)))
+            decided = jobpolicy.periodic(job.policy, facts)
+            if decided.action:
+                changed += _act(job, decided, now)
+        after = jobs[-1].id
+    if changed:
+        log.info("job policy: %s jobs held, released or removed by their periodic expressions", changed)
+    return changed
+
+
+def _act(job: Job, decided: jobpolicy.Decision, now: datetime) -> int:
+    one = Job.objects.filter(id=job.id, state=job.state, attempts=job.attempts)
+    if decided.action == "remove":
+        done = transitions.cancel_jobs(one, now, reason=decided.reason)
+        event = eventlog.aborted
+    elif decided.action == "release":
+        done = transitions.release_jobs(one, now, reason=decided.reason)
+        event = eventlog.released
+    else:
+        done = transitions.hold_jobs(one, now, decided.reason, jobpolicy.HOLD_BY_POLICY, decided.subcode)
+        event = partial(eventlog.held, code=jobpolicy.HOLD_BY_POLICY, subcode=decided.subcode)
+    if done and job.state not in STARTED_STATES:  # a running job's node writes the event of its end
+        transitions.log_event(job, lambda c, p, when: event(c, p, when, decided.reason), now)
+    return done

@@ -24,7 +24,7 @@ from dctoolkit.accounts.grants import (
     not_granted_message,
 )
 from dctoolkit.celery import app
-from dctoolkit.jobs import eventlog, jobenv, streams, transitions
+from dctoolkit.jobs import eventlog, jobenv, jobpolicy, policyfacts, streams, transitions
 from dctoolkit.jobs.models import Job, JobState, KillRequest, Submission
 from dctoolkit.jobs.retries import RetryPolicy, judge_exit
 from dctoolkit.jobs.scheduling.wake import wake_scheduler_soon
@@ -141,12 +141,14 @@ def _log_event(job: Job, event: Callable[[int, int, datetime], str]) -> None:
 
 
 def _log_end(job: Job, attempt: int) -> None:
-    row = Job.objects.filter(id=job.id, attempts=attempt).values("state", "exit_code", "reason", "cpu_seconds").first()
+    fields = ("state", "exit_code", "reason", "cpu_seconds", "hold_code", "hold_subcode")
+    row = Job.objects.filter(id=job.id, attempts=attempt).values(*fields).first()
     if row:
+        hold = (row["hold_code"] or 1, row["hold_subcode"] or 0)
         _log_event(
             job,
             lambda c, p, now: eventlog.ended(
-                c, p, now, row["state"], row["exit_code"], row["reason"], row["cpu_seconds"] or 0.0
+                c, p, now, row["state"], row["exit_code"], row["reason"], row["cpu_seconds"] or 0.0, hold
             ),
         )
 
@@ -249,7 +251,9 @@ def _collect(job: Job, workdir: Path, before: dict[str, int]) -> workfiles.Colle
     outputs = job.folder() / "outputs"
     if not workfiles.remove_tree(outputs):
         raise OSError(f"the outputs of an earlier attempt in {outputs} could not be removed")
-    return workfiles.collect_outputs(workdir, before, job.output, outputs, settings.DCT_MAX_OUTPUT_MB << 20)
+    return workfiles.collect_outputs(
+        workdir, before, job.output, outputs, settings.DCT_MAX_OUTPUT_MB << 20, job.output_remaps or None
+    )
 
 
 def over_output_cap_reason(cap_mb: int, stopped_at: str) -> str:
@@ -497,7 +501,14 @@ def record(
         state, reason = JobState.HELD, transitions.HELD_REASON
     else:
         state, reason = outcome(job, result, missing, notes)
-        state, reason, retry_at = judged(job, result, state, reason, now)
+        decided = by_policy(job, result, now)
+        if decided.action == "hold":  # on_exit_hold: HoldReasonCode 3, its subcode
+            state, reason = JobState.HELD, decided.reason
+            measured.update(hold_code=jobpolicy.HOLD_BY_POLICY, hold_subcode=decided.subcode)
+        elif decided.action == "rerun":  # on_exit_remove is false
+            state, reason = JobState.QUEUED, "; ".join(part for part in (reason, decided.reason) if part)
+        else:
+            state, reason, retry_at = judged(job, result, state, reason, now)
 
     # One transaction: the database's write lock is taken once per job end,
     # and a job is never recorded as ended without its charge.  A job its
@@ -510,6 +521,19 @@ def record(
                 job.accounting_group_id,
             )  # fmt: skip
     return state
+
+
+def by_policy(job: Job, result: runner.RunResult, now: datetime) -> jobpolicy.Decision:
+    """What the job's on_exit_hold and on_exit_remove say of a run that ended by itself (an exit status or a
+    signal); nothing for a job without them, or a run that was stopped or could not start."""
+    if not job.policy or result.error or result.stopped or result.exit_code is None:
+        return jobpolicy.NOTHING
+    before = policyfacts.run_walls([job.id]).get(job.id, (0.0, 0.0))[0]
+    wall = max(result.wall_seconds - result.suspended_seconds, 0.0)
+    facts = policyfacts.job_facts(
+        job, now, jobpolicy.JobStatus.RUNNING, walls=(before + wall, wall), exit_code=result.exit_code
+    )
+    return jobpolicy.on_exit(job.policy, facts)
 
 
 def judged(

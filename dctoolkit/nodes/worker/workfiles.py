@@ -22,7 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +49,7 @@ NOT_UTF8 = "a file name that is not UTF-8"
 TOO_DEEP = f"folders more than {MAX_OUTPUT_DEPTH} levels deep"
 TOO_LONG = f"paths longer than {MAX_OUTPUT_PATH_BYTES} bytes"
 HARD_LINKED = "hard-linked files (copy them instead of linking)"
+REMAPPED_OVER = "files whose name transfer_output_remaps gives another output"
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO swapped in for a file must not hold the node waiting for
@@ -332,11 +333,19 @@ def _wanted_note(rel: str, wanted: list[str]) -> bool:
 
 
 def collect_outputs(
-    workdir: Path, before: dict[str, int], wanted: list[str], dest: Path, max_bytes: int | None = None
+    workdir: Path,
+    before: dict[str, int],
+    wanted: list[str],
+    dest: Path,
+    max_bytes: int | None = None,
+    remaps: Mapping[str, str] | None = None,
 ) -> Collected:
     """Copy the job's outputs into `dest` (made when there is something to copy), within `max_bytes`.
 
     With `wanted` empty, every file the job created or changed comes back.
+    `remaps` (HTCondor's transfer_output_remaps, checked at submit to stay
+    below `dest`): a file's path -> the path it is stored under; a file whose
+    own path a remapped one takes is left out, with a note.
     Symbolic links are never followed (a job cannot smuggle out a file it
     could not read itself), and only regular files with one link are copied.
     Once the next file would pass `max_bytes`, collection stops: that file is
@@ -348,13 +357,18 @@ def collect_outputs(
         notes.found = {
             why: kept for why, rels in notes.found.items() if (kept := [r for r in rels if _wanted_note(r, wanted)])
         }
+        remaps = remaps or {}
+        taken = {remaps[rel] for rel in chosen if rel in remaps}
         with _Dest(dest) as out:
             for rel in chosen:
                 if files[rel].st_nlink > 1:
                     notes.add(HARD_LINKED, rel)
                     continue
+                if rel not in remaps and rel in taken:
+                    notes.add(REMAPPED_OVER, rel)
+                    continue
                 try:
-                    _collect_one(root, out, rel, files[rel], max_bytes)
+                    _collect_one(root, out, rel, files[rel], max_bytes, remaps.get(rel, rel))
                 except OverBudgetError:
                     return Collected(missing, notes.lines(), printable(rel), out.counted)
     return Collected(missing, notes.lines(), "", out.counted)
@@ -408,11 +422,12 @@ class _Dest:
         return fd
 
 
-def _collect_one(root: int, out: _Dest, rel: str, seen: os.stat_result, max_bytes: int | None) -> None:
-    parts = tuple(rel.split("/"))
-    src = _open_source(root, parts, seen)
+def _collect_one(root: int, out: _Dest, rel: str, seen: os.stat_result, max_bytes: int | None, stored: str) -> None:
+    """Copy the job's file `rel` to `stored` below the outputs."""
+    src = _open_source(root, tuple(rel.split("/")), seen)
     if src is None:
         return  # it changed since the walk: not the file that was chosen
+    parts = tuple(stored.split("/"))
     try:
         folder = out.folder(parts[:-1])
         left = None if max_bytes is None else max_bytes - out.counted

@@ -1,0 +1,126 @@
+"""HTCondor's `dir/` inputs (transfer_input_files naming a folder with a trailing slash): a link in the folder
+never brings in a file from outside it, and the folder's files come again with `resubmit` and stay with `edit`."""
+
+import os
+
+import pytest
+from django.utils import timezone
+
+from dctoolkit.jobs.intake.again import edit_jobs, resubmit_jobs
+from dctoolkit.jobs.intake.dagqueue import prepare_dag
+from dctoolkit.jobs.intake.parse import SubmissionError
+from dctoolkit.jobs.intake.queue import FolderFiles, submit
+from dctoolkit.jobs.models import Job, Submission
+from dctoolkit.jobs.scheduling import dagman
+
+pytestmark = pytest.mark.usefixtures("no_scheduler")
+
+TEXT = "executable = run.sh\ntransfer_input_files = inputs/\nqueue\n"
+
+
+@pytest.fixture
+def home(tmp_path):
+    """alice's submission folder: run.sh and inputs/ with two files; beside it, another user's secret."""
+    folder = tmp_path / "alice"
+    (folder / "inputs").mkdir(parents=True)
+    (folder / "run.sh").write_text("#!/bin/sh\ncat a.txt b.txt\n")
+    (folder / "run.sh").chmod(0o755)
+    (folder / "inputs" / "a.txt").write_text("a\n")
+    (folder / "inputs" / "b.txt").write_text("b\n")
+    secret = tmp_path / "bob" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("bob's\n")
+    return folder
+
+
+def stored(job: Job) -> dict[str, str]:
+    """The job's staged files by the name the job sees, and what each holds (kept as `N/name` on a clash)."""
+    folder = Submission.objects.get(id=job.submission_id).folder()
+    return {name.rsplit("/", 1)[-1]: (folder / name).read_text() for name in job.inputs}
+
+
+def test_a_folder_input_stages_its_files(alice, home):
+    (job,) = submit(TEXT, "job.sub", alice, FolderFiles(home))
+    assert stored(job) == {"a.txt": "a\n", "b.txt": "b\n"}
+
+
+@pytest.mark.parametrize(
+    ("name", "target"),
+    [
+        ("passwd", "/etc/passwd"),  # a host file
+        ("c.txt", "../../bob/secret.txt"),  # another user's file, by a relative link
+        ("etc", "/etc"),  # a host folder
+        ("up", ".."),  # the folder above, so its files would come in through it
+    ],
+)
+def test_a_link_in_a_folder_input_that_leads_out_of_it_is_refused_and_nothing_is_queued(alice, home, name, target):
+    os.symlink(target, home / "inputs" / name)
+    with pytest.raises(SubmissionError) as info:
+        submit(TEXT, "job.sub", alice, FolderFiles(home))
+    assert str(info.value) == (
+        f"job.sub:2: 'inputs/{name}' is a link to outside 'inputs/'; a folder's files are staged only when they are "
+        "in it: copy the file into the folder, or name it on its own in transfer_input_files"
+    )
+    assert not Job.objects.exists()
+
+
+def test_a_link_that_stays_in_the_folder_is_staged_as_the_file_it_names(alice, home):
+    os.symlink("a.txt", home / "inputs" / "same.txt")
+    (job,) = submit(TEXT, "job.sub", alice, FolderFiles(home))
+    assert stored(job) == {"a.txt": "a\n", "b.txt": "b\n", "same.txt": "a\n"}
+    assert not any((Submission.objects.get(id=job.submission_id).folder() / n).is_symlink() for n in job.inputs)
+
+
+def test_a_link_swapped_in_after_the_check_is_not_followed_when_the_file_is_copied(alice, home, tmp_path):
+    files = FolderFiles(home)
+    ref_file = home / "inputs" / "b.txt"
+    real_copy = files.copy_to
+
+    def swap_then_copy(ref, dest):
+        if ref.source == "inputs/b.txt":  # the attacker wins the race between the listing and the copy
+            ref_file.unlink()
+            ref_file.symlink_to(tmp_path / "bob" / "secret.txt")
+        real_copy(ref, dest)
+
+    files.copy_to = swap_then_copy  # type: ignore[method-assign]
+    with pytest.raises(SubmissionError, match=r"^job\.sub:2: 'inputs/b\.txt' is a link to outside 'inputs/'"):
+        submit(TEXT, "job.sub", alice, files)
+    assert not Job.objects.exists()
+
+
+def test_resubmit_stages_the_folders_files_again(alice, home):
+    (job,) = submit(TEXT, "job.sub", alice, FolderFiles(home))
+    (again,) = resubmit_jobs([job], actor=alice)
+    assert again.submission_id != job.submission_id
+    assert (again.inputs, stored(again)) == (["a.txt", "b.txt"], {"a.txt": "a\n", "b.txt": "b\n"})
+
+
+def test_resubmit_of_a_batch_whose_folders_share_file_names_keeps_each_jobs_own(alice, home):
+    for run in ("r0", "r1"):
+        (home / run).mkdir()
+        (home / run / "in.txt").write_text(f"{run}\n")
+    text = "executable = run.sh\ntransfer_input_files = r$(Process)/\nqueue 2\n"
+    jobs = submit(text, "job.sub", alice, FolderFiles(home))
+    again = resubmit_jobs(jobs, actor=alice)
+    assert [stored(j) for j in sorted(again, key=lambda j: j.process)] == [{"in.txt": "r0\n"}, {"in.txt": "r1\n"}]
+
+
+def test_an_edit_keeps_the_folders_files(alice, home):
+    (job,) = submit("hold = true\n" + TEXT, "job.sub", alice, FolderFiles(home))
+    edit_jobs([job], {"request_cpus": "1"}, actor=alice)
+    job.refresh_from_db()
+    assert (job.inputs, stored(job)) == (["a.txt", "b.txt"], {"a.txt": "a\n", "b.txt": "b\n"})
+
+
+def test_a_dag_nodes_folder_input_is_staged_with_the_dag_and_its_job_gets_the_files(alice, home):
+    (home / "one.sub").write_text(TEXT)
+    prepared = prepare_dag("JOB one one.sub\n", "pipeline.dag", FolderFiles(home))
+    _, (job,) = dagman.submit_dag(prepared, alice, timezone.now())
+    assert (job.inputs, stored(job)) == (["a.txt", "b.txt"], {"a.txt": "a\n", "b.txt": "b\n"})
+
+
+def test_a_dag_nodes_folder_input_with_a_link_out_is_refused_at_its_line(alice, home):
+    (home / "one.sub").write_text(TEXT)
+    os.symlink("/etc/passwd", home / "inputs" / "passwd")
+    with pytest.raises(SubmissionError, match=r"^one\.sub:2: 'inputs/passwd' is a link to outside 'inputs/'"):
+        prepare_dag("JOB one one.sub\n", "pipeline.dag", FolderFiles(home))
