@@ -99,18 +99,23 @@ def named_files(text: str, source_name: str, folder: Path) -> dict[str, Path]:
     def names() -> list[tuple[str, bool]]:
         return [(entry.name, entry.is_dir()) for entry in os.scandir(folder)]
 
+    def listdir(name: str) -> list[tuple[str, bool]] | None:
+        target = folder / os.path.expanduser(name)
+        return [(entry.name, entry.is_dir()) for entry in os.scandir(target)] if target.is_dir() else None
+
     try:
-        parsed = parse_submission(text, source_name, facts=SubmitFacts(read_text, names, dict(os.environ)))
+        parsed = parse_submission(text, source_name, facts=SubmitFacts(read_text, names, dict(os.environ), listdir))
     except SubmissionError as exc:
         raise SubmissionRefusedError(str(exc)) from None
     refs = [ref for job in parsed.jobs for ref in (job.executable, *job.inputs)] + list(parsed.read_files)
     files: dict[str, Path] = {}
     for ref in refs:
         path = folder / os.path.expanduser(ref.source)
-        if files.get(ref.name, path) != path:
+        key = remote.upload_key(ref.source)
+        if files.get(key, path) != path:
             raise SubmissionRefusedError(
-                f"{source_name}:{ref.line}: two different files are named '{ref.name}'; through a server "
-                "files are matched by name, so give them different names"
+                f"{source_name}:{ref.line}: two different files are sent as '{key}'; through a server files "
+                "outside the submission's folder are matched by name, so give them different names"
             )
         if path.is_dir():
             raise SubmissionRefusedError(
@@ -121,7 +126,7 @@ def named_files(text: str, source_name: str, folder: Path) -> dict[str, Path]:
             raise SubmissionRefusedError(
                 f"{source_name}:{ref.line}: file '{path}' not found; check the name and that it exists"
             )
-        files[ref.name] = path
+        files[key] = path
     return files
 
 
@@ -137,9 +142,7 @@ class RemoteBackend:
     def submit(self, text: str, source_name: str, folder: Path, files: dict[str, Path] | None) -> list[dict]:
         if files is None:
             files = named_files(text, source_name, folder)
-        parts: list[tuple[str, str, bytes | Path]] = [("submission", Path(source_name).name, text.encode())]
-        parts += [("files", name, Path(path)) for name, path in files.items()]
-        body, length, content_type = remote.multipart(parts)
+        body, length, content_type = remote.multipart(remote.submission_parts(text, source_name, files))
         reply = self._call("POST", "/api/jobs/", body=body, content_type=content_type, length=length)
         if reply.status == 400:
             raise SubmissionRefusedError(reply.message())

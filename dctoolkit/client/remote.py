@@ -16,7 +16,7 @@ import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -150,9 +150,7 @@ class Client:
 
     def submit_answer(self, text: str, source_name: str, files: dict[str, Path]) -> dict:
         """Upload a submission (or DAG) file and its files; the server's whole answer (a DAG's has `dag`)."""
-        parts: list[tuple[str, str, bytes | Path]] = [("submission", Path(source_name).name, text.encode())]
-        parts += [("files", name, path) for name, path in files.items()]
-        body, length, content_type = multipart(parts)
+        body, length, content_type = multipart(submission_parts(text, source_name, files))
         reply = self.call("POST", "/api/jobs/", body=body, content_type=content_type, length=length)
         if reply.status != 201:
             raise RemoteError(reply.message())
@@ -231,26 +229,59 @@ class Client:
             raise RemoteError(f"{path}: {reply.message()}")
 
 
-def upload_names(refs: list[InputFile], source: FolderFiles) -> dict[str, Path]:
-    """The files to upload, by the name the server matches them with."""
+def upload_names(refs: list[InputFile], source: FolderFiles, by_path: bool = True) -> dict[str, Path]:
+    """The files to upload, by the key the server matches them with.
+
+    A file named by a plain relative path (`data/a.txt`, as a `dir/` input
+    expands) is sent with that path, so the server finds a folder's files as
+    `./dct submit` does here; anything else (`../x`, `/abs/x`, a bare name, or
+    every file with `by_path=False`) by its file name.
+    """
     files: dict[str, Path] = {}
     for ref in refs:
         path = source.path(ref)
-        if files.get(ref.name, path) != path:
+        key = upload_key(ref.source) if by_path else ref.name
+        if files.get(key, path) != path:
             raise RemoteError(
-                f"two different files are named '{ref.name}'; through DCT_SERVER files are matched by name, "
-                "so give them different names"
+                f"two different files are sent as '{key}'; through DCT_SERVER files outside the submission's "
+                "folder are matched by name, so give them different names"
             )
-        files[ref.name] = path
+        files[key] = path
     return files
 
 
-def multipart(parts: list[tuple[str, str, bytes | Path]]) -> tuple[Iterator[bytes], int, str]:
-    """multipart/form-data of (field, file name, content or file) parts: the body as chunks (files are
-    streamed from disk, not read whole), its length, and its Content-Type."""
+def upload_key(source: str) -> str:
+    """`source` as the server will look it up: a plain relative path as it is, anything else by its name."""
+    relative = source.removeprefix("./")
+    parts = relative.split("/")
+    plain = not relative.startswith("/") and "\\" not in relative and all(p not in ("", ".", "..", "~") for p in parts)
+    return relative if plain and len(parts) > 1 and not relative.startswith("~") else Path(source).name
+
+
+# (field, file name or None for a plain text field, content or a file to stream)
+Part = tuple[str, str | None, bytes | Path]
+
+
+def submission_parts(text: str, source_name: str, files: Mapping[str, Path | str]) -> list[Part]:
+    """The parts of POST /api/jobs/: the submission, each file, and, when a key is a path (a folder's
+    files), one `paths` field per file in the same order, so that the server finds `dir/` inputs."""
+    parts: list[Part] = [("submission", Path(source_name).name, text.encode())]
+    parts += [("files", Path(key).name, Path(path)) for key, path in files.items()]
+    if any("/" in key for key in files):
+        parts += [("paths", None, key.encode()) for key in files]
+    return parts
+
+
+def multipart(parts: list[Part]) -> tuple[Iterator[bytes], int, str]:
+    """multipart/form-data of (field, file name, content or file) parts (a file name of None: a plain text
+    field): the body as chunks (files are streamed from disk, not read whole), its length, and its Content-Type."""
     boundary = "dct-" + secrets.token_hex(16)
     pieces: list[bytes | Path] = []
     for name, filename, content in parts:
+        if filename is None:
+            head = f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+            pieces += [head.encode(), content, b"\r\n"]
+            continue
         kind = mimetypes.guess_type(filename)[0] or "application/octet-stream"
         quoted = filename.replace('"', "%22")
         head = f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{quoted}"\r\n'

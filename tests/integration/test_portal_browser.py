@@ -237,6 +237,23 @@ def test_submit_a_whole_submission_file_with_its_files(page):
     assert "read 2 numbers, total 30.0" in page.locator('[data-testid="stdout"]').inner_text()
 
 
+def test_submit_an_htcondor_file_with_its_folder_chosen_whole(page, tmp_path):
+    # The folder picker (webkitdirectory): portal.js sends each file's path, so `data/` finds data's files.
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "fit.py").write_bytes(FIT)
+    (project / "data" / "data.csv").write_bytes(b"1\n4\n")
+    text = b"executable = fit.py\ntransfer_input_files = data/\nname = from-folder\nqueue\n"
+    nav(page, "Submit")
+    page.get_by_text("A submission file").click()
+    page.set_input_files("#id_submission", upload("job.sub", text))
+    page.set_input_files("#id_folder", str(project))
+    page.get_by_role("button", name="Submit", exact=True).click()
+    assert "/jobs/" in page.url, page.locator("[data-error-for], .invalid-feedback").all_inner_texts()
+    page.locator('[data-testid="job-state"]', has_text="succeeded").wait_for(timeout=120_000)
+    assert "read 2 numbers, total 5.0" in page.locator('[data-testid="stdout"]').inner_text()
+
+
 def test_times_show_in_the_viewers_time_zone(page):
     stamp = page.locator("time[datetime]").first
     assert VIEWER_ZONE in stamp.get_attribute("title")

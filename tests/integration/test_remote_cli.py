@@ -63,6 +63,19 @@ def test_submit_wait_remotely_shows_progress_and_exits_with_the_jobs_status(clus
     assert cluster.job(job_id)["owner"] == "alice"
 
 
+def test_a_folder_input_submitted_remotely_sends_its_files_with_their_paths_and_runs(cluster, remote, tmp_path):
+    # HTCondor's `dir/`: the files the folder holds, each in the job's folder by its name.
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.txt").write_text("alpha\n")
+    (tmp_path / "data" / "b.txt").write_text("beta\n")
+    (tmp_path / "show.sh").write_text("#!/bin/sh\ncat a.txt b.txt\n")
+    (tmp_path / "job.sub").write_text("executable = show.sh\ntransfer_input_files = data/\nqueue\n")
+    done = remote("submit", "job.sub", "--wait", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    job_id = int(done.stdout.splitlines()[0].removeprefix("1 job submitted: "))
+    assert remote("logs", str(job_id)).stdout == "alpha\nbeta\n"
+
+
 def test_a_bad_submission_is_refused_remotely_with_the_same_message(cluster, remote, tmp_path):
     (tmp_path / "job.txt").write_text("executable = run.sh\nexecutabel = x\n")
     (tmp_path / "run.sh").write_text("#!/bin/sh\n")

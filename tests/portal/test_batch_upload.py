@@ -43,3 +43,40 @@ def test_a_bad_script_shows_every_problem_beside_the_file(client, owner):
         "bad.sh:3: 'lots' is not a size; write it like 4G, 500M or 500 (MB)",
     ]
     assert not Job.objects.exists()
+
+
+HELLO_PY = b"print('hello')\n"
+CONDOR = b"executable = hello.py\ntransfer_input_files = data/\nqueue\n"
+
+
+def test_a_chosen_folder_goes_with_its_paths_so_a_dir_input_finds_its_files(client, owner):
+    # What portal.js sends for the folder "proj" holding hello.py and data/a.csv: the browser's relative paths.
+    client.force_login(owner)
+    folder = [upload("hello.py", HELLO_PY), upload("a.csv", b"1,2\n")]
+    post = {"mode": "file", "submission": upload("job.sub", CONDOR), "folder": folder,
+            "folder_paths": ["proj/hello.py", "proj/data/a.csv"]}  # fmt: skip
+    response = client.post("/submit/", post)
+    assert response.status_code == 302, response.context["form"].errors
+    (job,) = Job.objects.filter(owner=owner)
+    assert job.inputs == ["a.csv"]
+    assert (job.submission.folder() / "a.csv").read_bytes() == b"1,2\n"
+
+
+def test_a_folder_without_its_paths_says_the_page_script_sends_them(client, owner):
+    client.force_login(owner)
+    post = {"mode": "file", "submission": upload("job.sub", CONDOR), "folder": [upload("hello.py", HELLO_PY)]}
+    errors = client.post("/submit/", post).context["form"].errors
+    assert errors["folder"] == [
+        "the folder's files came without their paths (the page's script sends them): allow this page's "
+        "JavaScript, or choose the files one by one above."
+    ]
+    assert not Job.objects.exists()
+
+
+def test_a_folder_path_climbing_out_is_a_form_error(client, owner):
+    client.force_login(owner)
+    post = {"mode": "file", "submission": upload("job.sub", CONDOR), "folder": [upload("hello.py", HELLO_PY)],
+            "folder_paths": ["proj/../../hello.py"]}  # fmt: skip
+    errors = client.post("/submit/", post).context["form"].errors
+    assert "a path may not hold an empty part, '.' or '..'" in errors["folder"][0]
+    assert not Job.objects.exists()

@@ -11,7 +11,7 @@ from pathlib import Path
 import cloudpickle
 import pytest
 
-from dctoolkit.client import api, executor, jobside
+from dctoolkit.client import api, executor, jobside, remote
 from dctoolkit.client.api import Client, ClientError, JobFailedError, SubmissionRefusedError, poll_delays
 
 
@@ -44,12 +44,44 @@ def test_named_files_are_found_beside_the_submission(tmp_path):
     assert files == {"run.sh": tmp_path / "run.sh", "in.txt": tmp_path / "in.txt"}
 
 
-def test_a_folder_input_is_refused_through_a_server_with_the_reason(tmp_path):
+def test_a_folder_input_goes_through_a_server_as_its_files_with_their_paths(tmp_path):
     (tmp_path / "run.sh").write_text("#!/bin/sh\n")
     (tmp_path / "data").mkdir()
-    for written in ("data", "data/"):
-        with pytest.raises(SubmissionRefusedError, match=r"job\.txt:2: 'data' is a folder; through a server only"):
-            api.named_files(f"executable = run.sh\ntransfer_input_files = {written}\n", "job.txt", tmp_path)
+    (tmp_path / "data" / "a.txt").write_text("a\n")
+    (tmp_path / "elsewhere.txt").write_text("b\n")
+    text = "executable = run.sh\ntransfer_input_files = data/, ./elsewhere.txt\n"
+    files = api.named_files(text, "job.txt", tmp_path)
+    assert files == {"run.sh": tmp_path / "run.sh", "data/a.txt": tmp_path / "data/a.txt",
+                     "elsewhere.txt": tmp_path / "elsewhere.txt"}  # fmt: skip
+    # The folder itself (no '/'): HTCondor would copy it whole; refused with the parser's reason.
+    with pytest.raises(SubmissionRefusedError, match=r"job\.txt:2: 'data' is a folder; HTCondor would copy it"):
+        api.named_files("executable = run.sh\ntransfer_input_files = data\n", "job.txt", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "source, key",
+    [
+        ("data/a.txt", "data/a.txt"),
+        ("./data/a.txt", "data/a.txt"),
+        ("a.txt", "a.txt"),
+        ("../shared/a.txt", "a.txt"),
+        ("/abs/data/a.txt", "a.txt"),
+        ("~/data/a.txt", "a.txt"),
+        ("data/../a.txt", "a.txt"),
+    ],
+)
+def test_a_file_is_sent_by_its_path_only_when_that_path_is_plain_and_inside(source, key):
+    assert remote.upload_key(source) == key
+
+
+def test_the_parts_carry_paths_only_when_a_folders_files_are_sent(tmp_path):
+    by_name = remote.submission_parts("x", "job.txt", {"run.sh": tmp_path / "run.sh"})
+    assert [part[0] for part in by_name] == ["submission", "files"]
+    parts = remote.submission_parts("x", "job.txt", {"run.sh": tmp_path / "run.sh", "data/a.txt": tmp_path / "a"})
+    assert [(field, name) for field, name, _ in parts] == [
+        ("submission", "job.txt"), ("files", "run.sh"), ("files", "a.txt"), ("paths", None), ("paths", None)
+    ]  # fmt: skip
+    assert [content for field, _, content in parts if field == "paths"] == [b"run.sh", b"data/a.txt"]
 
 
 def test_a_bad_submission_is_refused_with_the_parsers_text(tmp_path):

@@ -21,3 +21,15 @@ def test_django_parses_the_body_back_into_its_fields_and_files(tmp_path, setting
     assert files["submission"].name == "job.txt" and files["submission"].read() == b"executable = x.sh\n"
     (data,) = files.getlist("files")
     assert data.read() == (tmp_path / "data.csv").read_bytes()
+
+
+def test_a_text_part_is_a_plain_field_beside_the_files(tmp_path, settings):
+    (tmp_path / "a").write_bytes(b"1\n")
+    chunks, length, content_type = multipart(
+        [("files", "a.txt", tmp_path / "a"), ("paths", None, b"data/a.txt"), ("paths", None, "é/b.txt".encode())]
+    )
+    body = b"".join(chunks)
+    meta = {"CONTENT_TYPE": content_type, "CONTENT_LENGTH": str(length)}
+    post, files = MultiPartParser(meta, io.BytesIO(body), [MemoryFileUploadHandler()]).parse()
+    assert post.getlist("paths") == ["data/a.txt", "é/b.txt"]
+    assert [f.name for f in files.getlist("files")] == ["a.txt"]

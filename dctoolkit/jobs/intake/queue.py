@@ -148,40 +148,53 @@ class FolderFiles:
 
 
 class UploadedFiles:
-    """Files uploaded with the submission (API, portal), matched by file name."""
+    """Files uploaded with the submission (API, portal), keyed by the path they were sent with.
+
+    A file sent with its path relative to the submission file's folder
+    (`data/a.txt`: a folder upload) is matched by that path, so `dir/` finds
+    the files of `dir`; a file sent by its name alone is matched by the file
+    name of whatever path the submission names, as before.
+    """
 
     def __init__(self, files: dict[str, BinaryIO]) -> None:
         self.files = files
 
+    def key(self, path: str) -> str:
+        """The upload a path written in the submission stands for: by its path when sent so, else its name."""
+        relative = path.removeprefix("./")
+        return relative if relative in self.files else Path(path).name
+
+    def _file(self, ref: InputFile) -> BinaryIO:
+        f = self.files[self.key(ref.source)]
+        f.seek(0)
+        return f
+
     def describe(self, ref: InputFile) -> str:
-        return ref.name
+        return self.key(ref.source)
 
     def exists(self, ref: InputFile) -> bool:
-        return ref.name in self.files
+        return self.key(ref.source) in self.files
 
     def head(self, ref: InputFile) -> bytes:
-        f = self.files[ref.name]
-        f.seek(0)
+        f = self._file(ref)
         data = f.read(2)
         f.seek(0)
         return data
 
     def is_executable(self, ref: InputFile) -> bool:
         # An upload has lost its run bit; a compiled program (ELF) is plainly meant to run.
-        f = self.files[ref.name]
-        f.seek(0)
+        f = self._file(ref)
         magic = f.read(4)
         f.seek(0)
         return magic == b"\x7fELF"
 
     def copy_to(self, ref: InputFile, dest: Path) -> None:
-        f = self.files[ref.name]
-        f.seek(0)
+        f = self._file(ref)
         with open(dest, "wb") as out:
             shutil.copyfileobj(f, out, 1024 * 1024)
 
     def read_text(self, path: str) -> str | None:
-        f = self.files.get(Path(path).name)
+        f = self.files.get(self.key(path))
         if f is None:
             return None
         f.seek(0)
@@ -190,10 +203,21 @@ class UploadedFiles:
         return None if len(data) > MAX_ITEM_LIST_BYTES else data.decode(errors="replace")
 
     def names(self) -> list[tuple[str, bool]]:
-        return [(name, False) for name in self.files]
+        return self._entries("")
 
     def listdir(self, path: str) -> list[tuple[str, bool | None]] | None:
-        return None  # uploads are files, matched by name
+        folder = path.removeprefix("./").strip("/")
+        entries: list[tuple[str, bool | None]] = list(self._entries(folder + "/"))  # an upload holds no links
+        return entries or None
+
+    def _entries(self, prefix: str) -> list[tuple[str, bool]]:
+        """What lies directly in the uploaded folder `prefix` ("" for the top): (name, is a folder)."""
+        entries: dict[str, bool] = {}
+        for key in self.files:
+            if key.startswith(prefix):
+                name, slash, _ = key[len(prefix) :].partition("/")
+                entries[name] = entries.get(name, False) or bool(slash)
+        return sorted(entries.items())
 
 
 class WithScript:

@@ -62,6 +62,7 @@ from dctoolkit.jobs.web.serializers import (
     jobs_payload,
     output_files_payload,
 )
+from dctoolkit.jobs.web.uploads import UploadError, keyed_uploads
 from dctoolkit.lib.ids import bounded_int
 from dctoolkit.lib.ranges import CHUNK_BYTES, file_part, open_plain, ranged_file
 
@@ -261,17 +262,15 @@ class JobViewSet(ViewSet):
             problem = name_problem(f.name)
             if problem:
                 return error(problem, 400)
-        by_name = {}
-        for f in files:
-            name = Path(f.name).name
-            if name in by_name:
-                return error(f"two files named '{name}'; send each file once", 400)
-            by_name[name] = f
+        try:
+            by_key = keyed_uploads(files, [f.name or "" for f in files], request.POST.getlist("paths"))
+        except UploadError as exc:
+            return error(str(exc), 400)
         try:
             text = upload.read().decode()
         except UnicodeDecodeError:
             return error(f"{upload.name}: the submission file is not text (UTF-8)", 400)
-        return queue_upload(text, Path(upload.name).name or "job.txt", UploadedFiles(by_name), request.user)
+        return queue_upload(text, Path(upload.name).name or "job.txt", UploadedFiles(by_key), request.user)
 
     @extend_schema(operation_id="jobs_get", summary="One job", responses={200: JobSerializer, 404: DetailSerializer})
     def retrieve(self, request: Request, job_id: int) -> Response:

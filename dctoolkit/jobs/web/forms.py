@@ -3,6 +3,7 @@ through exactly the checks the command line's do, and puts each error beside its
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django import forms
@@ -17,6 +18,7 @@ from dctoolkit.jobs.intake.parse import (
 )
 from dctoolkit.jobs.intake.queue import MAX_FILE_BYTES
 from dctoolkit.jobs.models import WAITING_STATES, Job
+from dctoolkit.jobs.web.uploads import UploadError, keyed_uploads
 from dctoolkit.lib.words import QuotingError, split_words
 
 # Characters a file name may not carry into a generated submission file: ','
@@ -122,6 +124,12 @@ class SubmitForm(forms.Form):
     )
     # mypy: a field named like a BaseForm attribute: the form metaclass moves fields off the class.
     files = MultipleFileField(label="Files it names", help_text="Every executable and data file the file names.")  # type: ignore[assignment]
+    folder = MultipleFileField(
+        label="Or its whole folder",
+        widget=MultipleFileInput(attrs={"webkitdirectory": "", "data-paths": "folder_paths"}),
+        help_text="The folder the submission file lies in: each file goes with its path in that folder, so "
+        "dir/ inputs and sub/file.txt are found as ./dct submit finds them.",
+    )
     name = forms.CharField(required=False, max_length=200, help_text="Default: the program's name.")
     email = forms.EmailField(required=False, help_text="Mailed when the job ends.")
     node = forms.ChoiceField(required=False, choices=[("", "Any node that fits")])
@@ -179,6 +187,11 @@ class SubmitForm(forms.Form):
         if data.get("mode") == "file":
             if not data.get("submission") and "submission" not in self.errors:
                 self.add_error("submission", "Choose a submission file to upload.")
+            if "files" not in self.errors and "folder" not in self.errors:
+                try:
+                    data["uploads"] = self.file_mode_uploads(data.get("files") or [], data.get("folder") or [])
+                except UploadError as exc:
+                    self.add_error("folder" if data.get("folder") else "files", f"{exc}.")
             return data
         if not data.get("executable") and "executable" not in self.errors:
             self.add_error("executable", "Choose the program to run (a .py file or a script).")
@@ -210,6 +223,23 @@ class SubmitForm(forms.Form):
 
     def clean_data(self) -> list[UploadedFile]:
         return _within_size(self.cleaned_data["data"])
+
+    def clean_folder(self) -> list[UploadedFile]:
+        return _within_size(self.cleaned_data["folder"])
+
+    def file_mode_uploads(self, files: list[UploadedFile], folder: list[UploadedFile]) -> dict[str, UploadedFile]:
+        """The files and the folder's files by the key UploadedFiles matches them with: a folder's by their
+        path inside the chosen folder (sent beside them by portal.js, in the same order), the others by name."""
+        sent = self.data.getlist("folder_paths") if hasattr(self.data, "getlist") else []
+        if len(sent) != len(folder):
+            raise UploadError(
+                "the folder's files came without their paths (the page's script sends them): allow this page's "
+                "JavaScript, or choose the files one by one above"
+            )
+        # A browser sends each path with the chosen folder's own name first: inside it is what the file names.
+        inside = [path.partition("/")[2] or path for path in sent]
+        names = [upload.name or "" for upload in [*folder, *files]]
+        return keyed_uploads([*folder, *files], names, [*inside, *(Path(name).name for name in names[len(folder) :])])
 
     def clean_executable(self) -> UploadedFile | None:
         upload = self.cleaned_data["executable"]
@@ -248,7 +278,7 @@ class SubmitForm(forms.Form):
         """The uploaded files by name, as UploadedFiles matches them."""
         data = self.cleaned_data
         if data["mode"] == "file":
-            return {f.name: f for f in data["files"]}
+            return data["uploads"]
         return {f.name: f for f in [data["executable"], *data["data"]]}
 
     def add_submission_error(self, error: SubmissionError, fields: dict[int, str]) -> None:

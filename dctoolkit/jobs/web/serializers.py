@@ -443,6 +443,13 @@ class SubmitSerializer(serializers.Serializer):
     files = serializers.ListField(
         child=serializers.FileField(), required=False, help_text="one per file it names, matched by file name"
     )
+    paths = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="optional, one per 'files' field in the same order: each file's path relative to the "
+        "submission file's folder (data/a.txt), so that a `dir/` input finds the files of a folder; "
+        "without it files are matched by their names",
+    )
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -39,6 +39,24 @@
       const show = () => { form.dataset.active = form.querySelector('input[name="mode"]:checked')?.value || "program"; };
       form.querySelectorAll('input[name="mode"]').forEach((r) => r.addEventListener("change", show));
       show();
+      // A folder picker's files go with their paths (a browser sends only their names): one hidden
+      // field per file, in the files' order, named by the picker's data-paths.
+      form.querySelectorAll("input[type=file][data-paths]").forEach((picker) => {
+        const fill = () => {
+          form.querySelectorAll(`input[type=hidden][name="${picker.dataset.paths}"]`).forEach((h) => h.remove());
+          let last = picker;
+          for (const file of picker.files) {
+            const hidden = document.createElement("input");
+            hidden.type = "hidden";
+            hidden.name = picker.dataset.paths;
+            hidden.value = file.webkitRelativePath || file.name;
+            last.after(hidden);
+            last = hidden;
+          }
+        };
+        picker.addEventListener("change", fill);
+        fill();
+      });
     });
   }
 

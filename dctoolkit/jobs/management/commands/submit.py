@@ -183,8 +183,10 @@ class Command(DctCommand):
                     text = node_text(node, folder.read_text(node.submit_path()) or "", 0, source.name)
                     facts = submit_facts(node_files, dict(settings.SUBMITTER_ENV))
                     one = parse_submission(text, node.submit_path(), max_queue=settings.DCT_MAX_QUEUE, facts=facts)
-                    files |= upload_names(check_files(one, node.submit_path(), node_files), node_files)  # type: ignore[arg-type]
-                files |= upload_names(named[: len(scripts)], node_files) | upload_names(named[len(scripts) :], folder)  # type: ignore[arg-type]
+                    checked = check_files(one, node.submit_path(), node_files)
+                    files |= upload_names(checked, node_files, by_path=False)  # type: ignore[arg-type]
+                scripts_sent = upload_names(named[: len(scripts)], node_files, by_path=False)  # type: ignore[arg-type]
+                files |= scripts_sent | upload_names(named[len(scripts) :], folder, by_path=False)
         except SubmissionError as exc:
             raise CommandError(str(exc)) from None
         self.tell_notes(source, parsed.notes)
