@@ -57,8 +57,10 @@ def test_choose_refuses_what_is_not_a_postgres_url():
 @pytest.mark.parametrize(
     "only, expected",
     [
-        ("", "throughput,latency"),
+        ("", "throughput,latency,many_nodes"),
         ("throughput,latency", "throughput,latency"),
+        ("many_nodes", "many_nodes"),
+        ("many_nodes_throughput_postgres", "many_nodes"),
         ("latency", "latency"),
         ("server_cpu_per_job", "throughput"),
         ("throughput_postgres", "throughput"),
