@@ -127,6 +127,7 @@ def finish(
     now: datetime,
     reason: str = "",
     retry_at: datetime | None = None,
+    ran: tuple[str, datetime | None] | None = None,
     **results,
 ) -> bool:
     """running -> a final state (or back to queued/held, or waiting for a retry), recording what the run
@@ -137,7 +138,8 @@ def finish(
     while it ran keeps that state: the node's report only records what the
     run measured and frees its slot (`settle_kill`).  True when the report was
     recorded either way (so the run is charged), False when the attempt was
-    no longer this node's.
+    no longer this node's.  `ran`: the node's name and the attempt's start,
+    when the caller knows them (the node that started it does); read otherwise.
     """
     values: dict[str, object] = {
         "state": state,
@@ -147,7 +149,7 @@ def finish(
     if state in (JobState.QUEUED, JobState.WAITING):
         values.update(node=None, gpu_indices=[], cpu_indices=[], retries=Add(1), retry_at=retry_at,
                       started_at=None, suspended_seconds=0.0)  # fmt: skip
-    ran = _run_facts(job_id)
+    ran = ran or _run_facts(job_id)
     # A job that ended while its desktop's owner was back (killed while stopped) ends from `suspended`.
     if any(
         update_rows(

@@ -141,6 +141,8 @@ def _log_event(job: Job, event: Callable[[int, int, datetime], str]) -> None:
 
 
 def _log_end(job: Job, attempt: int) -> None:
+    if not streams.of(job).log:  # no event log asked for: no read of the row
+        return
     row = Job.objects.filter(id=job.id, attempts=attempt).values("state", "exit_code", "reason", "cpu_seconds").first()
     if row:
         _log_event(
@@ -185,7 +187,9 @@ def execute(job: Job, attempt: int, identity: agent.NodeIdentity) -> JobState:
         transitions.finish(job.id, attempt, JobState.FAILED, timezone.now(), reason=ran)
         return JobState.FAILED
     result, collected = ran
-    return record(job, attempt, result, collected.missing, sandboxed=identity.sandbox, notes=collected.notes)
+    return record(
+        job, attempt, result, collected.missing, sandboxed=identity.sandbox, notes=collected.notes, node=identity.name
+    )
 
 
 def _empty_warm_sandbox(pool: warm.WarmPool, owner: int, fence: sandbox.Fence) -> warm.WarmSandbox:
@@ -457,9 +461,20 @@ def _stop_request(job_id: int) -> str:
 
 
 def record(
-    job: Job, attempt: int, result: runner.RunResult, missing: list[str], sandboxed: bool, notes: Sequence[str] = ()
+    job: Job,
+    attempt: int,
+    result: runner.RunResult,
+    missing: list[str],
+    sandboxed: bool,
+    notes: Sequence[str] = (),
+    node: str = "",
 ) -> JobState:
-    """Write one attempt's outcome to the database (conditional on the attempt)."""
+    """Write one attempt's outcome to the database (conditional on the attempt).
+
+    `node`: the node that started the attempt (`_run_on`, which set
+    `job.started_at` as it wrote it), whose name and start the attempt's
+    history then takes as they are, not read back; "": read from the row.
+    """
     now = timezone.now()
     ran_seconds = max(result.wall_seconds - result.suspended_seconds, 0.0)  # time suspended is not charged
     measured = dict(
@@ -504,7 +519,8 @@ def record(
     # owner cancelled or held meanwhile keeps that state (finish settles its
     # kill) and is charged for what it ran.
     with transaction.atomic():
-        if transitions.finish(job.id, attempt, state, now, reason=reason, retry_at=retry_at, **measured):
+        ran = (node, job.started_at) if node else None
+        if transitions.finish(job.id, attempt, state, now, reason=reason, retry_at=retry_at, ran=ran, **measured):
             charge_job(
                 job.owner_id, job.request_cpus, ran_seconds, now, job.request_gpus, job.request_memory_mb,
                 job.accounting_group_id,
