@@ -28,7 +28,7 @@ from dctoolkit.jobs import eventlog, jobenv, streams, transitions
 from dctoolkit.jobs.models import Job, JobState, KillRequest, Submission
 from dctoolkit.jobs.retries import RetryPolicy, judge_exit
 from dctoolkit.jobs.scheduling.wake import wake_scheduler_soon
-from dctoolkit.lib.fastsql import Compiled
+from dctoolkit.lib.fastsql import Compiled, retry_if_gone, reuse_connection
 from dctoolkit.nodes.worker import agent, cgroups, cpus, desktop, runner, sandbox, usernet, warm, workfiles
 
 log = logging.getLogger(__name__)
@@ -91,12 +91,13 @@ def _on_worker_shutting_down(**kwargs) -> None:
 @app.task(name="dctoolkit.run_job", acks_late=True, ignore_result=True)
 def run_job(job_id: int, attempt: int) -> str:
     """Run attempt `attempt` of job `job_id` here, if it is still dispatched to this node."""
-    close_old_connections()
+    # No `SELECT 1` before each job: a dead kept connection fails the first read, which is sent again.
+    reuse_connection()
     identity = agent.current
     if identity is None:
         raise RuntimeError("this worker is not a node: start it with worker_entry.py --node NAME")
     # Read before the start write, which records the cores it is pinned to (cpu_indices) as it starts.
-    (job,) = JOB_ROW.objects(job_id) or (None,)
+    (job,) = retry_if_gone(lambda: JOB_ROW.objects(job_id)) or (None,)
     cores = cpus.pool().take(job.request_cpus) if job else ()
     try:
         return _run_on(job, attempt, identity, cores) if job else "skipped"
