@@ -39,6 +39,12 @@ def reuse_connection() -> None:
         conn.health_check_done = True  # type: ignore[attr-defined]
 
 
+def update_returns_rows() -> bool:
+    """True when this database's UPDATE takes a RETURNING clause (PostgreSQL, SQLite 3.35 and later; not
+    MySQL nor MariaDB), so that a caller needs no read-back of what it changed."""
+    return connection.vendor in ("postgresql", "sqlite") and bool(connection.features.can_return_columns_from_insert)
+
+
 def retry_if_gone(read: Callable[[], T]) -> T:
     """`read()`; once more on a new connection when the kept one turned out dead (outside a transaction)."""
     try:
