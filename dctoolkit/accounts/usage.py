@@ -14,7 +14,8 @@ from datetime import datetime
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Count, Q, Sum
 
 from dctoolkit.accounts.fairshare import (
@@ -201,7 +202,8 @@ FIRST_GROUPS = CompiledIn(
     lambda ids: Membership.objects.filter(user_id__in=ids).order_by("user_id", "id").values_list("user_id", "group_id")
 )
 
-# The account's row, locked until the job's end is recorded (compiled once: see fastsql).
+# The account's row, locked until the job's end is recorded, where the database computes no decay (see
+# `_decay_sql`; compiled once: see fastsql).
 LOCKED_ACCOUNT = Compiled(lambda: Account.objects.select_for_update().filter(user_id=0))
 
 
@@ -220,20 +222,69 @@ def charge_job(
     cost = billing().rate(cpus, gpus, memory_mb) * max(wall_seconds, 0.0)
     # Inside a caller's transaction (a job's end), no savepoint of its own: two statements fewer per job.
     with transaction.atomic(savepoint=False):
-        found = LOCKED_ACCOUNT.objects(user_id)
-        if not found:  # the user's first job: make the account, then lock it as above
+        if not _charge_account(user_id, cost, now):  # the user's first job: make the account, then charge it
             Account.objects.get_or_create(user_id=user_id)
-            found = LOCKED_ACCOUNT.objects(user_id)
-        (account,) = found
-        usage = charge(account.usage, account.usage_at, now, settings.DCT_FAIRSHARE_HALFLIFE_SECONDS, cost)
-        update_rows(Account, {"user_id": user_id}, {"usage": usage, "usage_at": now})
-        # One UPDATE on every day but the first; the account row's lock (above)
-        # keeps two charges of one user from both creating the day's row.
+            _charge_account(user_id, cost, now)
+        # One UPDATE on every day but the first; the account row's lock (taken
+        # by the UPDATE above, held to the commit) keeps two charges of one
+        # user from both creating the day's row.
         today = {"user_id": user_id, "day": now.date()}
         if not update_rows(DailyUsage, today, {"cpu_seconds": Add(cost), "jobs": Add(1)}):
             DailyUsage.objects.create(user_id=user_id, day=now.date(), cpu_seconds=cost, jobs=1)
         if group_id is not None:
             charge_group(group_id, cost, now)
+
+
+def _charge_account(user_id: int, cost: float, now: datetime) -> bool:
+    """`fairshare.charge` of the user's account, in one UPDATE that decays the usage in the database (no read,
+    no lock held from a SELECT ... FOR UPDATE to the commit); False when the user has no account yet."""
+    halflife = settings.DCT_FAIRSHARE_HALFLIFE_SECONDS
+    decay = _decay_sql(connection.vendor)
+    if decay is None:  # a database that computes no decay here: read it under the row's lock, write it back
+        found = LOCKED_ACCOUNT.objects(user_id)
+        if not found:
+            return False
+        usage = charge(found[0].usage, found[0].usage_at, now, halflife, cost)
+        return bool(update_rows(Account, {"user_id": user_id}, {"usage": usage, "usage_at": now}))
+    at = connection.ops.adapt_datetimefield_value(now)
+    table = connection.ops.quote_name(Account._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE {table} SET "usage" = {decay}, "usage_at" = %s WHERE "user_id" = %s',  # noqa: S608
+            [at, halflife, cost, at, user_id],
+        )
+        return cursor.rowcount > 0
+
+
+def _decay_sql(vendor: str) -> str | None:
+    """The SQL of `fairshare.charge(usage, usage_at, NOW, HALFLIFE, COST)` (placeholders in that order), or
+    None for a database it is not written for.
+
+    PostgreSQL's is the same arithmetic in the same order (the epoch of an
+    interval is exact, `power` is C's `pow` as Python's `math.pow` is), so
+    the usage is the one Python would compute; SQLite calls that very Python
+    function (`register_sqlite_functions`).
+    """
+    if vendor == "postgresql":
+        return (
+            '(CASE WHEN "usage_at" IS NULL OR "usage" <= 0 THEN GREATEST("usage", 0) ELSE "usage" * POWER(0.5, '
+            'GREATEST(EXTRACT(EPOCH FROM (%s::timestamptz - "usage_at"))::float8, 0) / %s) END) + GREATEST(%s, 0)'
+        )
+    if vendor == "sqlite":
+        return 'dct_charge("usage", "usage_at", %s, %s, %s)'
+    return None
+
+
+def register_sqlite_functions(sender: object, connection: BaseDatabaseWrapper, **kwargs: object) -> None:
+    """`dct_charge` on each new SQLite connection (connection_created): `fairshare.charge` on its columns."""
+    if connection.vendor == "sqlite":
+        connection.connection.create_function("dct_charge", 5, _sqlite_charge, deterministic=True)
+
+
+def _sqlite_charge(usage: float, since: str | None, now: str, halflife: float, cost: float) -> float:
+    # Both datetimes as Django writes them to SQLite (naive UTC text): their difference is the aware one's.
+    start = datetime.fromisoformat(since) if since else None
+    return charge(usage, start, datetime.fromisoformat(now), halflife, cost)
 
 
 def charge_group(group_id: int, cost: float, now: datetime) -> None:

@@ -32,7 +32,7 @@ from dctoolkit.jobs.models import (
     KillRequest,
     Submission,
 )
-from dctoolkit.lib.fastsql import Add, update_rows
+from dctoolkit.lib.fastsql import Add, update_returns_rows, update_rows
 from dctoolkit.nodes.models import Node
 
 log = logging.getLogger(__name__)
@@ -69,16 +69,18 @@ def claim_many(placements: Mapping[int, int], now: datetime) -> dict[int, int]:
     items = list(placements.items())
     for first in range(0, len(items), CLAIM_BATCH):
         batch = dict(items[first : first + CLAIM_BATCH])
-        _dispatch_rows(batch, now)
-        won.update(
-            (job_id, attempt) for job_id, node_id, attempt in _dispatched_rows(batch, now) if batch[job_id] == node_id
-        )
+        rows = _dispatch_rows(batch, now)
+        if rows is None:  # no RETURNING here: read the rows back
+            rows = _dispatched_rows(batch, now)
+        won.update((job_id, attempt) for job_id, node_id, attempt in rows if batch[job_id] == node_id)
     return won
 
 
-def _dispatch_rows(batch: dict[int, int], now: datetime) -> None:
+def _dispatch_rows(batch: dict[int, int], now: datetime) -> list[tuple[int, int, int]] | None:
     # Written out because Django's Case(When(...)) deep-copies every branch:
-    # with a few hundred jobs that costs more than the UPDATE itself.
+    # with a few hundred jobs that costs more than the UPDATE itself.  Returns
+    # (id, node id, attempts) of the jobs it dispatched, where the database's
+    # UPDATE can return them (one statement, no read-back); None elsewhere.
     table = connection.ops.quote_name(Job._meta.db_table)
     cases = " ".join(["WHEN %s THEN %s"] * len(batch))
     marks = ", ".join(["%s"] * len(batch))
@@ -86,6 +88,9 @@ def _dispatch_rows(batch: dict[int, int], now: datetime) -> None:
         f"UPDATE {table} SET state = %s, node_id = CASE id {cases} END, attempts = attempts + 1, "  # noqa: S608
         f"dispatched_at = %s, reason = '' WHERE state = %s AND id IN ({marks})"
     )
+    returning = update_returns_rows()
+    if returning:
+        sql += " RETURNING id, node_id, attempts"
     params = [
         JobState.DISPATCHED.value,
         *(value for pair in batch.items() for value in pair),
@@ -95,6 +100,7 @@ def _dispatch_rows(batch: dict[int, int], now: datetime) -> None:
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+        return cursor.fetchall() if returning else None
 
 
 def _dispatched_rows(batch: dict[int, int], now: datetime) -> list[tuple[int, int, int]]:
@@ -128,6 +134,7 @@ def finish(
     now: datetime,
     reason: str = "",
     retry_at: datetime | None = None,
+    ran: tuple[str, datetime | None] | None = None,
     **results,
 ) -> bool:
     """running -> a final state (or back to queued/held, or waiting for a retry), recording what the run
@@ -138,7 +145,8 @@ def finish(
     while it ran keeps that state: the node's report only records what the
     run measured and frees its slot (`settle_kill`).  True when the report was
     recorded either way (so the run is charged), False when the attempt was
-    no longer this node's.
+    no longer this node's.  `ran`: the node's name and the attempt's start,
+    when the caller knows them (the node that started it does); read otherwise.
     """
     values: dict[str, object] = {
         "state": state,
@@ -152,7 +160,7 @@ def finish(
                       started_at=None, suspended_seconds=0.0)  # fmt: skip
     if state == JobState.HELD:
         values.update(held_at=now, hold_code=results.pop("hold_code", HOLD_BY_POLICY))
-    ran = _run_facts(job_id)
+    ran = ran or _run_facts(job_id)
     # A job that ended while its desktop's owner was back (killed while stopped) ends from `suspended`.
     if any(
         update_rows(

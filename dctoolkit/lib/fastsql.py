@@ -7,6 +7,8 @@ running it on SQLite; a node makes a handful of these for every job it runs
 (start, finish, charge), so they add up to a large share of a short job's
 cost.  Values are adapted by their model fields, as the ORM would.
 `Compiled` keeps the SQL of a queryset whose filters never change.
+`reuse_connection` and `retry_if_gone` spare the health check (`SELECT 1`)
+a kept connection would otherwise get before every task.
 """
 
 from __future__ import annotations
@@ -15,10 +17,43 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from django.db import connection, models
+from django.db import InterfaceError, OperationalError, connection, connections, models
 
 # The model a Compiled's queryset selects, so that `objects()` returns that model's instances to the type checker.
 M = TypeVar("M", bound=models.Model)
+T = TypeVar("T")
+
+
+def reuse_connection() -> None:
+    """`close_old_connections()` without the health check it asks for before the next statement.
+
+    A connection that erred or outlived CONN_MAX_AGE is closed as before.
+    One whose link died unseen (the database restarted) fails on its first
+    statement instead of on a `SELECT 1` sent before it: a caller whose
+    first statement may be sent again wraps it in `retry_if_gone`, the
+    others fail as they would have had the link died a moment later.
+    """
+    for conn in connections.all(initialized_only=True):
+        conn.close_if_unusable_or_obsolete()
+        # Django's own flag (not in django-stubs): the check is done, by the first statement.
+        conn.health_check_done = True  # type: ignore[attr-defined]
+
+
+def update_returns_rows() -> bool:
+    """True when this database's UPDATE takes a RETURNING clause (PostgreSQL, SQLite 3.35 and later; not
+    MySQL nor MariaDB), so that a caller needs no read-back of what it changed."""
+    return connection.vendor in ("postgresql", "sqlite") and bool(connection.features.can_return_columns_from_insert)
+
+
+def retry_if_gone(read: Callable[[], T]) -> T:
+    """`read()`; once more on a new connection when the kept one turned out dead (outside a transaction)."""
+    try:
+        return read()
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block:
+            raise
+        connection.close()
+        return read()
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from datetime import timedelta
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from dctoolkit.accounts.fairshare import charge
 from dctoolkit.accounts.models import Account, DailyUsage
 from dctoolkit.accounts.usage import charge_job, standings
 from dctoolkit.jobs.models import Job, JobState, Submission
@@ -34,3 +35,18 @@ def test_a_running_gpu_job_weighs_in_the_standings(db, settings):
                            state=JobState.RUNNING, submitted_at=now, started_at=started)  # fmt: skip
     found = standings([u.id for u in users], now)
     assert (found[users[0].id].running_charge, found[users[1].id].running_charge) == (90.0, 10.0)
+
+
+def test_the_database_decays_an_account_exactly_as_fair_share_computes_it(alice, settings):
+    # The charge is one UPDATE whose decay the database computes: the usage is the very float Python computes.
+    settings.DCT_FAIRSHARE_HALFLIFE_SECONDS = 3600.0
+    start = timezone.now()
+    expected, since, days = 0.0, None, set()
+    for gap, cost in ((0, 7.0), (1234.567891, 3.0), (0.000001, 0.5), (86400 * 3 + 17.25, 11.0), (0, 0.0)):
+        now = (since or start) + timedelta(seconds=gap)
+        charge_job(alice.id, 1, cost, now)
+        expected, since = charge(expected, since, now, 3600.0, cost), now
+        days.add(now.date())
+        account = Account.objects.get(user=alice)
+        assert (account.usage, account.usage_at) == (expected, now)
+    assert DailyUsage.objects.filter(user=alice).count() == len(days), "a row for each day charged"

@@ -4,11 +4,12 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import OperationalError, connection, connections
 from django.utils import timezone
 
 from dctoolkit.accounts.models import DailyUsage
 from dctoolkit.jobs.models import Job, JobState, Submission
-from dctoolkit.lib.fastsql import Add, Compiled, CompiledIn, update_rows
+from dctoolkit.lib.fastsql import Add, Compiled, CompiledIn, retry_if_gone, reuse_connection, update_rows
 
 
 @pytest.fixture
@@ -67,3 +68,40 @@ def test_compiled_in_finds_exactly_the_listed_rows_at_any_length(db, count):
     assert by_id.values([]) == []
     objects = CompiledIn(lambda ids: Job.objects.filter(id__in=ids))
     assert sorted(j.name for j in objects.objects(wanted)) == sorted(j.name for j in jobs[:count])
+
+
+def _backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def _kill_kept_connection() -> int:
+    """Terminate this connection's server process from another connection (a database restart, for it)."""
+    pid = _backend_pid()
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        other.close()
+    return pid
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_kept_connection_that_died_is_noticed_by_its_first_read_and_replaced():
+    # What a node does at each job's start: no `SELECT 1` first; the read that finds the link dead is sent again.
+    if connection.vendor != "postgresql":
+        pytest.skip("only a server's connection can die under a kept one (SQLite has no link)")
+    read = Compiled(lambda: Job.objects.values_list("id"))
+    first = _kill_kept_connection()
+    reuse_connection()
+    with pytest.raises(OperationalError):  # no health check: the first statement is the one that fails
+        read.rows()
+    reuse_connection()  # an erred connection is closed, as close_old_connections does
+    assert connection.connection is None
+    assert read.rows() == []
+    second = _kill_kept_connection()
+    reuse_connection()
+    assert retry_if_gone(read.rows) == [], "the read is sent again on a new connection"
+    assert _backend_pid() not in (first, second)

@@ -28,7 +28,7 @@ from dctoolkit.jobs import eventlog, jobenv, jobpolicy, policyfacts, streams, tr
 from dctoolkit.jobs.models import Job, JobState, KillRequest, Submission
 from dctoolkit.jobs.retries import RetryPolicy, judge_exit
 from dctoolkit.jobs.scheduling.wake import wake_scheduler_soon
-from dctoolkit.lib.fastsql import Compiled
+from dctoolkit.lib.fastsql import Compiled, retry_if_gone, reuse_connection
 from dctoolkit.nodes.worker import agent, cgroups, cpus, desktop, runner, sandbox, usernet, warm, workfiles
 
 log = logging.getLogger(__name__)
@@ -91,12 +91,13 @@ def _on_worker_shutting_down(**kwargs) -> None:
 @app.task(name="dctoolkit.run_job", acks_late=True, ignore_result=True)
 def run_job(job_id: int, attempt: int) -> str:
     """Run attempt `attempt` of job `job_id` here, if it is still dispatched to this node."""
-    close_old_connections()
+    # No `SELECT 1` before each job: a dead kept connection fails the first read, which is sent again.
+    reuse_connection()
     identity = agent.current
     if identity is None:
         raise RuntimeError("this worker is not a node: start it with worker_entry.py --node NAME")
     # Read before the start write, which records the cores it is pinned to (cpu_indices) as it starts.
-    (job,) = JOB_ROW.objects(job_id) or (None,)
+    (job,) = retry_if_gone(lambda: JOB_ROW.objects(job_id)) or (None,)
     cores = cpus.pool().take(job.request_cpus) if job else ()
     try:
         return _run_on(job, attempt, identity, cores) if job else "skipped"
@@ -141,6 +142,8 @@ def _log_event(job: Job, event: Callable[[int, int, datetime], str]) -> None:
 
 
 def _log_end(job: Job, attempt: int) -> None:
+    if not streams.of(job).log:  # no event log asked for: no read of the row
+        return
     fields = ("state", "exit_code", "reason", "cpu_seconds", "hold_code", "hold_subcode")
     row = Job.objects.filter(id=job.id, attempts=attempt).values(*fields).first()
     if row:
@@ -187,7 +190,9 @@ def execute(job: Job, attempt: int, identity: agent.NodeIdentity) -> JobState:
         transitions.finish(job.id, attempt, JobState.FAILED, timezone.now(), reason=ran)
         return JobState.FAILED
     result, collected = ran
-    return record(job, attempt, result, collected.missing, sandboxed=identity.sandbox, notes=collected.notes)
+    return record(
+        job, attempt, result, collected.missing, sandboxed=identity.sandbox, notes=collected.notes, node=identity.name
+    )
 
 
 def _empty_warm_sandbox(pool: warm.WarmPool, owner: int, fence: sandbox.Fence) -> warm.WarmSandbox:
@@ -461,9 +466,20 @@ def _stop_request(job_id: int) -> str:
 
 
 def record(
-    job: Job, attempt: int, result: runner.RunResult, missing: list[str], sandboxed: bool, notes: Sequence[str] = ()
+    job: Job,
+    attempt: int,
+    result: runner.RunResult,
+    missing: list[str],
+    sandboxed: bool,
+    notes: Sequence[str] = (),
+    node: str = "",
 ) -> JobState:
-    """Write one attempt's outcome to the database (conditional on the attempt)."""
+    """Write one attempt's outcome to the database (conditional on the attempt).
+
+    `node`: the node that started the attempt (`_run_on`, which set
+    `job.started_at` as it wrote it), whose name and start the attempt's
+    history then takes as they are, not read back; "": read from the row.
+    """
     now = timezone.now()
     ran_seconds = max(result.wall_seconds - result.suspended_seconds, 0.0)  # time suspended is not charged
     measured = dict(
@@ -515,7 +531,8 @@ def record(
     # owner cancelled or held meanwhile keeps that state (finish settles its
     # kill) and is charged for what it ran.
     with transaction.atomic():
-        if transitions.finish(job.id, attempt, state, now, reason=reason, retry_at=retry_at, **measured):
+        ran = (node, job.started_at) if node else None
+        if transitions.finish(job.id, attempt, state, now, reason=reason, retry_at=retry_at, ran=ran, **measured):
             charge_job(
                 job.owner_id, job.request_cpus, ran_seconds, now, job.request_gpus, job.request_memory_mb,
                 job.accounting_group_id,

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from dctoolkit.cli import DctCommand
 from dctoolkit.jobs.scheduling import dagman, dispatch, housekeeping, wake
+from dctoolkit.lib.fastsql import reuse_connection
 from dctoolkit.operations.passes import PassStats, stats_client
 
 log = logging.getLogger("dctoolkit.scheduler")
@@ -74,7 +75,12 @@ class Command(DctCommand):
         it filled every slot it could, and whatever frees or adds one (a
         job's end, a submit, a release) wakes the scheduler.
         """
-        close_old_connections()
+        # The connection's health check (a `SELECT 1`) once per IDLE_SECONDS, not before every pass of a busy
+        # queue: a pass on a connection that died meanwhile fails, is logged, and the next round reconnects.
+        if chores:
+            close_old_connections()
+        else:
+            reuse_connection()
         again = False
         steps = (
             housekeeping.sweep_lost_nodes,
