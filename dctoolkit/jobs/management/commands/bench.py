@@ -40,9 +40,9 @@ class Command(DctCommand):
             default="",
             metavar="NAMES",
             help="run only the scenarios whose results are named (or start with) these, comma-separated: "
-            "throughput, server_cpu_per_job, latency, sandbox_overhead, node_rss_mb, submit_10k, schedule_pass, "
-            "history_page_100k, cli_status, cli_job, cli_submit (a live one's PostgreSQL rows: throughput_postgres, "
-            "latency_postgres_p50, ...)",
+            "throughput, server_cpu_per_job, latency, sandbox_overhead, node_rss_mb, submit_100k, schedule_pass, "
+            "scheduler_rss_1m, history_page_1m, cli_status, cli_job, cli_submit (a live one's PostgreSQL rows: "
+            "throughput_postgres, latency_postgres_p50, ...)",
         )
         parser.add_argument(
             "--database",
