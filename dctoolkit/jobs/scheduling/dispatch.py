@@ -168,7 +168,8 @@ def send_runs(sends: list[tuple[int, int, str]]) -> int:
         with app.producer_or_acquire() as producer:
             template = run_template(producer)
             if template is not None:
-                push_all(producer.channel.client, template, sends)
+                with producer.channel.conn_or_acquire() as client:  # the client kombu itself publishes with
+                    push_all(client, template, sends)
             else:
                 with producer.batch():
                     for job_id, attempt, node_name in sends:
@@ -203,9 +204,9 @@ def run_template(producer) -> Template | None:
     if "run" not in _templates:
         scratch = f"dct-run-template-{uuid.uuid4()}"
         celery_send(producer, list(TEMPLATE_ARGS), scratch)
-        client = producer.channel.client
-        raw = client.lpop(scratch)
-        client.delete(scratch)
+        with producer.channel.conn_or_acquire() as client:
+            raw = client.lpop(scratch)
+            client.delete(scratch)
         _templates["run"] = Template.of(raw) if raw else None
         if _templates["run"] is None:
             log.warning("Celery's run message has a shape this version does not know: sending through Celery")
