@@ -25,7 +25,8 @@ from django.core.management.base import CommandError
 from dctoolkit.cli import DctCommand
 from dctoolkit.dev.stack import free_port, redis_url
 
-# A full run takes a few minutes on a two-core machine; --quick under one.
+# A full run takes about half an hour on a loaded two-core machine (it makes a million-job queue and a
+# million-job history, and submits 100,000 jobs six times); --quick a few minutes.
 TIMEOUT_SECONDS = 3600
 
 
