@@ -27,20 +27,25 @@ class Sizes:
     throughput: int = 2000
     latency_runs: int = 100
     sandbox_runs: int = 30
-    submit: int = 10_000
-    schedule: tuple[int, int, int] = (1_000, 10_000, 100_000)
-    history: int = 100_000
+    submit: int = 100_000
+    schedule: tuple[int, int, int] = (10_000, 100_000, 1_000_000)
+    history: int = 1_000_000
     repeats: int = 5
-    registered_nodes: int = 100
+    registered_nodes: int = 1_000  # x 2 slots, for schedule_pass_*: 2,000 placements a pass
+    users: int = 1_000
     cli_runs: int = 10  # cli_job, cli_submit (cli_status is always the median of 10: the measure)
     fleet: int = 50  # many_nodes: one-slot node workers
     fleet_window: float = 30.0  # seconds of idle heartbeating measured, with a few nodes and with the fleet
     fleet_jobs: int = 1000
+    cancel: int = 10_000
+    # schedule_pass_waiting and _requirements: a queue of this many beside 100 nodes and 100 users.
+    side_queue: int = 100_000
+    side_nodes: int = 100
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(200, 10, 5, 1_000, (100, 1_000, 10_000), 10_000, 3, 10, cli_runs=3, fleet=10, fleet_window=10.0,
-                   fleet_jobs=100)  # fmt: skip
+        return cls(200, 10, 5, 1_000, (100, 1_000, 10_000), 10_000, 3, 10, 10, cli_runs=3, fleet=10, fleet_window=10.0,
+                   fleet_jobs=100, cancel=1_000, side_queue=10_000, side_nodes=10)  # fmt: skip
 
 
 NODES = ("node-1", "node-2")  # 2 nodes x 2 slots, sandboxed
@@ -111,11 +116,12 @@ RESULT_NAMES = (
     *("throughput_postgres", "server_cpu_per_job_postgres"),
     *("latency_postgres_p50", "latency_postgres_p95", "latency_postgres_p99"),
     *(f"{name}_postgres" for name in FLEET_RESULTS),
-    "submit_10k",
+    "submit_100k",
     "cancel_10k",
     "schedule_pass_waiting",
     "schedule_pass_requirements",
-    *("schedule_pass_1k", "schedule_pass_10k", "schedule_pass_100k", "history_page_100k", "cli_status"),
+    *("schedule_pass_10k", "schedule_pass_100k", "schedule_pass_1m", "schedule_pass_per_placement"),
+    *("scheduler_rss_1m", "history_page_1m", "cli_status"),
     *("cli_job", "cli_submit"),
 )
 
@@ -213,27 +219,31 @@ def synthetic_scenarios(workdir: Path, sizes: Sizes, broker, only: Only) -> list
 
     user = User.objects.get(username="bench")
     results = []
-    if only("submit_10k"):
-        say(f"submit_10k: {sizes.submit} jobs in one file, {SUBMIT_REPEATS} times")
+    if only("submit_100k"):
+        say(f"submit_100k: {sizes.submit} jobs in one file, {SUBMIT_REPEATS} times")
         results.append(synthetic.submit_many(user, workdir / "jobs", sizes.submit, SUBMIT_REPEATS))
     if only("cancel_10k"):
-        say(f"cancel_10k: a batch of {sizes.submit} jobs cancelled in one call, {SUBMIT_REPEATS} times")
-        results.append(synthetic.cancel_batch(user, sizes.submit, SUBMIT_REPEATS))
-    names = dict(zip(("schedule_pass_1k", "schedule_pass_10k", "schedule_pass_100k"), sizes.schedule, strict=True))
-    names = {name: size for name, size in names.items() if only(name)}
+        say(f"cancel_10k: a batch of {sizes.cancel} jobs cancelled in one call, {SUBMIT_REPEATS} times")
+        results.append(synthetic.cancel_batch(user, sizes.cancel, SUBMIT_REPEATS))
+    names = dict(zip(("schedule_pass_10k", "schedule_pass_100k", "schedule_pass_1m"), sizes.schedule, strict=True))
+    whole = only("schedule_pass_per_placement", "scheduler_rss_1m")  # these two come from the whole series
+    names = {name: size for name, size in names.items() if whole or only(name)}
     if names:
-        say(f"schedule_pass: queues of {', '.join(map(str, names.values()))} jobs, {sizes.repeats} passes each")
-        results += synthetic.schedule_passes(names, sizes.registered_nodes, sizes.repeats, broker)
+        say(
+            f"schedule_pass: queues of {', '.join(map(str, names.values()))} jobs, {sizes.repeats} passes each, "
+            f"{sizes.registered_nodes} nodes, {sizes.users} users"
+        )
+        results += synthetic.schedule_passes(names, sizes.registered_nodes, sizes.users, sizes.repeats, broker)
     if only("schedule_pass_waiting"):
-        size, waiting = sizes.schedule[-1], sizes.schedule[-1] // 10
+        size, waiting = sizes.side_queue, sizes.side_queue // 10
         say(f"schedule_pass_waiting: a queue of {size} jobs beside {waiting} waiting on a dependency")
-        results.append(synthetic.waiting_beside_queue(size, waiting, sizes.registered_nodes, sizes.repeats, broker))
+        results.append(synthetic.waiting_beside_queue(size, waiting, sizes.side_nodes, sizes.repeats, broker))
     if only("schedule_pass_requirements"):
-        size = sizes.schedule[-1]
+        size = sizes.side_queue
         say(f"schedule_pass_requirements: a queue of {size} jobs, each with ClassAd requirements and rank")
-        results.append(synthetic.requirements_beside_plain(size, sizes.registered_nodes, sizes.repeats, broker))
-    if only("history_page_100k"):
-        say(f"history_page_100k: {sizes.history} finished jobs")
+        results.append(synthetic.requirements_beside_plain(size, sizes.side_nodes, sizes.repeats, broker))
+    if only("history_page_1m"):
+        say(f"history_page_1m: {sizes.history} finished jobs")
         results.append(synthetic.history_page(sizes.history, sizes.repeats))
     if only("cli_status"):
         from bench.cli import CLI_RUNS, cli_status

@@ -7,12 +7,16 @@ nobody consumes them, and are deleted between runs.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import redis
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.test import Client
@@ -20,6 +24,7 @@ from django.urls import Resolver404, resolve
 from django.utils import timezone
 
 from bench.report import Result, median
+from bench.rows import insert_jobs
 from dctoolkit.jobs.intake.queue import FolderFiles, submit
 from dctoolkit.jobs.models import Attempt, Dependency, Job, JobState, Submission
 from dctoolkit.jobs.scheduling.dispatch import schedule_pass
@@ -52,7 +57,7 @@ def clear_jobs() -> None:
         cursor.execute(f"DELETE FROM {Submission._meta.db_table}")
 
 
-# --- submit_10k -------------------------------------------------------------------------
+# --- submit_100k ------------------------------------------------------------------------
 def submit_many(user: User, folder: Path, count: int, repeats: int) -> Result:
     """Seconds for `submit()` to accept one `queue = count` file, beside a bare bulk insert of the same rows."""
     text = f"executable = true.sh\nqueue = {count}\n"
@@ -65,8 +70,8 @@ def submit_many(user: User, folder: Path, count: int, repeats: int) -> Result:
         clear_jobs()
         floor.append(timed_ms(lambda: bare_insert(user, count))[0] / 1000)
     clear_jobs()
-    return Result("submit_10k", median(ours), "s", "bulk_create of the same rows", median(floor), count,
-                  "<= 3 s", "submit() in-process, until every job is queued")  # fmt: skip
+    return Result("submit_100k", median(ours), "s", "bulk_create of the same rows", median(floor), count,
+                  "<= 10 s", "submit() in-process, until every job is queued")  # fmt: skip
 
 
 def bare_insert(user: User, count: int) -> None:
@@ -104,26 +109,57 @@ def cancel_batch(user: User, count: int, repeats: int) -> Result:
 
 
 # --- schedule_pass ----------------------------------------------------------------------
-def schedule_passes(sizes: dict[str, int], node_count: int, repeats: int, broker: redis.Redis) -> list[Result]:
-    """One pass filling every free slot of `node_count` nodes, per queue size, beside a queue as long as the slots."""
-    users = make_users(USERS)
+def schedule_passes(
+    sizes: dict[str, int], node_count: int, user_count: int, repeats: int, broker: redis.Redis
+) -> list[Result]:
+    """One pass filling every free slot of `node_count` nodes, per queue size, beside a queue as long as the
+    slots; then the cost per placement at the longest queue (beside the shortest), and the peak memory of a
+    scheduler process (`manage.py scheduler --once`) making a pass over the longest queue (beside the
+    shortest).  The queues are made by the database (`bench.rows`), not `bulk_create`."""
+    users = make_users(user_count)
     nodes = make_nodes(node_count)
     slots = node_count * SLOTS_PER_NODE
     clear_jobs()
     subs = [Submission.objects.create(owner=u, source_name="job.txt", text="", job_count=0) for u in users]
-    add_queued(subs, slots)
+    generate_queued(subs, slots)
     floor = time_pass(repeats, slots, nodes, broker)
-    results = []
+    floor_rss = scheduler_peak_mb(slots, nodes, broker)
+    where = f"{node_count} nodes x {SLOTS_PER_NODE} slots, {user_count} users"
+    results, per_placement = [], {}
     for name, size in sizes.items():
-        add_queued(subs, size - Job.objects.count())
-        ms = time_pass(repeats, slots, nodes, broker)
-        results.append(
-            Result(name, ms, "ms", f"queue of {slots} (= free slots)", floor, size,
-                   "<= 100 ms at 100k", f"{node_count} nodes x {SLOTS_PER_NODE} slots, {USERS} users")
-        )  # fmt: skip
+        generate_queued(subs, size - Job.objects.count())
+        ms, cpu_ms = time_passes(repeats, slots, nodes, broker)
+        per_placement[size] = ms / slots
+        results.append(Result(name, ms, "ms", f"queue of {slots} (= free slots)", floor, size,
+                              "placement <= 0.1 ms, flat", f"{where}; CPU {cpu_ms:.0f} ms a pass"))  # fmt: skip
+    if per_placement:
+        shortest, longest = min(per_placement), max(per_placement)
+        results.append(Result("schedule_pass_per_placement", per_placement[longest], "ms",
+                              f"the same at {shortest:,} queued", per_placement[shortest], longest,
+                              "<= 0.1 ms, flat", f"one pass / {slots} placements; {where}"))  # fmt: skip
+        results.append(Result("scheduler_rss_1m", scheduler_peak_mb(slots, nodes, broker), "MB",
+                              f"the same with {slots} queued", floor_rss, longest, "<= 300 MB",
+                              "peak RSS of manage.py scheduler --once (a round: its pass, housekeeping)"))  # fmt: skip
     clear_jobs()
     Node.objects.filter(name__in=nodes).delete()
     return results
+
+
+def scheduler_peak_mb(expected: int, nodes: list[str], broker: redis.Redis) -> float:
+    """Peak resident memory (MB) of one `manage.py scheduler --once` over the queue as it is; it must place
+    `expected` jobs (put back after)."""
+    reset_queue(nodes, broker)
+    proc = subprocess.Popen([sys.executable, "manage.py", "scheduler", "--once"], cwd=settings.BASE_DIR,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    _, status, usage = os.wait4(proc.pid, 0)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if status != 0:
+        raise RuntimeError(f"bench: manage.py scheduler --once failed ({status}):\n{err[-2000:]}")
+    placed = Job.objects.filter(state=JobState.DISPATCHED).count()
+    if placed != expected:
+        raise RuntimeError(f"bench: the scheduler placed {placed} jobs, not {expected}")
+    reset_queue(nodes, broker)
+    return usage.ru_maxrss / 1024  # KiB on Linux
 
 
 def waiting_beside_queue(size: int, waiting: int, node_count: int, repeats: int, broker: redis.Redis) -> Result:
@@ -194,12 +230,12 @@ def add_waiting(subs: list[Submission], count: int, parent: Job) -> None:
 
 
 def make_users(count: int) -> list[User]:
-    User.objects.bulk_create([User(username=f"bench-u{i:03d}") for i in range(count)], ignore_conflicts=True)
-    return list(User.objects.filter(username__startswith="bench-u").order_by("username"))
+    User.objects.bulk_create([User(username=f"bench-u{i:04d}") for i in range(count)], ignore_conflicts=True)
+    return list(User.objects.filter(username__startswith="bench-u").order_by("username")[:count])
 
 
 def make_nodes(count: int) -> list[str]:
-    names = [f"bench-n{i:03d}" for i in range(count)]
+    names = [f"bench-n{i:04d}" for i in range(count)]
     Node.objects.filter(name__in=names).delete()
     Node.objects.bulk_create(
         [Node(name=n, state=NodeState.ONLINE, slots=SLOTS_PER_NODE, cpus=SLOTS_PER_NODE, threads=SLOTS_PER_NODE,
@@ -207,6 +243,15 @@ def make_nodes(count: int) -> list[str]:
               last_heartbeat=timezone.now()) for n in names]
     )  # fmt: skip
     return names
+
+
+def generate_queued(subs: list[Submission], count: int) -> None:
+    """`count` more plain queued jobs, spread over the users in turn, made by the database itself."""
+    if count > 0:
+        insert_jobs(count, [(sub.owner_id, sub.pk) for sub in subs], QUEUED_VALUES | {"submitted_at": timezone.now()})
+
+
+QUEUED_VALUES = {"name": "true.sh", "executable": "true.sh"}
 
 
 def add_queued(subs: list[Submission], count: int, placements: dict[int, dict] | None = None) -> None:
@@ -223,22 +268,37 @@ def add_queued(subs: list[Submission], count: int, placements: dict[int, dict] |
 
 def time_pass(repeats: int, expected: int, nodes: list[str], broker: redis.Redis) -> float:
     """Median ms of `repeats` passes (after one to warm up), each from the same queue."""
-    times = []
+    return time_passes(repeats, expected, nodes, broker)[0]
+
+
+def time_passes(repeats: int, expected: int, nodes: list[str], broker: redis.Redis) -> tuple[float, float]:
+    """Median wall ms and median CPU ms of this process (SQLite's work included; Redis's not) of `repeats`
+    passes (after one to warm up), each from the same queue."""
+    times, cpu = [], []
     for i in range(repeats + 1):
-        now = timezone.now()
-        # Only what the last pass dispatched goes back (jobs waiting on a dependency stay waiting).
-        Job.objects.filter(state=JobState.DISPATCHED).update(
-            state=JobState.QUEUED, node=None, attempts=0, dispatched_at=None, gpu_indices=[]
-        )
-        Node.objects.filter(name__in=nodes).update(last_heartbeat=now)
-        broker.delete(*nodes)
+        now = reset_queue(nodes, broker)
+        started = time.process_time()
         ms, placed = timed_ms(lambda now=now: schedule_pass(now))
+        spent = (time.process_time() - started) * 1000
         if placed != expected:
             raise RuntimeError(f"bench: a scheduling pass placed {placed} jobs, not {expected}")
         if i:
             times.append(ms)
+            cpu.append(spent)
     broker.delete(*nodes)
-    return median(times)
+    return median(times), median(cpu)
+
+
+def reset_queue(nodes: list[str], broker: redis.Redis) -> datetime:
+    """What the last pass dispatched back in the queue (jobs waiting on a dependency stay waiting), the nodes
+    heard from now, their queues in Redis empty; returns now."""
+    now = timezone.now()
+    Job.objects.filter(state=JobState.DISPATCHED).update(
+        state=JobState.QUEUED, node=None, attempts=0, dispatched_at=None, gpu_indices=[]
+    )
+    Node.objects.filter(name__in=nodes).update(last_heartbeat=now)
+    broker.delete(*nodes)
+    return now
 
 
 # --- history pages ----------------------------------------------------------------------
@@ -257,7 +317,7 @@ def history_page(count: int, repeats: int) -> Result:
     slowest = max(pages, key=big.get)
     clear_jobs()
     note = "; ".join(f"{p}: {big[p]:.1f} ms" for p in pages)
-    return Result("history_page_100k", big[slowest], "ms", f"{slowest} with 100 jobs", small[slowest], count,
+    return Result("history_page_1m", big[slowest], "ms", f"{slowest} with 100 jobs", small[slowest], count,
                   "<= 200 ms", f"slowest of {note}")  # fmt: skip
 
 
@@ -270,16 +330,14 @@ def _resolves(path: str) -> bool:
 
 
 def add_finished(sub: Submission, count: int) -> None:
-    now = timezone.now()
-    for start in range(0, count, BATCH):
-        rows = []
-        for i in range(start, min(count, start + BATCH)):
-            finished = now - timedelta(seconds=count - i)
-            rows.append(Job(submission=sub, owner_id=sub.owner_id, name=f"job-{i}", executable="true.sh",
-                            process=i, state=JobState.SUCCEEDED, exit_code=0, attempts=1,
-                            submitted_at=finished - timedelta(seconds=2), started_at=finished - timedelta(seconds=1),
-                            finished_at=finished, run_seconds=1.0, cpu_seconds=0.9, max_rss_mb=3.0))  # fmt: skip
-        Job.objects.bulk_create(rows, batch_size=BATCH)
+    """`count` more succeeded jobs of `sub`'s owner, made by the database itself (`bench.rows`)."""
+    if count <= 0:
+        return
+    finished = timezone.now()
+    values = {"state": JobState.SUCCEEDED, "exit_code": 0, "attempts": 1, "executable": "true.sh",
+              "submitted_at": finished - timedelta(seconds=2), "started_at": finished - timedelta(seconds=1),
+              "finished_at": finished, "run_seconds": 1.0, "cpu_seconds": 0.9, "max_rss_mb": 3.0}  # fmt: skip
+    insert_jobs(count, [(sub.owner_id, sub.pk)], values, {"name": "'job-' || seq.n"})
 
 
 def time_page(client: Client, path: str, repeats: int) -> float:

@@ -32,7 +32,7 @@ from dctoolkit.jobs.models import (
     KillRequest,
     Submission,
 )
-from dctoolkit.lib.fastsql import Add, update_returns_rows, update_rows
+from dctoolkit.lib.fastsql import Add, unindexed, update_returns_rows, update_rows
 from dctoolkit.nodes.models import Node
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def _dispatch_rows(batch: dict[int, int], now: datetime) -> list[tuple[int, int,
     marks = ", ".join(["%s"] * len(batch))
     sql = (
         f"UPDATE {table} SET state = %s, node_id = CASE id {cases} END, attempts = attempts + 1, "  # noqa: S608
-        f"dispatched_at = %s, reason = '' WHERE state = %s AND id IN ({marks})"
+        f"dispatched_at = %s, reason = '' WHERE {unindexed('state')} = %s AND id IN ({marks})"
     )
     returning = update_returns_rows()
     if returning:
@@ -107,7 +107,7 @@ def _dispatched_rows(batch: dict[int, int], now: datetime) -> list[tuple[int, in
     # (id, node id, attempts) of the batch's jobs dispatched at `now`; written out as _dispatch_rows is.
     table = connection.ops.quote_name(Job._meta.db_table)
     marks = ", ".join(["%s"] * len(batch))
-    sql = f"SELECT id, node_id, attempts FROM {table} WHERE state = %s AND dispatched_at = %s AND id IN ({marks})"  # noqa: S608
+    sql = f"SELECT id, node_id, attempts FROM {table} WHERE {unindexed('state')} = %s AND dispatched_at = %s AND id IN ({marks})"  # noqa: S608, E501
     with connection.cursor() as cursor:
         cursor.execute(sql, [JobState.DISPATCHED.value, connection.ops.adapt_datetimefield_value(now), *batch])
         return cursor.fetchall()

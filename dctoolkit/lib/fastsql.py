@@ -202,3 +202,15 @@ class CompiledIn(Generic[M]):
             return []
         compiled, params = self._for(ids)
         return compiled.objects(*params)
+
+
+def unindexed(column: str) -> str:
+    """`column` written so that SQLite's planner does not pick an index for a condition on it.
+
+    SQLite without statistics (nobody runs ANALYZE) takes `state = %s AND id
+    IN (...)` through the (state, ...) index, reading every queued job's
+    entry (a million in a long queue) rather than probing the primary key a
+    few hundred times; `+state` (SQLite's no-index mark) leaves it the
+    primary key.  PostgreSQL, which keeps statistics, gets the column as it is.
+    """
+    return f"+{column}" if connection.vendor == "sqlite" else column

@@ -34,14 +34,16 @@ NAMES = [
     "many_nodes_heartbeat_cost",
     "many_nodes_throughput",
     "many_nodes_node_rss_mb",
-    "submit_10k",
+    "submit_100k",
     "cancel_10k",
-    "schedule_pass_1k",
     "schedule_pass_10k",
     "schedule_pass_100k",
+    "schedule_pass_1m",
+    "schedule_pass_per_placement",
+    "scheduler_rss_1m",
     "schedule_pass_waiting",
     "schedule_pass_requirements",
-    "history_page_100k",
+    "history_page_1m",
     "cli_status",
     "cli_job",
     "cli_submit",
@@ -71,7 +73,7 @@ def local_postgres() -> bool:
 
 
 def expected_names(postgres: bool) -> list[str]:
-    at = NAMES.index("submit_10k")
+    at = NAMES.index("submit_100k")
     return NAMES[:at] + (POSTGRES_NAMES if postgres else []) + NAMES[at:]
 
 

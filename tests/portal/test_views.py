@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dctoolkit.jobs.models import Job, JobState
+from dctoolkit.jobs.web.history import state_counts
 from dctoolkit.lib.units import format_seconds
 from tests.portal.conftest import make_job
 
@@ -154,6 +155,18 @@ def test_home_shows_my_recent_jobs_and_the_cluster_at_a_glance(client, job, node
     assert job.name in response.text
     summary = response.context["summary"]
     assert (summary["nodes_up"], summary["slots_busy"], summary["slots_total"], summary["queued"]) == (1, 3, 4, 1)
+
+
+def test_home_counts_my_jobs_by_state_exactly_up_to_the_cap_and_then_says_so(client, owner, other):
+    for _ in range(4):
+        make_job(owner, state=JobState.SUCCEEDED)
+    make_job(owner, state=JobState.FAILED)
+    make_job(owner, state=JobState.QUEUED)
+    make_job(other, state=JobState.FAILED)  # another user's jobs are not counted
+    client.force_login(owner)
+    assert client.get("/").context["counts"] == {"queued": "1", "succeeded": "4", "failed": "1"}
+    assert state_counts(owner.pk, cap=3) == {"queued": "1", "succeeded": "3+", "failed": "1"}
+    assert state_counts(owner.pk, cap=4) == {"queued": "1", "succeeded": "4", "failed": "1"}
 
 
 def test_live_parts_answer_htmx_with_the_part_alone(client, job, node):

@@ -66,7 +66,7 @@ def test_choose_refuses_what_is_not_a_postgres_url():
         ("throughput_postgres", "throughput"),
         ("latency_postgres_p50", "latency"),
         ("latency_p50", ""),
-        ("submit_10k", ""),
+        ("submit_100k", ""),
     ],
 )
 def test_child_only_asks_for_the_scenarios_behind_the_renamed_rows(only, expected):

@@ -7,6 +7,7 @@ Each function is one step that returns how much work it did; the loop in
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,6 +23,7 @@ from dctoolkit.jobs.scheduling.lock import edits_seen, take_scheduler_lock
 from dctoolkit.jobs.scheduling.matching import AdAsk, AdVerdict
 from dctoolkit.jobs.scheduling.policy import Assignment, FreeNode, pick_assignments
 from dctoolkit.jobs.scheduling.queues import Heads, queue_heads
+from dctoolkit.jobs.scheduling.runmessages import TEMPLATE_ARGS, Template, push_all
 from dctoolkit.jobs.scheduling.snapshot import TAKING_NODE_IDS, NodesNow, capacity_in_use, free_nodes
 from dctoolkit.nodes.models import Node
 
@@ -158,26 +160,56 @@ def send_runs(sends: list[tuple[int, int, str]]) -> int:
     """Put run messages (job id, attempt, node) on the nodes' own queues in one Redis round trip.
 
     Returns how many went: all, or none (logged) when Redis is away; the
-    resend step sends the lost ones again.
+    resend step sends the lost ones again.  Each message is Celery's own,
+    made once and copied with each job's fields (`runmessages`).
     """
     if not sends:
         return 0
     settle_conf()
     try:
-        with app.producer_or_acquire() as producer, producer.batch():
-            for job_id, attempt, node_name in sends:
-                app.send_task(
-                    RUN_TASK,
-                    args=[job_id, attempt],
-                    queue=node_name,
-                    ignore_result=True,
-                    producer=producer,
-                    # Celery sends to a node's queue through Redis's anonymous exchange
-                    # (straight onto the list the node reads), so there is nothing to
-                    # declare; declaring cost each message a copy and a bind of the queue.
-                    declare=[],
-                )
+        with app.producer_or_acquire() as producer:
+            template = run_template(producer)
+            if template is not None:
+                with producer.channel.conn_or_acquire() as client:  # the client kombu itself publishes with
+                    push_all(client, template, sends)
+            else:
+                with producer.batch():
+                    for job_id, attempt, node_name in sends:
+                        celery_send(producer, [job_id, attempt], node_name)
     except Exception as exc:  # kombu raises many kinds; the resend step retries
         log.warning("could not send %d job(s) to their nodes: %s", len(sends), exc)
         return 0
     return len(sends)
+
+
+def celery_send(producer, args: list[int], queue: str) -> None:
+    app.send_task(
+        RUN_TASK,
+        args=args,
+        queue=queue,
+        ignore_result=True,
+        producer=producer,
+        # Celery sends to a node's queue through Redis's anonymous exchange
+        # (straight onto the list the node reads), so there is nothing to
+        # declare; declaring cost each message a copy and a bind of the queue.
+        declare=[],
+    )
+
+
+# This process's run-message template: not made yet, made (a Template), or refused (None).
+_templates: dict[str, Template | None] = {}
+
+
+def run_template(producer) -> Template | None:
+    """The run-message template, made by Celery once per process: one message sent to a scratch queue of
+    our own and read back from it."""
+    if "run" not in _templates:
+        scratch = f"dct-run-template-{uuid.uuid4()}"
+        celery_send(producer, list(TEMPLATE_ARGS), scratch)
+        with producer.channel.conn_or_acquire() as client:
+            raw = client.lpop(scratch)
+            client.delete(scratch)
+        _templates["run"] = Template.of(raw) if raw else None
+        if _templates["run"] is None:
+            log.warning("Celery's run message has a shape this version does not know: sending through Celery")
+    return _templates["run"]

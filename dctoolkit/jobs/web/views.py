@@ -17,7 +17,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.paginator import Paginator
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -36,7 +36,7 @@ from dctoolkit.jobs.scheduling.wake import wake_scheduler
 from dctoolkit.jobs.selection import act_on_job
 from dctoolkit.jobs.transitions import CONTROLS, HOLDABLE
 from dctoolkit.jobs.web.forms import SubmitForm, edit_form
-from dctoolkit.jobs.web.history import FilterError, filter_jobs
+from dctoolkit.jobs.web.history import FilterError, filter_jobs, state_counts
 from dctoolkit.jobs.web.outputs import job_outputs
 from dctoolkit.jobs.web.serializers import jobs_payload, nodes_payload
 from dctoolkit.lib.ids import MAX_ID, bounded_int
@@ -89,7 +89,7 @@ def home(request: HttpRequest) -> HttpResponse:
     context = {
         "jobs": jobs_payload(list(mine[:RECENT_JOBS]), now),
         "summary": cluster_summary(nodes_payload(now)),
-        "counts": dict(mine.order_by().values_list("state").annotate(n=Count("id"))),
+        "counts": state_counts(request.user.id),  # type: ignore[arg-type]
     }
     template = "partials/home_live.html" if is_htmx(request) else "home.html"
     return render(request, template, context)
