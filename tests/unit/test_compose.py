@@ -1,4 +1,4 @@
-"""docker-compose.yml stays true to the project (there is no Docker engine here to run it)."""
+"""docker-compose.yml stays true to the project (tests/integration/test_compose.py runs it for real)."""
 
 import re
 import shlex
@@ -26,7 +26,7 @@ def test_every_service_command_exists_in_the_project():
     django_builtin = {"migrate", "collectstatic"}
     for name, service in COMPOSE["services"].items():
         argv = words(service)
-        if "build" not in service:  # redis, postgres: upstream images
+        if "build" not in service:  # (every service is built here now, redis and postgres too)
             continue
         text = " ".join(argv)
         for cmd in re.findall(r"manage\.py (\w+)", text):
