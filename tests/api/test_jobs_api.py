@@ -198,6 +198,13 @@ def test_list_count_is_exact_up_to_the_cap_and_null_past_it_while_next_pages_on(
     assert exact["count"] == 3 and "count_at_least" not in exact, "at the cap itself the count is exact"
 
 
+def test_schema_says_the_list_count_may_be_null_past_the_cap(client):
+    listed = client.get("/api/schema/?format=json").json()["components"]["schemas"]["PaginatedJobList"]
+    count, at_least = listed["properties"]["count"], listed["properties"]["count_at_least"]
+    assert count["nullable"] and "exact up to 10,000" in count["description"]
+    assert at_least["type"] == "integer" and "count_at_least" not in listed["required"]
+
+
 def test_list_includes_finished_jobs_and_filters_by_state_and_name(alice):
     a = submit(alice, "executable = hello.py\nname = alpha\n", {"hello.py": HELLO}).json()["jobs"][0]
     b = submit(alice, "executable = hello.py\nname = beta\n", {"hello.py": HELLO}).json()["jobs"][0]
