@@ -6,7 +6,6 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -19,6 +18,7 @@ from rest_framework.views import APIView
 
 from dctoolkit.jobs.web.serializers import DetailSerializer, ErrorSerializer
 from dctoolkit.lib.ids import bounded_int
+from dctoolkit.lib.pages import portal_page
 from dctoolkit.operations.audit import AuditFilterError, filter_events, summary
 from dctoolkit.operations.models import AuditAction, AuditEvent
 
@@ -107,7 +107,7 @@ def audit_page(request: HttpRequest) -> HttpResponse:
         events = filter_events(events, search)
     except AuditFilterError as exc:
         error, events = str(exc), events.none()
-    page = Paginator(events, PER_PAGE).get_page(request.GET.get("page"))
+    page = portal_page(events, request.GET.get("page"), PER_PAGE)
     context = {
         "page": page,
         "events": [(event, summary(event.details)) for event in page.object_list],

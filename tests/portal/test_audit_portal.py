@@ -8,6 +8,7 @@ from django.contrib.auth.models import User
 
 from dctoolkit.accounts.models import Account, Group, Membership
 from dctoolkit.jobs.models import JobState
+from dctoolkit.operations import audit_web
 from dctoolkit.operations.models import AuditEvent
 from tests.portal.conftest import make_job
 
@@ -54,6 +55,16 @@ def test_an_event_of_any_shape_is_shown(client, staff):
     client.force_login(staff)
     page = client.get("/audit/").content.decode()
     assert "job not-a-number" in page and "group physics" in page and "cpus=64" in page
+
+
+def test_audit_page_shares_the_pager(client, staff, monkeypatch):
+    monkeypatch.setattr(audit_web, "PER_PAGE", 2)
+    for target in "abc":
+        AuditEvent.objects.create(action="grant", target_kind="group", target=target, details={})
+    client.force_login(staff)
+    first = client.get("/audit/", {"action": "grant"}).text
+    assert "3 events · page 1 of 2" in first and 'href="?action=grant&amp;page=2">Older →' in first
+    assert "group a" not in first and "group a" in client.get("/audit/?action=grant&page=2").text
 
 
 def test_a_bad_since_on_the_audit_page_is_said_on_the_page(client, staff):

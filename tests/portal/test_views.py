@@ -12,7 +12,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dctoolkit.jobs.models import Job, JobState
+from dctoolkit.jobs.web import views
 from dctoolkit.jobs.web.history import state_counts
+from dctoolkit.lib import pages
 from dctoolkit.lib.units import format_seconds
 from tests.portal.conftest import make_job
 
@@ -217,6 +219,30 @@ def test_completed_is_newest_first_filtered_and_paginated(client, owner):
     assert [j["id"] for j in page2.context["jobs"]] == [jobs[1].id, jobs[0].id]
     only_failed = client.get("/completed/?state=failed")
     assert [j["id"] for j in only_failed.context["jobs"]] == [failed.id]
+
+
+def test_completed_pager_counts_up_to_the_cap_and_pages_past_it_newer_and_older(client, owner, monkeypatch):
+    """The pager's total is exact up to pages.COUNT_CAP (3 here) and "3+" past it, without a page count;
+    Older/Newer still walk every finished job."""
+    monkeypatch.setattr(views, "COMPLETED_PER_PAGE", 2)
+    jobs = [make_job(owner, state=JobState.SUCCEEDED) for _ in range(5)]
+    client.force_login(owner)
+    assert "5 jobs · page 1 of 3" in client.get("/completed/").text
+    monkeypatch.setattr(pages, "COUNT_CAP", 3)
+    first = client.get("/completed/")
+    assert "3+ jobs · page 1<" in first.text and "← Newer" not in first.text
+    assert 'href="?page=2">Older →' in first.text
+    seen, number = [], 1
+    while True:
+        page = client.get(f"/completed/?page={number}")
+        seen += [j["id"] for j in page.context["jobs"]]
+        if "Older →" not in page.text:
+            break
+        number += 1
+    assert seen == [j.id for j in reversed(jobs)] and number == 3
+    assert f'href="?page={number - 1}">← Newer' in page.text and f"3+ jobs · page {number}<" in page.text
+    past_the_end = client.get("/completed/?page=9")
+    assert past_the_end.context["page"].number == 1, "the last page is not known without counting every job"
 
 
 def test_completed_is_searchable_by_name_and_date(client, owner):

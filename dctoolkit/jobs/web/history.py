@@ -16,6 +16,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from dctoolkit.jobs.models import FINAL_STATES, Job, JobState, Submission
 from dctoolkit.lib.ids import MAX_ID, bounded_int
+from dctoolkit.lib.pages import count_cap, shown_count
 
 # Most ids one `?id=` asks for (a workflow tool's whole set of jobs in one request).
 MAX_IDS = 1000
@@ -136,12 +137,9 @@ def _remove(folder, dry_run: bool) -> int | None:
     return size
 
 
-# The home page's per-state counts of a user's jobs stop here: past it, "10,000+".
-COUNT_CAP = 10_000
-
-
-def state_counts(owner_id: int, cap: int = COUNT_CAP) -> dict[str, str]:
-    """state -> how many of `owner_id`'s jobs are in it ("1,234"; "10,000+" past `cap`), for the states they have.
+def state_counts(owner_id: int, cap: int | None = None) -> dict[str, str]:
+    """state -> how many of `owner_id`'s jobs are in it ("1,234"; "10,000+" past `cap`, pages.COUNT_CAP),
+    for the states they have.
 
     Exact up to `cap`, and never more than `cap + 1` index entries read per
     state, so it costs the same with a million finished jobs as with ten
@@ -149,6 +147,7 @@ def state_counts(owner_id: int, cap: int = COUNT_CAP) -> dict[str, str]:
     One query: per state, a COUNT over at most `cap + 1` rows of the
     (state, owner, id) index.
     """
+    cap = count_cap(cap)
     table = connection.ops.quote_name(Job._meta.db_table)
     states = list(JobState)
     where = "WHERE state = %s AND owner_id = %s LIMIT %s"
@@ -163,7 +162,3 @@ def state_counts(owner_id: int, cap: int = COUNT_CAP) -> dict[str, str]:
         cursor.execute(sql, params)
         counts = dict(cursor.fetchall())
     return {state.value: shown_count(counts[i], cap) for i, state in enumerate(states) if counts.get(i)}
-
-
-def shown_count(n: int, cap: int) -> str:
-    return f"{cap:,}+" if n > cap else f"{n:,}"

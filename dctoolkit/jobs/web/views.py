@@ -16,7 +16,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
@@ -40,6 +39,7 @@ from dctoolkit.jobs.web.history import FilterError, filter_jobs, state_counts
 from dctoolkit.jobs.web.outputs import job_outputs
 from dctoolkit.jobs.web.serializers import jobs_payload, nodes_payload
 from dctoolkit.lib.ids import MAX_ID, bounded_int
+from dctoolkit.lib.pages import portal_page
 from dctoolkit.lib.ranges import open_plain, ranged_file
 
 COMPLETED_PER_PAGE = 25
@@ -135,7 +135,8 @@ def completed(request: HttpRequest) -> HttpResponse:
         jobs = filter_jobs(jobs, search)
     except FilterError as exc:
         error = str(exc)
-    page = Paginator(jobs, COMPLETED_PER_PAGE).get_page(request.GET.get("page"))
+    # 26 rows read and a count capped at 10,000: the pager says "10,000+ jobs" rather than count a long history.
+    page = portal_page(jobs, request.GET.get("page"), COMPLETED_PER_PAGE)
     context = {
         "page": page,
         "jobs": jobs_payload(page.object_list, timezone.now()),
