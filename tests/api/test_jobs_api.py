@@ -177,32 +177,23 @@ def test_list_is_newest_first_50_a_page_with_next(alice):
     assert [j["id"] for j in second["jobs"]] == [ids[0]] and second["next"] is None
 
 
-def test_list_count_is_exact_up_to_the_cap_and_null_past_it_while_next_pages_on(alice, monkeypatch):
-    """Past the cap (pages.COUNT_CAP, 10,000; 3 here) `count` is null and `count_at_least` the cap + 1,
-    so that a long history is never counted whole; `next` still leads through every job, past the cap."""
+def test_list_count_stays_exact_past_the_cap_while_next_pages_on(alice, monkeypatch):
+    """Past the pagers' cap (pages.COUNT_CAP, 10,000; 3 here) the API still gives the contract's exact
+    `count` (one whole COUNT), and `next` leads through every job."""
     monkeypatch.setattr(pages, "COUNT_CAP", 3)
     monkeypatch.setattr(JobPagination, "page_size", 2)
     ids = [j["id"] for j in submit(alice, "executable = hello.py\nqueue = 7\n", {"hello.py": HELLO}).json()["jobs"]]
     first = alice.get("/api/jobs/").json()
-    assert (first["count"], first["count_at_least"]) == (None, 4)
+    assert set(first) == {"jobs", "count", "next"} and first["count"] == 7
     assert first["next"] == "http://testserver/api/jobs/?page=2"
     seen, url, bodies = [], "/api/jobs/", 0
     while url:
         body = alice.get(url).json()
-        assert body["count"] is None and body["count_at_least"] == 4
+        assert body["count"] == 7
         seen += [j["id"] for j in body["jobs"]]
         url, bodies = body["next"], bodies + 1
     assert seen == ids[::-1] and bodies == 4
-    assert alice.get("/api/jobs/?page=9").json() == {"jobs": [], "count": None, "count_at_least": 4, "next": None}
-    exact = alice.get(f"/api/jobs/?id={ids[0]},{ids[1]},{ids[2]}").json()
-    assert exact["count"] == 3 and "count_at_least" not in exact, "at the cap itself the count is exact"
-
-
-def test_schema_says_the_list_count_may_be_null_past_the_cap(client):
-    listed = client.get("/api/schema/?format=json").json()["components"]["schemas"]["PaginatedJobList"]
-    count, at_least = listed["properties"]["count"], listed["properties"]["count_at_least"]
-    assert count["nullable"] and "exact up to 10,000" in count["description"]
-    assert at_least["type"] == "integer" and "count_at_least" not in listed["required"]
+    assert alice.get("/api/jobs/?page=9").json() == {"jobs": [], "count": 7, "next": None}
 
 
 def test_list_includes_finished_jobs_and_filters_by_state_and_name(alice):

@@ -64,7 +64,7 @@ from dctoolkit.jobs.web.serializers import (
 )
 from dctoolkit.jobs.web.uploads import UploadError, keyed_uploads
 from dctoolkit.lib.ids import bounded_int
-from dctoolkit.lib.pages import COUNT_CAP, Page, read_page
+from dctoolkit.lib.pages import Page, read_page
 from dctoolkit.lib.ranges import CHUNK_BYTES, file_part, open_plain, ranged_file
 
 # Jobs per page of GET /api/jobs/ (the contract's number).
@@ -108,12 +108,13 @@ class PageError(APIException):
 class JobPagination(BasePagination):
     """`{"jobs": [...], "count": N, "next": URL or null}`, PAGE_SIZE a page, `?page=` from 1.
 
-    Bounded with any history: a page reads PAGE_SIZE + 1 rows (the extra one
-    says whether `next` exists) and `count` is exact up to pages.COUNT_CAP
-    (10,000); past it `count` is null and `count_at_least` says 10,001 (see
-    `paginated`).  Not PageNumberPagination: that counts every row, answers a
-    page past the end with 404 (here an empty list) and writes `next` with its
-    query sorted (here the caller's query as sent, `page` replaced).
+    A page reads PAGE_SIZE + 1 rows (the extra one says whether `next`
+    exists) and counts with the capped count of `pages` (exact up to 10,000);
+    `count` is the contract's exact number (DESIGN.md: `"count": N`), so past
+    the cap it is counted whole, once, by the owner index (see `paginated`).
+    Not PageNumberPagination: that answers a page past the end with 404 (here
+    an empty list) and writes `next` with its query sorted (here the caller's
+    query as sent, `page` replaced).
     """
 
     page_size = PAGE_SIZE
@@ -127,6 +128,7 @@ class JobPagination(BasePagination):
             raise PageError("page must be a whole number of at least 1")
         self.request = request
         self.page = read_page(queryset, number, self.page_size)
+        self.rows = queryset
         return self.page.object_list
 
     def get_next_link(self) -> str | None:
@@ -137,7 +139,7 @@ class JobPagination(BasePagination):
         return self.request.build_absolute_uri(f"{self.request.path}?{params.urlencode()}")
 
     def get_paginated_response(self, data: list) -> Response:
-        return Response({"jobs": data, **paginated(self.page), "next": self.get_next_link()})
+        return Response({"jobs": data, "count": exact_count(self.page, self.rows), "next": self.get_next_link()})
 
     def get_paginated_response_schema(self, schema: dict) -> dict:
         return {
@@ -145,12 +147,7 @@ class JobPagination(BasePagination):
             "required": ["jobs", "count", "next"],
             "properties": {
                 "jobs": schema,
-                "count": {
-                    "type": "integer",
-                    "nullable": True,
-                    "description": COUNT_HELP,
-                },
-                "count_at_least": {"type": "integer", "description": COUNT_AT_LEAST_HELP},
+                "count": {"type": "integer", "description": "jobs on every page together"},
                 "next": {
                     "type": "string",
                     "format": "uri",
@@ -161,22 +158,9 @@ class JobPagination(BasePagination):
         }
 
 
-COUNT_HELP = f"jobs on every page together, exact up to {COUNT_CAP:,}; null past it (then count_at_least is there)"
-COUNT_AT_LEAST_HELP = f"only when count is null: {COUNT_CAP + 1:,}, a lower bound (follow next to the end)"
-
-
-def paginated(page: Page) -> dict[str, int | None]:
-    """`count` exact up to the cap; past it `{"count": null, "count_at_least": cap + 1}`.
-
-    Null rather than the cap with a flag: a client that pages with `next`
-    never reads `count` and sees no change; one that does arithmetic with it
-    (pages = count / 50, "N jobs") fails loudly on null instead of silently
-    stopping at 10,000 of a longer history; and below the cap the answer is
-    the same as ever (no new key).
-    """
-    if page.exact:
-        return {"count": page.count}
-    return {"count": None, "count_at_least": page.count}
+def exact_count(page: Page, rows: QuerySet) -> int:
+    """The page's count when exact (up to the cap, or worked out on the last page), else one whole COUNT."""
+    return page.count if page.exact else rows.order_by().count()
 
 
 def get_job(request: Request, job_id: int) -> Job:
