@@ -1,4 +1,4 @@
-"""Many new rows of one model written with one `executemany`, each column's value adapted once per distinct value.
+"""Many new rows of one model in one `executemany` (one `COPY` on PostgreSQL), each distinct value adapted once.
 
 `bulk_create` builds a model instance per row and prepares every one of its
 columns per row (57 for a Job): most of a 100,000-job submission's time,
@@ -7,8 +7,8 @@ column starts from the model's default, prepared once (as `bulk_create`
 would: `pre_save`, then `get_db_prep_save`), and a row's given values are
 prepared through a cache per column, keyed by the value itself (by its
 `repr` for a JSON field's lists and dicts), so a value repeated down the
-batch is adapted once.  On PostgreSQL a JSON value is sent as its text cast
-to jsonb, so that the driver does not serialise it again per row, and the rows go in one `COPY`.
+batch is adapted once.  On PostgreSQL the rows go in one `COPY`, a JSON
+value as its text (serialised once, not again per row by the driver).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class RowWriter:
         keep = [i for i, used in enumerate(self.used) if used]
         quote = connection.ops.quote_name
         columns = ", ".join(quote(self.fields[i].column) for i in keep)
-        marks = ", ".join("%s::jsonb" if self.jsonb and self.is_json[i] else "%s" for i in keep)
+        marks = ", ".join(["%s"] * len(keep))
         sql = f"INSERT INTO {quote(self.model._meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608 (the model's names)
         pick = operator.itemgetter(*keep)
         with connection.cursor() as cursor:
