@@ -8,7 +8,7 @@ names stdout and stderr come back under; the event log is written when `log` is 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 # A name's stand-in for the job's id (Slurm's %j), filled in when the name is read.
@@ -31,12 +31,13 @@ class Streams:
 
 
 DEFAULT = Streams()
+_NAMES = tuple(f.name for f in fields(Streams))
 
 
 def to_field(streams: Streams) -> dict[str, str]:
     """What the job's `streams` field keeps: the names that differ from the default."""
-    default = asdict(DEFAULT)
-    return {k: v for k, v in asdict(streams).items() if v != default[k]}
+    # Field by field, not `asdict`: a 100,000-job submission makes one per job.
+    return {k: v for k in _NAMES if (v := getattr(streams, k)) != getattr(DEFAULT, k)}
 
 
 def of(job: Any) -> Streams:

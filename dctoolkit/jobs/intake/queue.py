@@ -8,19 +8,22 @@ Either every job is queued or none is.
 from __future__ import annotations
 
 import errno
+import operator
 import os
 import shutil
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models.base import ModelState
 from django.utils import timezone
 
 from dctoolkit.accounts.granting import folders_of
@@ -43,6 +46,7 @@ from dctoolkit.jobs.intake.parse import (
     resolve_container,
 )
 from dctoolkit.jobs.intake.parse import Submission as ParsedSubmission
+from dctoolkit.jobs.intake.rows import RowWriter, collector_paused
 from dctoolkit.jobs.jobpolicy import HOLD_SUBMITTED, has_periodic
 from dctoolkit.jobs.models import Job, JobState, Submission
 from dctoolkit.jobs.scheduling.classads import arch_name
@@ -408,15 +412,13 @@ def queue(prepared: Prepared, owner: AbstractBaseUser, processes: frozenset[int]
             # Where each file was stored, and the `dir/` folders it came from: what a resubmit reads back.
             sub.files = stored_manifest(prepared.refs, stored)
             sub.save(update_fields=["files"])
-            jobs = Job.objects.bulk_create(
-                [
-                    _job_row(spec, sub, owner, stored, now, offered, state, charged[spec.accounting_group])
-                    for spec in parsed.jobs
-                ],
-                batch_size=2000,
-            )
-            if jobs and jobs[0].pk is None:  # backends without RETURNING (MySQL): read the ids back
-                jobs = list(Job.objects.filter(submission=sub).order_by("id"))
+            with collector_paused():
+                jobs = _add_jobs(
+                    parsed.jobs,
+                    sub,
+                    owner,
+                    lambda spec: _spec_values(spec, owner, stored, now, offered, state, charged[spec.accounting_group]),
+                )
             if parents:
                 depends.add_edges(jobs, parents)
         except BaseException:
@@ -499,55 +501,128 @@ def _streams_of(job: JobSpec, user: str) -> dict[str, str]:
     )
 
 
+def _spec_values(
+    spec: JobSpec,
+    owner: AbstractBaseUser,
+    stored: dict,
+    now: datetime,
+    offered: list[str],
+    state: JobState,
+    group_id: int | None = None,
+) -> dict[str, Any]:
+    """A job's row from its spec (field attname -> value; the others keep their defaults), submission aside."""
+    return {
+        "owner_id": owner.pk,
+        "name": spec.name,
+        "process": spec.process,
+        "executable": stored[spec.executable],
+        "arguments": list(spec.arguments),
+        "inputs": [stored[i] for i in spec.inputs],
+        "environment": spec.environment,
+        "output": list(spec.output),
+        "output_remaps": spec.output_remaps,
+        "streams": _streams_of(spec, owner.get_username()),
+        "attributes": dict(spec.attributes),
+        "email": spec.email,
+        "pinned_node": spec.node,
+        "request_cpus": spec.request_cpus,
+        "request_memory_mb": spec.request_memory_mb,
+        "request_gpus": spec.request_gpus,
+        "max_runtime_seconds": spec.max_runtime_seconds,
+        "network": spec.network,
+        "placement": dict(_placement_of(spec.wants)),
+        "priority": spec.priority,
+        "accounting_group_id": group_id,
+        "container": resolve_container(spec.container, offered) or spec.container if spec.container else "",
+        "max_retries": spec.max_retries,
+        "success_exit_code": spec.success_exit_code,
+        "retry_until": spec.retry_until,
+        "retry_delay_seconds": spec.retry_delay_seconds,
+        "policy": spec.policy,
+        "periodic_policy": has_periodic(spec.policy),
+        "hold_code": HOLD_SUBMITTED if spec.hold else None,
+        "held_at": now if spec.hold else None,
+        "start_after": datetime.fromtimestamp(spec.start_after, UTC) if spec.start_after else None,
+        "max_running": spec.max_running,
+        # A start time or a throttle: the housekeeping queues it when they hold (and its dependencies).
+        "state": JobState.HELD if spec.hold else JobState.WAITING if spec.start_after or spec.max_running else state,
+        "submitted_at": now,
+    }
+
+
 def _job_row(
     spec: JobSpec,
     sub: Submission,
     owner: AbstractBaseUser,
     stored: dict,
-    now,
+    now: datetime,
     offered: list[str],
     state: JobState,
     group_id: int | None = None,
 ) -> Job:
+    """The Job instance of a spec, unsaved: what `bulk_create` was given (tests check `_add_jobs` against it)."""
+    return Job(submission=sub, **_spec_values(spec, owner, stored, now, offered, state, group_id))
+
+
+# The values `_spec_values` makes afresh for each job (a copy each); the others are the spec's own or immutable.
+_FRESH = ("arguments", "inputs", "output", "streams", "attributes", "placement")
+
+
+def _add_jobs(
+    specs: Iterable[JobSpec], sub: Submission, owner: AbstractBaseUser, values_of: Callable[[JobSpec], dict[str, Any]]
+) -> list[Job]:
+    """INSERT a job per spec (rows.RowWriter: one executemany), in order, and the Job instances, ids set.
+
+    The jobs of a plain `queue N` differ only in their $(Process): a spec whose every field is the previous
+    one's own object but its process number reuses that row, with only the process column changed."""
+    writer = RowWriter(Job)
+    rows: list[list[Any]] = []
+    made: list[dict[str, Any]] = []
+    before: JobSpec | None = None
+    values: dict[str, Any] = {}
+    row: list[Any] = []
+    for spec in specs:
+        if before is not None and _copy_of(spec, before):
+            values = {**values, "process": spec.process, **{k: values[k].copy() for k in _FRESH}}
+            row = row.copy()
+            writer.set(row, "process", spec.process)
+        else:
+            values = {"submission_id": sub.pk, **values_of(spec)}
+            row = writer.row(values)
+        before = spec
+        rows.append(row)
+        made.append(values)
+    writer.insert(rows)
+    ids = list(Job.objects.filter(submission=sub).order_by("id").values_list("id", flat=True))
+    if len(ids) != len(made):
+        raise RuntimeError(f"submission {sub.pk}: {len(ids)} job rows read back, {len(made)} written")
+    # Each instance as bulk_create left it (saved, its submission and owner cached): the attributes of one
+    # made by the constructor, with the job's own values, in an instance made as unpickling makes one.
     # mypy: the project's user model is auth.User; callers pass request.user or the acting user.
-    return Job(  # type: ignore[misc]
-        submission=sub,
-        owner=owner,
-        name=spec.name,
-        process=spec.process,
-        executable=stored[spec.executable],
-        arguments=list(spec.arguments),
-        inputs=[stored[i] for i in spec.inputs],
-        environment=spec.environment,
-        output=list(spec.output),
-        output_remaps=spec.output_remaps,
-        streams=_streams_of(spec, owner.get_username()),
-        attributes=dict(spec.attributes),
-        email=spec.email,
-        pinned_node=spec.node,
-        request_cpus=spec.request_cpus,
-        request_memory_mb=spec.request_memory_mb,
-        request_gpus=spec.request_gpus,
-        max_runtime_seconds=spec.max_runtime_seconds,
-        network=spec.network,
-        placement=dict(_placement_of(spec.wants)),
-        priority=spec.priority,
-        accounting_group_id=group_id,
-        container=resolve_container(spec.container, offered) or spec.container if spec.container else "",
-        max_retries=spec.max_retries,
-        success_exit_code=spec.success_exit_code,
-        retry_until=spec.retry_until,
-        retry_delay_seconds=spec.retry_delay_seconds,
-        policy=spec.policy,
-        periodic_policy=has_periodic(spec.policy),
-        hold_code=HOLD_SUBMITTED if spec.hold else None,
-        held_at=now if spec.hold else None,
-        start_after=datetime.fromtimestamp(spec.start_after, UTC) if spec.start_after else None,
-        max_running=spec.max_running,
-        # A start time or a throttle: the housekeeping queues it when they hold (and its dependencies).
-        state=JobState.HELD if spec.hold else JobState.WAITING if spec.start_after or spec.max_running else state,
-        submitted_at=now,
-    )
+    template = Job(submission=sub, owner=owner)  # type: ignore[misc]
+    base = {k: v for k, v in template.__dict__.items() if k != "_state"}
+    cached = template._state.fields_cache
+    jobs = []
+    for pk, job_values in zip(ids, made, strict=True):
+        job = Job.__new__(Job)
+        state = ModelState()
+        state.adding, state.db, state.fields_cache = False, sub._state.db, dict(cached)
+        job.__dict__.update(base, **job_values, _state=state, id=pk)
+        jobs.append(job)
+    return jobs
+
+
+def _copy_of(spec: JobSpec, other: JobSpec) -> bool:
+    """Whether `spec` holds `other`'s very objects in every field but `process` (a `queue N` copy)."""
+    # Both made by JobSpec's __init__ or copied from one (parse._numbered): the same fields, in the same order.
+    mine, theirs = list(spec.__dict__.values()), list(other.__dict__.values())
+    if len(mine) != len(theirs) or type(spec) is not type(other):
+        return False
+    del mine[_PROCESS], theirs[_PROCESS]
+    return all(map(operator.is_, mine, theirs))
+
+
+_PROCESS = [f.name for f in dataclass_fields(JobSpec)].index("process")
 
 
 @lru_cache(maxsize=256)
