@@ -1,6 +1,7 @@
-"""The jobs `queue()` writes with one executemany (intake/rows.py) are, field by field, what `bulk_create` of
-each spec's `Job(...)` (queue._job_row, the path it replaced) stores and returns: the rows the database keeps
-and the instances the caller gets back, for a plain `queue N` (its copied rows) and for jobs that differ."""
+"""The jobs `queue()` writes with one executemany (intake/rows.py) are, field by field, what `bulk_create`
+of each spec's `Job(submission=..., **queue._spec_values(...))` (the path it replaced) stores and returns:
+the rows the database keeps and the instances the caller gets back, for a plain `queue N` (its copied rows)
+and for jobs that differ."""
 
 from __future__ import annotations
 
@@ -53,8 +54,11 @@ def reference(prepared: intake.Prepared, owner, like: Job) -> tuple[Submission, 
     with transaction.atomic():
         sub = Submission.objects.create(owner=owner, source_name="ref.sub", text="", job_count=1)
         rows = [
-            intake._job_row(
-                spec, sub, owner, stored, like.submitted_at, [], JobState.QUEUED, charged[spec.accounting_group]
+            Job(
+                submission=sub,
+                **intake._spec_values(
+                    spec, owner, stored, like.submitted_at, [], JobState.QUEUED, charged[spec.accounting_group]
+                ),
             )
             for spec in prepared.submission.jobs
         ]

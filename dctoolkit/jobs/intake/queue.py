@@ -550,20 +550,6 @@ def _spec_values(
     }
 
 
-def _job_row(
-    spec: JobSpec,
-    sub: Submission,
-    owner: AbstractBaseUser,
-    stored: dict,
-    now: datetime,
-    offered: list[str],
-    state: JobState,
-    group_id: int | None = None,
-) -> Job:
-    """The Job instance of a spec, unsaved: what `bulk_create` was given (tests check `_add_jobs` against it)."""
-    return Job(submission=sub, **_spec_values(spec, owner, stored, now, offered, state, group_id))
-
-
 # The values `_spec_values` makes afresh for each job (a copy each); the others are the spec's own or immutable.
 _FRESH = ("arguments", "inputs", "output", "streams", "attributes", "placement")
 
