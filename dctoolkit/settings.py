@@ -263,6 +263,8 @@ SPECTACULAR_SETTINGS = {
 DCT_MAX_UPLOAD_MB = _env_int("DCT_MAX_UPLOAD_MB", 2048, minimum=1)
 # Files in one upload (Django's default of 100 is low for a submission with many inputs).
 DATA_UPLOAD_MAX_NUMBER_FILES = 1000
+# Plain fields in one request: a folder upload sends one `paths` field per file, beside the form's own.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = DATA_UPLOAD_MAX_NUMBER_FILES + 100
 
 
 # --- Celery / Redis -------------------------------------------------------

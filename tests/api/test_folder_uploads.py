@@ -83,3 +83,10 @@ def test_a_file_named_by_a_sub_path_is_matched_by_that_path_before_its_name(alic
     assert response.status_code == 201, response.content
     (job,) = Job.objects.all()
     assert (job.submission.folder() / "a.csv").read_text() == "from one\n"
+
+
+def test_more_paths_fields_than_a_request_may_hold_is_413_in_the_error_shape(alice, settings):
+    response = send(alice, TEXT, {"hello.py": HELLO}, ["hello.py"] * (settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+    assert response.status_code == 413
+    assert response.json()["error"].startswith(f"more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} fields in one")
+    assert not Job.objects.exists()

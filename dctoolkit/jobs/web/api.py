@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db.models import QuerySet
 from django.http import Http404, HttpResponse
 from django.utils import timezone
@@ -257,6 +257,12 @@ class JobViewSet(ViewSet):
             return error(
                 f"more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files in one upload; "
                 "pack them into an archive and unpack it in the job",
+                413,
+            )
+        except TooManyFieldsSent:
+            return error(
+                f"more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} fields in one upload; send one 'paths' field "
+                "per file at most, and pack many files into an archive",
                 413,
             )
         except RequestDataTooBig:
