@@ -40,6 +40,7 @@ def many_nodes(workdir: Path, user: User, broker: redis.Redis, redis_pid: int, c
                jobs: int) -> list[Result]:  # fmt: skip
     from dctoolkit.nodes.models import Node
 
+    wanted, count = count, fleet_size(count)
     stack = Stack(workdir)
     names = [f"fleet-{i}" for i in range(1, count + 1)]
     try:
@@ -69,12 +70,30 @@ def many_nodes(workdir: Path, user: User, broker: redis.Redis, redis_pid: int, c
         Result("many_nodes_heartbeat_cost", many / count / window, "ms/node/s", f"the same with {FEW} nodes up",
                few / FEW / window, count, "report",
                f"server CPU (scheduler, {where}, Redis) over {window:g} s idle: {many:.0f} ms with {count} "
-               f"nodes, {few:.0f} ms with {FEW}; heartbeats every {settings.DCT_HEARTBEAT_SECONDS} s"),
+               f"nodes, {few:.0f} ms with {FEW}; heartbeats every {settings.DCT_HEARTBEAT_SECONDS} s"
+               + (f"; {count} nodes, not {wanted}: the server's max_connections leaves room for no more "
+                  f"({CONNECTIONS_PER_NODE} connections a node)" if count < wanted else "")),
         Result("many_nodes_throughput", ours, "jobs/s", f"plain Celery worker, {count} at once", theirs, jobs,
                "report", f"{jobs} trivial jobs over {count} one-slot nodes"),
         Result("many_nodes_node_rss_mb", rss, "MB", "plain Celery worker, idle", baseline_rss, count,
                "<= 120 MB", "median node worker and its children, idle after the batch, DCT_WARM_SANDBOXES=0"),
     ]  # fmt: skip
+
+
+# Database connections each one-slot node holds (its heartbeat thread's and its job thread's), and those kept
+# free for the scheduler, the bench and anyone else on the server.
+CONNECTIONS_PER_NODE = 2
+CONNECTIONS_SPARE = 20
+
+
+def fleet_size(wanted: int) -> int:
+    """`wanted`, or fewer on a PostgreSQL server whose max_connections would refuse that many nodes."""
+    if connection.vendor != "postgresql":
+        return wanted
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('max_connections')::int - count(*) FROM pg_stat_activity")
+        (free,) = cursor.fetchone()
+    return max(FEW + 1, min(wanted, (free - CONNECTIONS_SPARE) // CONNECTIONS_PER_NODE))
 
 
 def start_node(stack: Stack, name: str) -> None:
