@@ -80,9 +80,9 @@ def many_nodes(workdir: Path, user: User, broker: redis.Redis, redis_pid: int, c
     ]  # fmt: skip
 
 
-# Database connections each one-slot node holds (its heartbeat thread's and its job thread's), and those kept
+# Database connections each one-slot node holds (README, "Database connections": one a slot plus two), and those kept
 # free for the scheduler, the bench and anyone else on the server.
-CONNECTIONS_PER_NODE = 2
+CONNECTIONS_PER_NODE = 3
 CONNECTIONS_SPARE = 20
 
 
