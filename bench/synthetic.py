@@ -7,7 +7,6 @@ nobody consumes them, and are deleted between runs.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -151,7 +150,14 @@ def scheduler_peak_mb(expected: int, nodes: list[str], broker: redis.Redis) -> f
     reset_queue(nodes, broker)
     proc = subprocess.Popen([sys.executable, "manage.py", "scheduler", "--once"], cwd=settings.BASE_DIR,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    _, status, usage = os.wait4(proc.pid, 0)
+    # Not wait4's ru_maxrss: Linux counts in it the parent's resident memory at the fork (this bench's, hundreds
+    # of MB at a million rows), so it read the same 614 MB for any queue.  The process's own high-water mark
+    # (VmHWM, its memory since it started the scheduler's program) is read until it exits.
+    peak_kib = 0
+    while proc.poll() is None:
+        peak_kib = max(peak_kib, high_water_kib(proc.pid))
+        time.sleep(0.02)
+    status = proc.returncode
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if status != 0:
         raise RuntimeError(f"bench: manage.py scheduler --once failed ({status}):\n{err[-2000:]}")
@@ -159,7 +165,16 @@ def scheduler_peak_mb(expected: int, nodes: list[str], broker: redis.Redis) -> f
     if placed != expected:
         raise RuntimeError(f"bench: the scheduler placed {placed} jobs, not {expected}")
     reset_queue(nodes, broker)
-    return usage.ru_maxrss / 1024  # KiB on Linux
+    return peak_kib / 1024
+
+
+def high_water_kib(pid: int) -> int:
+    """VmHWM of process `pid` (its peak resident memory so far), in KiB; 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), 0)
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
 
 
 def waiting_beside_queue(size: int, waiting: int, node_count: int, repeats: int, broker: redis.Redis) -> Result:
