@@ -181,7 +181,8 @@ def apply_job_policies(now: datetime) -> int:
     while True:
         # By id, POLICY_BATCH rows at a time: every such job is seen each round, in bounded memory.
         marked = Job.objects.filter(periodic_policy=True, state__in=_POLICY_STATES, id__gt=after)
-        jobs = list(marked.order_by("id")[:POLICY_BATCH])
+        # With its owner (Owner): one query a batch.
+        jobs = list(marked.select_related("owner").order_by("id")[:POLICY_BATCH])
         if not jobs:
             break
         walls = policyfacts.run_walls(job.id for job in jobs)
