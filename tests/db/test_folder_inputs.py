@@ -124,3 +124,24 @@ def test_a_dag_nodes_folder_input_with_a_link_out_is_refused_at_its_line(alice, 
     os.symlink("/etc/passwd", home / "inputs" / "passwd")
     with pytest.raises(SubmissionError, match=r"^one\.sub:2: 'inputs/passwd' is a link to outside 'inputs/'"):
         prepare_dag("JOB one one.sub\n", "pipeline.dag", FolderFiles(home))
+
+
+@pytest.fixture
+def empty_inputs(alice, home):
+    for name in ("a.txt", "b.txt"):
+        (home / "inputs" / name).unlink()
+    return home
+
+
+def test_an_empty_folder_input_stages_nothing_and_a_resubmit_stages_nothing_again(alice, empty_inputs):
+    (job,) = submit(TEXT, "job.sub", alice, FolderFiles(empty_inputs))
+    assert job.inputs == []
+    (again,) = resubmit_jobs([job], actor=alice)
+    assert (again.inputs, again.submission_id != job.submission_id) == ([], True)
+
+
+def test_a_dag_nodes_empty_folder_input_is_submitted_with_nothing_staged(alice, empty_inputs):
+    (empty_inputs / "one.sub").write_text(TEXT)
+    prepared = prepare_dag("JOB one one.sub\n", "pipeline.dag", FolderFiles(empty_inputs))
+    dag, jobs = dagman.submit_dag(prepared, alice, timezone.now())
+    assert [(j.inputs, j.executable) for j in jobs] == [([], "run.sh")], dag.nodes.get().reason

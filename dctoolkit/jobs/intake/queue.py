@@ -410,7 +410,7 @@ def queue(prepared: Prepared, owner: AbstractBaseUser, processes: frozenset[int]
                         prepared.source_name, ref.line, outside_link_message(ref.source, ref.within)
                     ) from None
             # Where each file was stored, and the `dir/` folders it came from: what a resubmit reads back.
-            sub.files = stored_manifest(prepared.refs, stored)
+            sub.files = stored_manifest(prepared.refs, stored, parsed.jobs)
             sub.save(update_fields=["files"])
             with collector_paused():
                 jobs = _add_jobs(
@@ -621,11 +621,11 @@ def _distinct_refs(refs: Iterable[InputFile]) -> list[InputFile]:
     return list(dict.fromkeys(refs))
 
 
-def stored_manifest(refs: list[InputFile], stored: dict[InputFile, str]) -> dict[str, str]:
+def stored_manifest(refs: list[InputFile], stored: dict[InputFile, str], specs: Iterable[JobSpec]) -> dict[str, str]:
     """Submission.files: each file's source as written -> its name in the submission folder, and each `dir/`
-    folder its files came from (as `dir/`) -> "" (so that a resubmit lists it as the folder it was)."""
+    folder of `specs` (as `dir/`) -> "" (so that a resubmit lists it as the folder it was, an empty one too)."""
     manifest = {ref.source: stored[ref] for ref in refs}
-    manifest.update({f"{ref.within}/": "" for ref in refs if ref.within})
+    manifest.update({f"{folder}/": "" for spec in specs for folder in spec.input_folders})
     return manifest
 
 
