@@ -136,7 +136,10 @@ def test_the_audit_api_counts_at_most_the_cap_as_the_history_pages_do(root, user
     monkeypatch.setattr(pages, "COUNT_CAP", 20)
     now = timezone.now()
     AuditEvent.objects.bulk_create(
-        [AuditEvent(at=now - timedelta(minutes=i), action="drain", target_kind="node", target=str(i)) for i in range(60)]
+        [
+            AuditEvent(at=now - timedelta(minutes=i), action="drain", target_kind="node", target=str(i))
+            for i in range(60)
+        ]
     )
     first, queries = audit_queries(root, {})
     assert (first["count"], first["count_exact"], len(first["events"])) == (21, False, 50), "more than 20"
