@@ -74,7 +74,7 @@ def _usable_key(key: str) -> bool:
 def within(files: FileSource, directory: str) -> FileSource:
     """A node's files: its DIR inside the DAG's folder (uploads are matched by name wherever they are)."""
     if directory and isinstance(files, FolderFiles):
-        return FolderFiles(files.folder / directory)
+        return FolderFiles(files.folder / directory, files.listed)  # one record of the folders listed
     return files
 
 
