@@ -121,7 +121,8 @@ def start(job_id: int, attempt: int, node_name: str, now: datetime, cpu_indices:
         update_rows(
             Job,
             {"id": job_id, "state": JobState.DISPATCHED, "attempts": attempt, "kill_requested": ""},
-            {"state": JobState.RUNNING, "started_at": now, "cpu_indices": list(cpu_indices)},
+            # reason: a resend's "not started on ..." (housekeeping.resend_reason) is over.
+            {"state": JobState.RUNNING, "started_at": now, "cpu_indices": list(cpu_indices), "reason": ""},
             extra_where=(f"node_id IN (SELECT id FROM {node_table} WHERE name = %s)", [node_name]),  # noqa: S608
         )
     )

@@ -34,10 +34,22 @@ def resend_stale(now: datetime) -> int:
     stale = Job.objects.filter(state=JobState.DISPATCHED, dispatched_at__lt=cutoff, node__state=NodeState.ONLINE)
     count = 0
     for job_id, attempt, node_name in stale.values_list("id", "attempts", "node__name")[:1000]:
-        if Job.objects.filter(id=job_id, state=JobState.DISPATCHED, attempts=attempt).update(dispatched_at=now):
+        # The node cannot say why (its run may be what cannot reach the database): the reason says both.
+        why = resend_reason(node_name)
+        if Job.objects.filter(id=job_id, state=JobState.DISPATCHED, attempts=attempt).update(
+            dispatched_at=now, reason=why
+        ):
             log.info("job %s attempt %s never started on %s: sending again", job_id, attempt, node_name)
             count += send_run(job_id, attempt, node_name)
     return count
+
+
+def resend_reason(node_name: str) -> str:
+    """A dispatched job's reason once it has been sent again (`start` clears it)."""
+    return (
+        f"not started on {node_name} since it was sent: {node_name} may not reach the database, or lost the "
+        f"message; sending it again every {RESEND_AFTER_SECONDS} s"
+    )
 
 
 def sweep_lost_nodes(now: datetime) -> int:
