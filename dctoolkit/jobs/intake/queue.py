@@ -145,14 +145,20 @@ class FolderFiles:
         target = self.named(path)
         if not target.is_dir():
             return None
-        found = target.stat()
-        # The folder the copy must read from, and its real path (a link in it to an absolute path inside).
-        self.listed[str(target)] = (found.st_dev, found.st_ino, os.path.realpath(target))
-        # A link is listed as what it leads to when that lies in the folder, else as None (refused by the parser).
-        return [
-            (entry.name, None if entry.is_symlink() and not lies_in(entry.path, target) else entry.is_dir())
-            for entry in os.scandir(target)
-        ]
+        # Listed through one descriptor: the folder recorded (the one the copy must read from, and its real
+        # path, for a link in it to an absolute path inside) is the folder whose entries are listed.
+        fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            found = os.fstat(fd)
+            self.listed[str(target)] = (found.st_dev, found.st_ino, os.path.realpath(target))
+            # A link is listed as what it leads to when that lies in the folder, else as None (refused by the
+            # parser; the copy checks each link again, in the folder listed).
+            return [
+                (e.name, None if e.is_symlink() and not lies_in(target / e.name, target) else e.is_dir())
+                for e in os.scandir(fd)
+            ]
+        finally:
+            os.close(fd)
 
 
 @contextmanager
