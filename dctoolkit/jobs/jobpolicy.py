@@ -48,7 +48,7 @@ JOB_ATTRIBUTES = (
     *("ExitCode", "ExitBySignal", "ExitSignal", "NumJobStarts", "JobRunCount", "JobStatus", "EnteredCurrentStatus"),
     *("CurrentTime", "QDate", "JobStartDate", "RemoteWallClockTime", "LastRemoteWallClockTime", "HoldReason"),
     *("HoldReasonCode", "HoldReasonSubCode", "ClusterId", "ProcId", "RequestCpus"),
-    *("RequestMemory", "RequestGpus", "JobUniverse"),
+    *("RequestMemory", "RequestGpus", "JobUniverse", "Owner", "NumHolds"),
 )
 
 
@@ -91,6 +91,8 @@ class JobFacts:
     request_cpus: int = 1
     request_memory_mb: int = 0
     request_gpus: int = 0
+    owner: str = ""  # the user name
+    holds: int = 0  # the times it was held (HTCondor's NumHolds; one submitted held starts at 0)
     attributes: Mapping[str, str] = field(default_factory=dict)
 
     def ad(self) -> dict[str, Any]:
@@ -111,6 +113,8 @@ class JobFacts:
             "RequestMemory": self.request_memory_mb,
             "RequestGpus": self.request_gpus,
             "JobUniverse": VANILLA_UNIVERSE,
+            "Owner": self.owner,
+            "NumHolds": self.holds,
         }
         if self.exit_code is not None:
             attrs["ExitBySignal"] = signal

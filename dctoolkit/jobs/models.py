@@ -153,6 +153,7 @@ class Job(models.Model):
     hold_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text="HTCondor's HoldReasonCode.")
     hold_subcode = models.IntegerField(null=True, blank=True, help_text="HTCondor's HoldReasonSubCode.")
     held_at = models.DateTimeField(null=True, blank=True, help_text="When it was last held.")
+    num_holds = models.PositiveIntegerField(default=0, help_text="HTCondor's NumHolds: the times it was held.")
     # Start times and throttles (start_after, max_running): the housekeeping queues a waiting job when both hold.
     start_after = models.DateTimeField(null=True, blank=True, help_text="The job waits until then.")
     max_running = models.PositiveIntegerField(

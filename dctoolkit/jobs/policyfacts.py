@@ -1,4 +1,4 @@
-"""A job as its policy expressions see it (`jobpolicy.JobFacts`), read from its row and its runs.
+"""A job as its policy expressions see it (`jobpolicy.JobFacts`), read from its row, its owner and its runs.
 
 The node calls `job_facts` when a run ends (on_exit_hold, on_exit_remove), the housekeeping for the
 jobs with a periodic expression; no other job is ever read here.
@@ -52,6 +52,8 @@ def job_facts(
         request_cpus=job.request_cpus,
         request_memory_mb=job.request_memory_mb,
         request_gpus=job.request_gpus,
+        owner=job.owner.get_username(),
+        holds=job.num_holds,
         attributes=job.attributes or {},
     )
 

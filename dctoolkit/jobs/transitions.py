@@ -121,7 +121,8 @@ def start(job_id: int, attempt: int, node_name: str, now: datetime, cpu_indices:
         update_rows(
             Job,
             {"id": job_id, "state": JobState.DISPATCHED, "attempts": attempt, "kill_requested": ""},
-            {"state": JobState.RUNNING, "started_at": now, "cpu_indices": list(cpu_indices)},
+            # reason: a resend's "not started on ..." (housekeeping.resend_reason) is over.
+            {"state": JobState.RUNNING, "started_at": now, "cpu_indices": list(cpu_indices), "reason": ""},
             extra_where=(f"node_id IN (SELECT id FROM {node_table} WHERE name = %s)", [node_name]),  # noqa: S608
         )
     )
@@ -159,7 +160,7 @@ def finish(
         values.update(node=None, gpu_indices=[], cpu_indices=[], retries=Add(1), retry_at=retry_at,
                       started_at=None, suspended_seconds=0.0)  # fmt: skip
     if state == JobState.HELD:
-        values.update(held_at=now, hold_code=results.pop("hold_code", HOLD_BY_POLICY))
+        values.update(held_at=now, hold_code=results.pop("hold_code", HOLD_BY_POLICY), num_holds=Add(1))
     ran = ran or _run_facts(job_id)
     # A job that ended while its desktop's owner was back (killed while stopped) ends from `suspended`.
     if any(
@@ -228,7 +229,9 @@ def requeue(job_id: int, attempt: int, reason: str, now: datetime, hold: bool = 
     ran = _run_facts(job_id)
     moved = None
     if hold:
-        if active.update(state=JobState.HELD, reason=HELD_REASON, kill_requested="", node=None):
+        if active.update(
+            state=JobState.HELD, reason=HELD_REASON, kill_requested="", node=None, num_holds=F("num_holds") + 1
+        ):
             moved = JobState.HELD
     # The limit counts lost runs only: the runs a job's own retries asked for are not the node's fault.
     elif active.filter(attempts__gte=F("retries") + settings.DCT_MAX_ATTEMPTS).update(
@@ -352,6 +355,7 @@ def hold_jobs(
         hold_code=code,
         hold_subcode=subcode,
         held_at=now,
+        num_holds=F("num_holds") + 1,
     )
 
 

@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from dctoolkit.jobs.web.serializers import DetailSerializer, ErrorSerializer
 from dctoolkit.lib.ids import bounded_int
-from dctoolkit.lib.pages import portal_page
+from dctoolkit.lib.pages import portal_page, read_page
 from dctoolkit.operations.audit import AuditFilterError, filter_events, summary
 from dctoolkit.operations.models import AuditAction, AuditEvent
 
@@ -50,7 +50,10 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
 class AuditListSerializer(serializers.Serializer):
     events = AuditEventSerializer(many=True)
-    count = serializers.IntegerField(help_text="events on every page together")
+    count = serializers.IntegerField(
+        help_text="events on every page together, counted up to 10,000 (as the history pages): 10,001 is more"
+    )
+    count_exact = serializers.BooleanField(help_text="false when `count` is the cap plus one: more than the cap")
     next = serializers.URLField(allow_null=True, help_text="the next page, or null on the last")
 
 
@@ -85,14 +88,15 @@ class AuditView(APIView):
             events = filter_events(AuditEvent.objects.all(), request.query_params)
         except AuditFilterError as exc:
             return Response({"error": str(exc)}, status=400)
-        count = events.count()
-        rows = audit_rows(events[(page - 1) * PER_PAGE : page * PER_PAGE])
+        # Staff only, but the trail grows by every action: a capped count (lib/pages), never a COUNT of all.
+        found = read_page(events, page, PER_PAGE)
         following = None
-        if page * PER_PAGE < count:
+        if found.has_next:
             params = request.query_params.copy()
             params["page"] = str(page + 1)
             following = request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
-        return Response({"events": rows, "count": count, "next": following})
+        rows = audit_rows(found.object_list)
+        return Response({"events": rows, "count": found.count, "count_exact": found.exact, "next": following})
 
 
 @login_required

@@ -142,3 +142,15 @@ def test_the_remote_commands_resubmit_and_edit_through_the_api(live_server, user
         run("edit", str(again["id"]), "request_cpus=lots")
     with pytest.raises(CommandError, match=f"job {jobs[1]['id']} is failed: only waiting"):
         run("edit", str(jobs[1]["id"]), "name=x")
+
+
+def test_patch_changes_a_policy_expression_and_refuses_one_that_does_not_read(alice, job):
+    response = alice.patch(f"/api/jobs/{job['id']}/", {"periodic_remove": "NumHolds >= 2"}, format="json")
+    assert response.status_code == 200, response.content
+    row = Job.objects.get(id=job["id"])
+    assert (row.policy, row.periodic_policy) == ({"periodic_remove": "NumHolds >= 2"}, True)
+    response = alice.patch(f"/api/jobs/{job['id']}/", {"on_exit_hold": "ExitCode !=", "name": "x"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("on_exit_hold: on_exit_hold = ExitCode !=: not a ClassAd expression")
+    row = Job.objects.get(id=job["id"])
+    assert (row.policy, row.name) == ({"periodic_remove": "NumHolds >= 2"}, job["name"]), "nothing changed"

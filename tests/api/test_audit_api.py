@@ -119,3 +119,34 @@ def test_the_remote_audit_command_reads_the_api_and_is_refused_without_staff(liv
     assert (hold["actor"], hold["action"], hold["target"]) == ("alice", "hold", str(job["id"]))
     with pytest.raises(CommandError, match="--since 'soon' is not a date"):
         run("root", "--since", "soon")
+
+
+def audit_queries(client, params: dict) -> tuple[dict, list[str]]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as seen:
+        answer = client.get("/api/audit/", params).json()
+    return answer, [q["sql"] for q in seen.captured_queries if "operations_auditevent" in q["sql"]]
+
+
+def test_the_audit_api_counts_at_most_the_cap_as_the_history_pages_do(root, users, monkeypatch):
+    from dctoolkit.lib import pages
+
+    monkeypatch.setattr(pages, "COUNT_CAP", 20)
+    now = timezone.now()
+    AuditEvent.objects.bulk_create(
+        [
+            AuditEvent(at=now - timedelta(minutes=i), action="drain", target_kind="node", target=str(i))
+            for i in range(60)
+        ]
+    )
+    first, queries = audit_queries(root, {})
+    assert (first["count"], first["count_exact"], len(first["events"])) == (21, False, 50), "more than 20"
+    # The page (51 rows: the extra one says there is a next) and a count that stops at the cap.
+    assert len(queries) == 2 and all("LIMIT" in sql.upper() for sql in queries), queries
+    last, queries = audit_queries(root, {"page": "2"})
+    assert (last["count"], last["count_exact"], len(last["events"]), last["next"]) == (21, False, 10, None)
+    few, queries = audit_queries(root, {"since": "10m"})
+    assert 0 < few["count"] == len(few["events"]) < 20 and (few["count_exact"], few["next"]) == (True, None)
+    assert len(queries) == 1, "a first page that is also the last is its own count"

@@ -201,3 +201,24 @@ def test_what_getenv_copied_the_first_time_is_given_again(alice, tmp_path):
     assert job.environment == {"LAB_DATA": "/data/x", "MODE": "fast"}
     run_cli("resubmit", str(job.id), "--user", "alice")
     assert Job.objects.exclude(id=job.id).get().environment == job.environment
+
+
+def test_edit_changes_a_policy_expression_keeping_the_others_and_marks_a_periodic_one(batch_of):
+    (job,) = batch_of(1, "on_exit_hold = ExitCode != 0\n")
+    assert job.periodic_policy is False
+    out = run_cli("edit", str(job.id), "periodic_release=NumHolds < 3", "on_exit_hold_reason=\"exit code\"",
+                  "--user", "alice")  # fmt: skip
+    assert out == f"job {job.id}: changed\n"
+    job.refresh_from_db()
+    assert job.policy == {
+        "on_exit_hold": "ExitCode != 0", "periodic_release": "NumHolds < 3", "on_exit_hold_reason": '"exit code"',
+    }  # fmt: skip
+    assert job.periodic_policy is True, "the housekeeping reads it now"
+
+
+def test_edit_of_a_policy_expression_classad2_cannot_read_is_refused_at_its_key_and_changes_nothing(batch_of):
+    (job,) = batch_of(1, "on_exit_hold = ExitCode != 0\n")
+    with pytest.raises(CommandError, match=r"^periodic_release: periodic_release = \(\(: not a ClassAd expression; "):
+        run_cli("edit", str(job.id), "periodic_release=((", "name=renamed", "--user", "alice")
+    after = Job.objects.get(id=job.id)
+    assert (after.policy, after.periodic_policy, after.name) == ({"on_exit_hold": "ExitCode != 0"}, False, job.name)

@@ -88,6 +88,58 @@ def test_a_link_swapped_in_after_the_check_is_not_followed_when_the_file_is_copi
     assert not Job.objects.exists()
 
 
+def test_the_folder_swapped_for_a_link_after_it_was_listed_is_not_copied_from(alice, home, tmp_path):
+    """The folder ABOVE the files, replaced by a link to another user's folder holding files of the same names
+    between the listing (the check) and the copy: every check of a path would pass in bob's folder."""
+    bobs = tmp_path / "bob" / "inputs"
+    bobs.mkdir()
+    for name in ("a.txt", "b.txt"):
+        (bobs / name).write_text(f"bob's {name}\n")
+    files = FolderFiles(home)
+    real_copy = files.copy_to
+
+    def swap_then_copy(ref, dest):
+        if ref.within and not (home / "inputs").is_symlink():  # a real swap, once, on the disk
+            (home / "inputs").rename(home / "inputs.listed")
+            (home / "inputs").symlink_to(bobs)
+        real_copy(ref, dest)
+
+    files.copy_to = swap_then_copy  # type: ignore[method-assign]
+    with pytest.raises(SubmissionError, match=r"^job\.sub:2: 'inputs/a\.txt' is a link to outside 'inputs/'"):
+        submit(TEXT, "job.sub", alice, files)
+    assert not Job.objects.exists()
+    stored_anywhere = [p.read_text() for p in (tmp_path / "storage").rglob("*") if p.is_file()]
+    assert not any(text.startswith("bob's") for text in stored_anywhere), stored_anywhere
+
+
+def test_a_folder_named_through_a_link_of_the_users_own_is_staged_as_listed(alice, home):
+    (home / "same").symlink_to(home / "inputs")
+    (job,) = submit(TEXT.replace("inputs/", "same/"), "job.sub", alice, FolderFiles(home))
+    assert stored(job) == {"a.txt": "a\n", "b.txt": "b\n"}
+
+
+def test_links_inside_the_folder_absolute_or_chained_stage_the_file_they_name(alice, home):
+    os.symlink(home / "inputs" / "a.txt", home / "inputs" / "abs.txt")
+    os.symlink("abs.txt", home / "inputs" / "chain.txt")
+    (job,) = submit(TEXT, "job.sub", alice, FolderFiles(home))
+    assert stored(job) == {"a.txt": "a\n", "b.txt": "b\n", "abs.txt": "a\n", "chain.txt": "a\n"}
+
+
+def test_a_fifo_swapped_in_after_the_listing_is_refused_not_waited_on(alice, home):
+    files = FolderFiles(home)
+    real_copy = files.copy_to
+
+    def swap_then_copy(ref, dest):
+        if ref.source == "inputs/b.txt":
+            (home / "inputs" / "b.txt").unlink()
+            os.mkfifo(home / "inputs" / "b.txt")
+        real_copy(ref, dest)
+
+    files.copy_to = swap_then_copy  # type: ignore[method-assign]
+    with pytest.raises(SubmissionError, match=r"^job\.sub:2: 'inputs/b\.txt' is a link to outside 'inputs/'"):
+        submit(TEXT, "job.sub", alice, files)
+
+
 def test_resubmit_stages_the_folders_files_again(alice, home):
     (job,) = submit(TEXT, "job.sub", alice, FolderFiles(home))
     (again,) = resubmit_jobs([job], actor=alice)
@@ -124,3 +176,24 @@ def test_a_dag_nodes_folder_input_with_a_link_out_is_refused_at_its_line(alice, 
     os.symlink("/etc/passwd", home / "inputs" / "passwd")
     with pytest.raises(SubmissionError, match=r"^one\.sub:2: 'inputs/passwd' is a link to outside 'inputs/'"):
         prepare_dag("JOB one one.sub\n", "pipeline.dag", FolderFiles(home))
+
+
+@pytest.fixture
+def empty_inputs(alice, home):
+    for name in ("a.txt", "b.txt"):
+        (home / "inputs" / name).unlink()
+    return home
+
+
+def test_an_empty_folder_input_stages_nothing_and_a_resubmit_stages_nothing_again(alice, empty_inputs):
+    (job,) = submit(TEXT, "job.sub", alice, FolderFiles(empty_inputs))
+    assert job.inputs == []
+    (again,) = resubmit_jobs([job], actor=alice)
+    assert (again.inputs, again.submission_id != job.submission_id) == ([], True)
+
+
+def test_a_dag_nodes_empty_folder_input_is_submitted_with_nothing_staged(alice, empty_inputs):
+    (empty_inputs / "one.sub").write_text(TEXT)
+    prepared = prepare_dag("JOB one one.sub\n", "pipeline.dag", FolderFiles(empty_inputs))
+    dag, jobs = dagman.submit_dag(prepared, alice, timezone.now())
+    assert [(j.inputs, j.executable) for j in jobs] == [([], "run.sh")], dag.nodes.get().reason

@@ -134,3 +134,41 @@ def test_every_marked_job_is_evaluated_each_round_however_many_there_are(alice, 
     assert transitions.hold_jobs(Job.objects.all(), timezone.now()) == 5
     assert housekeeping.apply_job_policies(timezone.now()) == 5
     assert {j.state for j in Job.objects.filter(id__in=[j.id for j in jobs])} == {JobState.QUEUED}
+
+
+def test_num_holds_counts_every_hold_so_periodic_remove_ends_a_job_held_twice(alice, node):
+    policy = {"on_exit_hold": HOLD, "periodic_release": "NumHolds < 2", "periodic_remove": "NumHolds >= 2"}
+    job = make(alice, policy)
+    assert run_once(job, node, 1) == JobState.HELD
+    assert Job.objects.get(id=job.id).num_holds == 1
+    assert housekeeping.apply_job_policies(timezone.now()) == 1
+    assert Job.objects.get(id=job.id).state == JobState.QUEUED, "held once: released"
+    assert run_once(job, node, 1) == JobState.HELD
+    assert housekeeping.apply_job_policies(timezone.now()) == 1
+    job.refresh_from_db()
+    assert (job.state, job.num_holds, job.reason) == (
+        JobState.CANCELLED, 2, "removed by periodic_remove = NumHolds >= 2",
+    )  # fmt: skip
+
+
+def test_owner_holds_and_releases_count_in_num_holds_too(alice):
+    job = make(alice, {"periodic_remove": "NumHolds >= 2"})
+    assert transitions.hold(job) and transitions.release(Job.objects.get(id=job.id))
+    assert housekeeping.apply_job_policies(timezone.now()) == 0
+    assert transitions.hold(Job.objects.get(id=job.id))
+    assert housekeeping.apply_job_policies(timezone.now()) == 1
+    assert Job.objects.get(id=job.id).state == JobState.CANCELLED
+
+
+def test_owner_reads_the_jobs_user_name(alice, bob):
+    mine, theirs = (make(user, {"periodic_hold": 'Owner == "alice"'}) for user in (alice, bob))
+    assert housekeeping.apply_job_policies(timezone.now()) == 1
+    assert [Job.objects.get(id=j.id).state for j in (mine, theirs)] == [JobState.HELD, JobState.QUEUED]
+
+
+def test_the_housekeeping_reads_owners_in_the_same_query(alice, bob, django_assert_num_queries):
+    for user in (alice, bob, alice):
+        make(user, {"periodic_remove": 'Owner == "nobody"'})
+    # The batch of jobs (with their owners), their runs' wall times, and the empty batch after it.
+    with django_assert_num_queries(3):
+        assert housekeeping.apply_job_policies(timezone.now()) == 0

@@ -117,3 +117,16 @@ def test_a_bad_expression_names_its_key_and_an_example():
         check("on_exit_remove", "((")
     with pytest.raises(PolicyError, match=r"^periodic_hold is 10,001 characters long; keep it under 10000$"):
         check("periodic_hold", "1" * 10_001)
+
+
+def test_num_holds_counts_the_holds_so_periodic_remove_can_stop_a_job_held_twice():
+    policy = {"periodic_remove": "NumHolds >= 2", "periodic_release": "true"}
+    assert periodic(policy, held(2, 0, holds=2)).action == "remove"
+    assert periodic(policy, held(1, 0, holds=1)).action == "release"
+    assert periodic({"periodic_hold": "NumHolds == 0"}, ran(0)).action == "hold", "never held: NumHolds is 0"
+
+
+def test_owner_is_the_jobs_user_name():
+    policy = {"periodic_hold": 'Owner == "alice"', "periodic_hold_reason": 'strcat("held for ", Owner)'}
+    assert periodic(policy, ran(0, owner="alice")) == Decision("hold", "held for alice", 0)
+    assert periodic(policy, ran(0, owner="bob")) is NOTHING

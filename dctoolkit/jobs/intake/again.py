@@ -26,6 +26,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Case, F, Value, When
 
+from dctoolkit.jobs import jobpolicy
 from dctoolkit.jobs.intake import keys
 from dctoolkit.jobs.intake.parse import InputFile, JobSpec, SubmissionError, check_nodes, parse_submission
 from dctoolkit.jobs.intake.parse import Submission as ParsedSubmission
@@ -190,6 +191,7 @@ EDITABLE = (
     "name",
     "start_after",
     "max_retries",
+    *jobpolicy.POLICY_KEYS,  # merged into the job's own (`changes_of`)
 )
 # The JobSpec field each edit gives, and the Job column it is kept in.
 _COLUMNS = {
@@ -258,6 +260,10 @@ def changes_of(job: Job, fields: dict[str, Any]) -> dict[str, Any]:
         placement["disk_mb"] = fields["request_disk_mb"]  # kept with the machine choice (Wants.disk_mb)
     if placement != job.placement:
         changes["placement"] = placement
+    if "policy" in fields:
+        # One expression edited, the job's others kept; the housekeeping reads it if it has a periodic one now.
+        policy = {**job.policy, **fields["policy"]}
+        changes.update(policy=policy, periodic_policy=jobpolicy.has_periodic(policy))
     if "start_after" in fields:
         # A queued job given a start time waits for it; the housekeeping queues it when it is due
         # (and its dependencies and throttle allow), as for a job submitted with one.

@@ -74,7 +74,7 @@ def _usable_key(key: str) -> bool:
 def within(files: FileSource, directory: str) -> FileSource:
     """A node's files: its DIR inside the DAG's folder (uploads are matched by name wherever they are)."""
     if directory and isinstance(files, FolderFiles):
-        return FolderFiles(files.folder / directory)
+        return FolderFiles(files.folder / directory, files.listed)  # one record of the folders listed
     return files
 
 
@@ -116,13 +116,16 @@ class StagedFiles:
         if folder in self.files:
             return None  # a file
         entries: list[tuple[str, bool | None]] = [
-            (os.path.basename(k), False) for k in self.files if os.path.dirname(k) == folder
+            (os.path.basename(k), False) for k in self.files if os.path.dirname(k) == folder and self.files[k]
         ]
-        return entries or None
+        # `dir/` -> "": a folder staged with the DAG (`_stage`), so an empty one is a folder too.
+        return entries if entries or f"{folder}/" in self.files else None
 
     def names(self) -> list[tuple[str, bool]]:
         here = os.path.normpath(self.directory or ".")
-        return [(os.path.basename(k), False) for k in self.files if (os.path.dirname(k) or ".") == here]
+        return [
+            (os.path.basename(k), False) for k, v in self.files.items() if v and (os.path.dirname(k) or ".") == here
+        ]
 
 
 def script_submission(node: str, script: language.Script, words: Sequence[str], delay_seconds: int = 0) -> str:
@@ -222,7 +225,8 @@ def _email_of(prepared: PreparedDag) -> str:
 
 
 def _stage(prepared: PreparedDag, folder: Path) -> dict[str, str]:
-    """Copy each file the nodes name into `folder`/files, once each; returns path -> stored name."""
+    """Copy each file the nodes name into `folder`/files, once each; returns path -> stored name (and each
+    `dir/` input folder, as `dir/` -> "")."""
     stored: dict[str, str] = {}
     target = folder / "files"
     target.mkdir(parents=True, exist_ok=True)
@@ -247,6 +251,8 @@ def _stage(prepared: PreparedDag, folder: Path) -> dict[str, str]:
         node_files = within(prepared.files, node.directory)
         for ref in one.refs:
             stage(node.directory, ref, node_files, one.source_name)
+        for named in {named for job in one.submission.jobs for named in job.input_folders}:
+            stored[StagedFiles(folder, {}, node.directory).key(named) + "/"] = ""  # listed again as a folder
     for directory, ref in prepared.scripts:
         stage(directory, ref, within(prepared.files, directory), prepared.source_name)
     return stored

@@ -100,6 +100,8 @@ class JobSpec:
     executable: InputFile
     arguments: tuple[str, ...] = ()
     inputs: tuple[InputFile, ...] = ()
+    # The `dir/` folders `inputs` came from, an empty one included: what a resubmit lists again.
+    input_folders: tuple[str, ...] = ()
     email: str = ""
     node: str = ""
     request_cpus: int = 1
@@ -579,6 +581,7 @@ def _job_from(
 ) -> JobSpec | None:
     fields, found = job_fields(values, facts.env)
     if not found and fields.get("inputs"):
+        fields["input_folders"] = input_folders_of(fields["inputs"], facts.listdir)
         fields["inputs"], found = folder_inputs(fields["inputs"], fields.get("executable"), facts.listdir)
     problems.extend(found)
     if found or "executable" not in fields:
@@ -651,6 +654,14 @@ def folder_inputs(
             break
         seen[ref.name] = ref.line
     return tuple(out), problems
+
+
+def input_folders_of(
+    inputs: tuple[InputFile, ...], listdir: Callable[[str], Sequence[tuple[str, bool | None]] | None]
+) -> tuple[str, ...]:
+    """The `dir/` inputs of `inputs` that are folders, without the slash (`listdir` is cached by the parse)."""
+    named = {ref.source.rstrip("/") for ref in inputs if ref.source.endswith("/")}
+    return tuple(sorted(folder for folder in named if listdir(folder) is not None))
 
 
 def outside_link_message(path: str, folder: str) -> str:

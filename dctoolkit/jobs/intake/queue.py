@@ -10,14 +10,16 @@ from __future__ import annotations
 import errno
 import operator
 import os
+import posixpath
 import shutil
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Protocol
 
 from django.conf import settings
@@ -85,10 +87,15 @@ def lies_in(path: str | Path, folder: str | Path) -> bool:
 
 
 class FolderFiles:
-    """Files on disk, relative to the submission file's folder (absolute paths allowed)."""
+    """Files on disk, relative to the submission file's folder (absolute paths allowed).
 
-    def __init__(self, folder: Path) -> None:
+    `listed`: each `dir/` folder's identity (device, inode) when it was listed, by its path as named; shared
+    by the FolderFiles of one submission (a DAG's nodes), so the copy reads from the very folder checked.
+    """
+
+    def __init__(self, folder: Path, listed: dict[str, tuple[int, int, str]] | None = None) -> None:
         self.folder = folder
+        self.listed = {} if listed is None else listed
 
     def named(self, path: str) -> Path:
         """Where a name the submission wrote lies on disk."""
@@ -114,22 +121,16 @@ class FolderFiles:
         if not ref.within:
             shutil.copyfile(self.path(ref), dest)
             return
-        # A `dir/` input's file: checked at the listing, and again now (a link may have been put in its place
-        # since), then opened by its resolved path without following a link, and copied only if a plain file.
-        source = self.path(ref)
-        if not lies_in(source, self.named(ref.within)):
-            raise LinkOutError(errno.ELOOP, "a link out of its folder", str(source))
-        try:
-            fd = os.open(os.path.realpath(source), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise LinkOutError(errno.ELOOP, "a link out of its folder", str(source)) from None
-            raise
-        with os.fdopen(fd, "rb") as src:
-            if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
-                raise LinkOutError(errno.ELOOP, "not a plain file", str(source))
-            with open(dest, "wb") as out:
-                shutil.copyfileobj(src, out, 1024 * 1024)
+        # A `dir/` input's file.  Its folder was checked when listed; a path checked again now could be
+        # changed again before it is opened (a folder above the file swapped for a link), so nothing is
+        # opened by path below the folder: the folder is opened once and must be the one listed, and the
+        # file is opened in it by name, through no link (`open_in_folder`).
+        folder = self.named(ref.within)
+        with _open_listed_folder(folder, self.listed) as folder_fd:
+            real = self.listed[str(folder)][2]
+            fd = open_in_folder(folder_fd, PurePosixPath(ref.source).name, str(self.path(ref)), real)
+        with os.fdopen(fd, "rb") as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, 1024 * 1024)
 
     def read_text(self, path: str) -> str | None:
         target = self.named(path)
@@ -144,11 +145,95 @@ class FolderFiles:
         target = self.named(path)
         if not target.is_dir():
             return None
-        # A link is listed as what it leads to when that lies in the folder, else as None (refused by the parser).
-        return [
-            (entry.name, None if entry.is_symlink() and not lies_in(entry.path, target) else entry.is_dir())
-            for entry in os.scandir(target)
-        ]
+        # Listed through one descriptor: the folder recorded (the one the copy must read from, and its real
+        # path, for a link in it to an absolute path inside) is the folder whose entries are listed.
+        fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            found = os.fstat(fd)
+            self.listed[str(target)] = (found.st_dev, found.st_ino, os.path.realpath(target))
+            # A link is listed as what it leads to when that lies in the folder, else as None (refused by the
+            # parser; the copy checks each link again, in the folder listed).
+            return [
+                (e.name, None if e.is_symlink() and not lies_in(target / e.name, target) else e.is_dir())
+                for e in os.scandir(fd)
+            ]
+        finally:
+            os.close(fd)
+
+
+@contextmanager
+def _open_listed_folder(folder: Path, listed: dict[str, tuple[int, int, str]]) -> Iterator[int]:
+    """A descriptor of `folder`, which must be the folder listed under that name (LinkOutError if it was
+    replaced since, by a link or another folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise LinkOutError(errno.ELOOP, f"its folder cannot be opened ({exc.strerror})", str(folder)) from None
+    try:
+        found = os.fstat(fd)
+        if listed.get(str(folder), (None, None))[:2] != (found.st_dev, found.st_ino):
+            raise LinkOutError(errno.ELOOP, "its folder was replaced since it was listed", str(folder))
+        yield fd
+    finally:
+        os.close(fd)
+
+
+# The most links followed inside a `dir/` folder for one file (a link to a link ... to a file in it).
+MAX_FOLDER_LINKS = 8
+_IN_FOLDER = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a FIFO is not waited on
+_DIR_IN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_in_folder(folder_fd: int, name: str, shown: str, real_folder: str = "") -> int:
+    """A read descriptor of the plain file `name` in the folder `folder_fd`, walked one component at a time
+    with O_NOFOLLOW (os.open with dir_fd), so no change of a path outside the folder can redirect it.
+
+    A link is followed only to a file inside the folder: relative and not above it, or absolute under
+    `real_folder` (the folder's resolved path when it was listed).  LinkOutError for a link out, a chain of
+    more than MAX_FOLDER_LINKS, or anything but a plain file.
+    """
+    path = name
+    for _ in range(MAX_FOLDER_LINKS + 1):
+        *dirs, last = path.split("/")
+        opened: list[int] = []
+        try:
+            at = folder_fd
+            for part in dirs:
+                at = os.open(part, _DIR_IN_FOLDER, dir_fd=at)
+                opened.append(at)
+            try:
+                fd = os.open(last, _IN_FOLDER, dir_fd=at)
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+                path = _inside(posixpath.join(*dirs, os.readlink(last, dir_fd=at)), real_folder, shown)
+                continue
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a link (or a file) where a folder was walked
+                raise LinkOutError(errno.ELOOP, "a link out of its folder", shown) from None
+            raise
+        finally:
+            for dir_fd in opened:
+                os.close(dir_fd)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise LinkOutError(errno.ELOOP, "not a plain file", shown)
+        return fd
+    raise LinkOutError(errno.ELOOP, "a chain of links", shown)
+
+
+def _inside(target: str, real_folder: str, shown: str) -> str:
+    """A link's target as a path relative to its folder; LinkOutError when it leads out of it."""
+    if target.startswith("/"):
+        prefix = real_folder.rstrip("/") + "/"
+        target = posixpath.normpath(target)
+        if not real_folder or not target.startswith(prefix):
+            raise LinkOutError(errno.ELOOP, "a link out of its folder", shown)
+        target = target[len(prefix) :]
+    target = posixpath.normpath(target)
+    if target in (".", "..") or target.startswith("../"):
+        raise LinkOutError(errno.ELOOP, "a link out of its folder", shown)
+    return target
 
 
 class UploadedFiles:
@@ -410,7 +495,7 @@ def queue(prepared: Prepared, owner: AbstractBaseUser, processes: frozenset[int]
                         prepared.source_name, ref.line, outside_link_message(ref.source, ref.within)
                     ) from None
             # Where each file was stored, and the `dir/` folders it came from: what a resubmit reads back.
-            sub.files = stored_manifest(prepared.refs, stored)
+            sub.files = stored_manifest(prepared.refs, stored, parsed.jobs)
             sub.save(update_fields=["files"])
             with collector_paused():
                 jobs = _add_jobs(
@@ -621,11 +706,11 @@ def _distinct_refs(refs: Iterable[InputFile]) -> list[InputFile]:
     return list(dict.fromkeys(refs))
 
 
-def stored_manifest(refs: list[InputFile], stored: dict[InputFile, str]) -> dict[str, str]:
+def stored_manifest(refs: list[InputFile], stored: dict[InputFile, str], specs: Iterable[JobSpec]) -> dict[str, str]:
     """Submission.files: each file's source as written -> its name in the submission folder, and each `dir/`
-    folder its files came from (as `dir/`) -> "" (so that a resubmit lists it as the folder it was)."""
+    folder of `specs` (as `dir/`) -> "" (so that a resubmit lists it as the folder it was, an empty one too)."""
     manifest = {ref.source: stored[ref] for ref in refs}
-    manifest.update({f"{ref.within}/": "" for ref in refs if ref.within})
+    manifest.update({f"{folder}/": "" for spec in specs for folder in spec.input_folders})
     return manifest
 
 

@@ -34,10 +34,22 @@ def resend_stale(now: datetime) -> int:
     stale = Job.objects.filter(state=JobState.DISPATCHED, dispatched_at__lt=cutoff, node__state=NodeState.ONLINE)
     count = 0
     for job_id, attempt, node_name in stale.values_list("id", "attempts", "node__name")[:1000]:
-        if Job.objects.filter(id=job_id, state=JobState.DISPATCHED, attempts=attempt).update(dispatched_at=now):
+        # The node cannot say why (its run may be what cannot reach the database): the reason says both.
+        why = resend_reason(node_name)
+        if Job.objects.filter(id=job_id, state=JobState.DISPATCHED, attempts=attempt).update(
+            dispatched_at=now, reason=why
+        ):
             log.info("job %s attempt %s never started on %s: sending again", job_id, attempt, node_name)
             count += send_run(job_id, attempt, node_name)
     return count
+
+
+def resend_reason(node_name: str) -> str:
+    """A dispatched job's reason once it has been sent again (`start` clears it)."""
+    return (
+        f"not started on {node_name} since it was sent: {node_name} may not reach the database, or lost the "
+        f"message; sending it again every {RESEND_AFTER_SECONDS} s"
+    )
 
 
 def sweep_lost_nodes(now: datetime) -> int:
@@ -181,7 +193,8 @@ def apply_job_policies(now: datetime) -> int:
     while True:
         # By id, POLICY_BATCH rows at a time: every such job is seen each round, in bounded memory.
         marked = Job.objects.filter(periodic_policy=True, state__in=_POLICY_STATES, id__gt=after)
-        jobs = list(marked.order_by("id")[:POLICY_BATCH])
+        # With its owner (Owner): one query a batch.
+        jobs = list(marked.select_related("owner").order_by("id")[:POLICY_BATCH])
         if not jobs:
             break
         walls = policyfacts.run_walls(job.id for job in jobs)

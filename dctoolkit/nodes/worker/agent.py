@@ -83,6 +83,13 @@ def start(name: str, slots: int | None = None) -> NodeIdentity:
     for extra in sandbox.parse_sandbox_paths(settings.DCT_SANDBOX_PATHS):
         if not os.path.isdir(extra.path):
             log.warning("DCT_SANDBOX_PATHS: %s is not a folder on this machine; jobs will not see it", extra.path)
+    extras = [(extra.path, extra.writable) for extra in sandbox.parse_sandbox_paths(settings.DCT_SANDBOX_PATHS)]
+    if exposed := gpuwatch.writable_by_jobs(settings.DCT_GPU_UTILIZATION_SOURCE, extras, ok):
+        log.warning(
+            "DCT_GPU_UTILIZATION_SOURCE=%s: %s; a job could fake its GPUs' figures (it is read safely: no link, "
+            "no FIFO, at most 64 KiB); keep it where jobs cannot write, such as /run",
+            settings.DCT_GPU_UTILIZATION_SOURCE, exposed,
+        )  # fmt: skip
     if settings.DCT_DESKTOP.problems:
         raise RuntimeError("; ".join(settings.DCT_DESKTOP.problems))
     desktop.enable(settings.DCT_DESKTOP.is_desktop)

@@ -10,15 +10,18 @@ memory, for its recent mean.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
+import stat
 from collections import deque
 from collections.abc import Sequence
-from pathlib import Path
 
 from django.conf import settings
 
 from dctoolkit.jobs.gpuuse import RECENT_SECONDS, JobSample, job_percent, recent_mean
+from dctoolkit.lib.ids import bounded_int
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +37,97 @@ def _warn_once(what: str) -> None:
 
 
 def read_source(path: str) -> dict[int, float]:
-    """GPU index -> percent from a DCT_GPU_UTILIZATION_SOURCE file ({} when it cannot be read, said once)."""
+    """GPU index -> percent from a DCT_GPU_UTILIZATION_SOURCE file ({} when it cannot be read, said once).
+
+    The file may lie where a job can write it (a read-write DCT_SANDBOX_PATHS folder, or any folder of the
+    node's user when the sandbox is off), so it is read as untrusted: never through a link (O_NOFOLLOW),
+    never blocking (a FIFO or a device in its place is refused, not waited on), at most MAX_SOURCE_BYTES,
+    and every value checked.  Each kind of problem is said once, in words that hold none of its content.
+    """
     try:
-        data = json.loads(Path(path).read_text())
-        found = {int(k): float(v) for k, v in data.items()}
+        raw = _read_capped(path)
     except FileNotFoundError:
         return {}  # not written yet
-    except (OSError, ValueError, TypeError, AttributeError) as exc:
-        _warn_once(f'DCT_GPU_UTILIZATION_SOURCE={path}: {exc}; write JSON like {{"0": 0, "1": 80}}')
+    except BadSourceError as problem:
+        _warn_once(f'DCT_GPU_UTILIZATION_SOURCE={path}: {problem}; write JSON like {{"0": 0, "1": 80}}')
         return {}
+    try:
+        return _percents(raw)
+    except BadSourceError as problem:
+        _warn_once(f'DCT_GPU_UTILIZATION_SOURCE={path}: {problem}; write JSON like {{"0": 0, "1": 80}}')
+        return {}
+
+
+# The largest source read (bytes): a JSON of a few hundred GPUs' percents is well under it.
+MAX_SOURCE_BYTES = 64 * 1024
+
+
+class BadSourceError(ValueError):
+    """Why a DCT_GPU_UTILIZATION_SOURCE file gives no figures (a fixed phrase: no content of the file)."""
+
+
+def _read_capped(path: str) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BadSourceError("is a link; write the file itself there (a link is not followed)") from None
+        raise BadSourceError(f"cannot be opened ({exc.strerror})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadSourceError("not a regular file")
+        chunks, size = [], 0
+        while size <= MAX_SOURCE_BYTES and (chunk := os.read(fd, MAX_SOURCE_BYTES + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise BadSourceError(f"cannot be read ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if size > MAX_SOURCE_BYTES:
+        raise BadSourceError(f"larger than {MAX_SOURCE_BYTES // 1024} KiB")
+    return b"".join(chunks)
+
+
+def _percents(raw: bytes) -> dict[int, float]:
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
+        raise BadSourceError("not JSON") from None
+    if not isinstance(data, dict):
+        raise BadSourceError("not a JSON object")
+    found: dict[int, float] = {}
+    for key, value in data.items():
+        index = bounded_int(key, 0, MAX_GPU_INDEX)
+        if index is None:
+            raise BadSourceError("a key is not a GPU index (a whole number)")
+        if type(value) not in (int, float) or not 0 <= value <= 100:  # NaN fails both; a bool is no number
+            raise BadSourceError("a value is not a percent from 0 to 100")
+        found[index] = float(value)
     return found
+
+
+# The highest GPU index read (no node has more GPUs).
+MAX_GPU_INDEX = 1023
+
+
+def writable_by_jobs(source: str, extra_paths: Sequence[tuple[str, bool]], sandboxed: bool) -> str:
+    """Why jobs on this node could write the DCT_GPU_UTILIZATION_SOURCE file, or "" (said at node start).
+
+    `extra_paths`: (path, writable) of DCT_SANDBOX_PATHS.  Without the sandbox a job runs as the node's
+    user and can write whatever it can; granted folders are per user and not known here (README says so).
+    """
+    if not source:
+        return ""
+    if not sandboxed:
+        return "the sandbox is off: jobs run as this node's user and can write it wherever that user can"
+    real = os.path.realpath(source)
+    for path, writable in extra_paths:
+        if writable and (real == path or real.startswith(path.rstrip("/") + "/")):
+            return f"it lies in {path}, which DCT_SANDBOX_PATHS gives jobs read-write"
+    return ""
 
 
 _nvml_ready: bool | None = None
