@@ -106,7 +106,8 @@ def spell(seconds: float) -> str:
 
 def _level(tally: GpuTally, rule: IdleRule) -> str:
     """`0%` (the last RECENT_SECONDS' mean, when that is under the threshold), else `under 5%`."""
-    if tally.recent is not None and tally.recent < rule.percent:
+    # 4.6 would print as "5%", which reads as not under 5%: a level that rounds to the threshold is "under"
+    if tally.recent is not None and round(tally.recent) < rule.percent:
         return f"{tally.recent:.0f}%"
     return f"under {rule.percent:g}%"
 

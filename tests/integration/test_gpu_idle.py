@@ -3,6 +3,7 @@
 waiting GPU job's reason; one at 80% is not.  The idle rule is cut to seconds (DCT_GPU_IDLE_AFTER)."""
 
 import json
+import re
 
 import pytest
 
@@ -68,8 +69,10 @@ def test_an_idle_gpu_job_is_named_and_a_busy_one_is_not(gpu_cluster, smtp, tmp_p
         c.wait_job(job["id"], states=("cancelled",))
     # Its last ten minutes hold the 90% samples too, so the level is given as the threshold (with the
     # default 30 minutes, the ten-minute mean of an idle job is always its idle level).
+    # (when the idle samples since far outnumber the busy ones, that mean is itself under 5%: "at 4%")
     ended = c.job(idle["id"])["gpu_utilization"]["idle"]
-    assert ended.startswith(f"job {idle['id']} held 1 GPU at under 5% for "), ended
+    level = re.match(rf"job {idle['id']} held 1 GPU at (under 5|[0-4])% for ", ended)
+    assert level, ended
     assert ended.endswith("; that cost 8 GPU-units an hour"), ended
     (mail,) = wait_until(lambda: smtp.inbox.to("idle@lab.example"), 60, "the idle job's mail")
     text = body_of(mail)
