@@ -34,9 +34,10 @@ log = logging.getLogger(__name__)
 
 RUN_TASK = "dctoolkit.run_job"
 
-# How this process's passes ended, by outcome ("placed", "full": no free cpu, "empty": no queued job,
-# "unplaced": the queue was read and nothing fits; "replanned": the plan was stale under the lock and
-# was made again), logged when the scheduler stops: what a pass's cost is spent on.
+# How this process's plans ended, by outcome: "placed"; "full", no free cpu; "empty", no queued job;
+# "unplaced", the queue was read and nothing fits; "unclaimed", every job planned was taken or changed
+# meanwhile; "replanned", stale under the lock and made again (then counted once more as what it ended
+# as).  Written with the pass statistics (`operations.passes`) and logged when the scheduler stops.
 OUTCOMES: Counter[str] = Counter()
 
 
