@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
@@ -24,6 +24,7 @@ from bench.stack import PYTHON, Stack
 from dctoolkit.dev.stack import wait_until
 from dctoolkit.jobs.intake.queue import FolderFiles, submit
 from dctoolkit.jobs.models import FINAL_STATES, Job, JobState
+from dctoolkit.operations.passes import read_stats
 
 TRIVIAL_SCRIPT = "#!/bin/sh\nexit 0\n"
 # How often the bench looks at a job it waits for: fine enough for a 10 ms
@@ -125,16 +126,33 @@ def throughput(live: Live, count: int) -> list[Result]:
     Returns `throughput` and `server_cpu_per_job` (the server's CPU during the same run).
     """
     before = server_cpu(live)
+    passes_before = read_stats(live.broker) or {}
     ours = run_batch(live, count)
     after = server_cpu(live)
     redis_before = redis_cpu(live.broker)
     theirs = baseline_throughput(live, count)
     redis_per_task = (redis_cpu(live.broker) - redis_before) / count * 1000
+    # Read after the baseline: the scheduler writes its pass counts once a second (its idle passes
+    # meanwhile, about one a second, are counted too).
+    passes = passes_per_job(passes_before, read_stats(live.broker) or {}, count)
+    cost = server_cpu_result(before, after, count, redis_per_task)
     return [
         Result("throughput", ours, "jobs/s", "plain Celery worker, same broker and concurrency",
                theirs, count, ">= 0.5 x baseline and >= 100/s"),
-        server_cpu_result(before, after, count, redis_per_task),
+        replace(cost, note=f"{cost.note}; {passes}"),
     ]  # fmt: skip
+
+
+def passes_per_job(before: dict[str, float], after: dict[str, float], count: int) -> str:
+    """The scheduler's passes during a run, per finished job, and how its plans ended (`dispatch.OUTCOMES`),
+    from its statistics (`operations.passes`)."""
+
+    def per_job(key: str) -> float:
+        return (after.get(key, 0) - before.get(key, 0)) / count
+
+    outcomes = sorted(key for key in after if key.startswith("outcome:") and per_job(key))
+    ended = ", ".join(f"{key.removeprefix('outcome:')} {per_job(key):.2f}" for key in outcomes)
+    return f"{per_job('passes'):.2f} scheduling passes a job, its plans a job: {ended or 'none'}"
 
 
 def run_batch(live: Live, count: int) -> float:

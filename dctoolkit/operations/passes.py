@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_left
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import redis
@@ -25,18 +27,23 @@ PASS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 
 @dataclass
 class PassStats:
-    """Passes not yet written out: their count, summed seconds, placements and bucket counts."""
+    """Passes not yet written out: their count, summed seconds, placements, bucket counts and outcomes
+    (`dispatch.OUTCOMES`' names: how many stopped with every slot full, with no queued job, ...)."""
 
     passes: int = 0
     seconds: float = 0.0
     placements: int = 0
     buckets: list[int] = field(default_factory=lambda: [0] * (len(PASS_BUCKETS) + 1))
+    outcomes: Counter[str] = field(default_factory=Counter)
 
     def record(self, seconds: float, placed: int) -> None:
         self.passes += 1
         self.seconds += seconds
         self.placements += placed
         self.buckets[bisect_left(PASS_BUCKETS, seconds)] += 1
+
+    def record_outcomes(self, counts: Mapping[str, int]) -> None:
+        self.outcomes.update(counts)
 
     def flush(self, client: redis.Redis) -> bool:
         """Add what was recorded to the shared hash and start again; False (kept) if Redis is away."""
@@ -49,6 +56,8 @@ class PassStats:
         for i, count in enumerate(self.buckets):
             if count:
                 pipe.hincrby(STATS_KEY, f"bucket{i}", count)
+        for name, count in self.outcomes.items():
+            pipe.hincrby(STATS_KEY, f"outcome:{name}", count)
         try:
             pipe.execute()
         except redis.RedisError as exc:
@@ -56,11 +65,12 @@ class PassStats:
             return False
         self.passes, self.seconds, self.placements = 0, 0.0, 0
         self.buckets = [0] * (len(PASS_BUCKETS) + 1)
+        self.outcomes = Counter()
         return True
 
 
 def read_stats(client: redis.Redis) -> dict[str, float] | None:
-    """The shared sums (passes, seconds, placements, bucketN), or None when Redis does not answer."""
+    """The shared sums (passes, seconds, placements, bucketN, outcome:NAME), or None when Redis does not answer."""
     try:
         raw = client.hgetall(STATS_KEY)
     except redis.RedisError:

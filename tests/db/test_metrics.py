@@ -95,7 +95,9 @@ def test_a_scrape_reports_jobs_nodes_capacity_mail_and_passes(live_server, confi
     stats = passes.PassStats()
     stats.record(0.003, 2)
     stats.record(0.2, 1)
+    stats.record_outcomes({"placed": 2, "full": 1})
     assert stats.flush(passes.stats_client())
+    assert passes.read_stats(passes.stats_client())["outcome:full"] == 1, "how the passes ended, for the bench"
 
     status, text = scrape(live_server.url)
 

@@ -56,6 +56,9 @@ def test_a_pass_lands_in_the_first_bucket_that_holds_it():
 def test_statistics_that_redis_did_not_take_are_kept_for_the_next_flush():
     stats = PassStats()
     stats.record(0.01, 2)
+    stats.record_outcomes({"placed": 1, "full": 2})
+    stats.record_outcomes({"full": 1})
     away = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
     assert stats.flush(away) is False
     assert (stats.passes, stats.placements) == (1, 2)
+    assert stats.outcomes == {"placed": 1, "full": 3}

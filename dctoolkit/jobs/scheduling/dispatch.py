@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+import redis
+from django.conf import settings
 from django.db import transaction
 
 from dctoolkit.accounts.fairshare import Team
@@ -24,13 +27,18 @@ from dctoolkit.jobs.scheduling.matching import AdAsk, AdVerdict
 from dctoolkit.jobs.scheduling.policy import Assignment, FreeNode, pick_assignments
 from dctoolkit.jobs.scheduling.queues import Heads, queue_heads
 from dctoolkit.jobs.scheduling.runmessages import TEMPLATE_ARGS, Template, push_all
-from dctoolkit.jobs.scheduling.snapshot import TAKING_NODE_IDS, NodesNow, capacity_in_use, free_nodes
-from dctoolkit.nodes.models import Node
+from dctoolkit.jobs.scheduling.snapshot import TAKING_NODE_IDS, NodesNow, TakingNode, free_nodes, taking_in_use
 
 log = logging.getLogger(__name__)
 
 
 RUN_TASK = "dctoolkit.run_job"
+
+# How this process's plans ended, by outcome: "placed"; "full", no free cpu; "empty", no queued job;
+# "unplaced", the queue was read and nothing fits; "unclaimed", every job planned was taken or changed
+# meanwhile; "replanned", stale under the lock and made again (then counted once more as what it ended
+# as).  Written with the pass statistics (`operations.passes`) and logged when the scheduler stops.
+OUTCOMES: Counter[str] = Counter()
 
 
 @dataclass
@@ -42,12 +50,12 @@ class Plan:
     assignments: list[Assignment]
     edits: int
 
-    def node(self, name: str) -> Node:
+    def node(self, name: str) -> TakingNode:
         return self.seen.free[name][0]
 
     def still_holds(self, edits: int) -> bool:
         """True when no job was edited since the plan read them (`edits`, the count under the lock),
-        and the same nodes take jobs with their capacity in use unchanged (two cheap reads).
+        and the same nodes take jobs with their capacity in use unchanged (one cheap read; two with GPUs).
 
         Asked under the scheduler lock, which on SQLite is the database's one
         write lock: every node's writes wait while it is held, so this reads
@@ -55,19 +63,25 @@ class Plan:
         """
         if edits != self.edits:
             return False  # a job's size or placement may differ from what the plan placed
-        taking = frozenset(row[0] for row in TAKING_NODE_IDS.rows())
-        return taking == self.seen.taking and capacity_in_use(list(taking), self.seen.with_gpus) == self.seen.used
+        rows, used = taking_in_use(TAKING_NODE_IDS, self.seen.with_gpus)
+        return frozenset(row[0] for row in rows) == self.seen.taking and used == self.seen.used
 
 
 def plan_pass(now: datetime) -> Plan | None:
-    """Decide what one pass would place (reads only); None when nothing can be placed."""
-    edits = edits_seen()  # before the jobs are read: an edit committed after this makes the plan stale
+    """Decide what one pass would place (reads only); None when nothing can be placed.
+
+    A pass with every slot taken (most of a busy queue's: each job's end wakes one, and the pass before may
+    have filled that slot already) stops after one read: the nodes with their sums (two with GPUs).
+    """
     seen = free_nodes(now)
     free_cpus = sum(max(free.free_cpus, 0) for _, free in seen.free.values())
     if free_cpus <= 0:
+        OUTCOMES["full"] += 1
         return None
+    edits = edits_seen()  # before the jobs are read: an edit committed after this makes the plan stale
     heads = queue_heads(free_cpus)
     if not heads.jobs:
+        OUTCOMES["empty"] += 1
         return None
     nodes = [free for _, free in seen.free.values()]
     found = standings(heads.jobs, now)
@@ -75,6 +89,7 @@ def plan_pass(now: datetime) -> Plan | None:
     pools = group_rooms(group_totals())
     assignments = pick_reading_more(heads, nodes, usage, seen.ads(), rooms(found), teams(found, now), pools)
     if not assignments:
+        OUTCOMES["unplaced"] += 1
         return None
     return Plan(seen, assignments, edits)
 
@@ -134,6 +149,7 @@ def carry_out(plan: Plan | None, now: datetime) -> int:
     with transaction.atomic():
         edits = take_scheduler_lock()
         if not plan.still_holds(edits):
+            OUTCOMES["replanned"] += 1
             plan = plan_pass(now)
             if plan is None:
                 return 0
@@ -148,6 +164,7 @@ def carry_out(plan: Plan | None, now: datetime) -> int:
             if attempt is not None:
                 sends.append((a.job_id, attempt, node.name))
     send_runs(sends)
+    OUTCOMES["placed" if sends else "unclaimed"] += 1
     return len(sends)
 
 
@@ -161,25 +178,43 @@ def send_runs(sends: list[tuple[int, int, str]]) -> int:
 
     Returns how many went: all, or none (logged) when Redis is away; the
     resend step sends the lost ones again.  Each message is Celery's own,
-    made once and copied with each job's fields (`runmessages`).
+    made once and copied with each job's fields (`runmessages`), and pushed
+    by a Redis client of this process's: a node's queue is a plain list
+    (Celery's anonymous exchange), and taking a producer from Celery's pool
+    for each pass cost a third of the send.
     """
     if not sends:
         return 0
     settle_conf()
     try:
-        with app.producer_or_acquire() as producer:
-            template = run_template(producer)
-            if template is not None:
-                with producer.channel.conn_or_acquire() as client:  # the client kombu itself publishes with
-                    push_all(client, template, sends)
-            else:
-                with producer.batch():
-                    for job_id, attempt, node_name in sends:
-                        celery_send(producer, [job_id, attempt], node_name)
-    except Exception as exc:  # kombu raises many kinds; the resend step retries
+        template = _templates["run"] if "run" in _templates else make_template()
+        if template is not None:
+            push_all(_run_client(), template, sends)
+        else:
+            with app.producer_or_acquire() as producer, producer.batch():
+                for job_id, attempt, node_name in sends:
+                    celery_send(producer, [job_id, attempt], node_name)
+    except Exception as exc:  # kombu and redis-py raise many kinds; the resend step retries
         log.warning("could not send %d job(s) to their nodes: %s", len(sends), exc)
         return 0
     return len(sends)
+
+
+_clients: dict[str, redis.Redis] = {}
+
+
+def _run_client() -> redis.Redis:
+    """This process's client of the broker (Celery's broker URL and socket options; it reconnects by itself)."""
+    if "run" not in _clients:
+        options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+        _clients["run"] = redis.Redis.from_url(
+            settings.CELERY_BROKER_URL,
+            socket_timeout=options.get("socket_timeout"),
+            socket_connect_timeout=options.get("socket_connect_timeout"),
+            socket_keepalive=options.get("socket_keepalive"),
+            health_check_interval=options.get("health_check_interval", 0),
+        )
+    return _clients["run"]
 
 
 def celery_send(producer, args: list[int], queue: str) -> None:
@@ -200,16 +235,16 @@ def celery_send(producer, args: list[int], queue: str) -> None:
 _templates: dict[str, Template | None] = {}
 
 
-def run_template(producer) -> Template | None:
+def make_template() -> Template | None:
     """The run-message template, made by Celery once per process: one message sent to a scratch queue of
     our own and read back from it."""
-    if "run" not in _templates:
-        scratch = f"dct-run-template-{uuid.uuid4()}"
+    scratch = f"dct-run-template-{uuid.uuid4()}"
+    with app.producer_or_acquire() as producer:
         celery_send(producer, list(TEMPLATE_ARGS), scratch)
         with producer.channel.conn_or_acquire() as client:
             raw = client.lpop(scratch)
             client.delete(scratch)
-        _templates["run"] = Template.of(raw) if raw else None
-        if _templates["run"] is None:
-            log.warning("Celery's run message has a shape this version does not know: sending through Celery")
+    _templates["run"] = Template.of(raw) if raw else None
+    if _templates["run"] is None:
+        log.warning("Celery's run message has a shape this version does not know: sending through Celery")
     return _templates["run"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from django.db import connection
 
 from dctoolkit.jobs.models import SchedulerLock
+from dctoolkit.lib.fastsql import update_returns_rows
 
 
 def _table() -> str:
@@ -22,12 +23,17 @@ def _table() -> str:
 def take_scheduler_lock() -> int:
     """Hold the scheduler lock's row until the transaction ends (an UPDATE locks it on every database);
     returns the edit count as of now (every edit before it committed, none can commit until this
-    transaction ends)."""
+    transaction ends).  One statement where UPDATE can return the count (`update_returns_rows`)."""
+    returning = update_returns_rows()
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {_table()} SET id = id WHERE id = 1")  # noqa: S608
-        if not cursor.rowcount:
-            SchedulerLock.objects.get_or_create(id=1)  # the first pass ever
-            SchedulerLock.objects.select_for_update().get(id=1)
+        cursor.execute(f"UPDATE {_table()} SET id = id WHERE id = 1" + " RETURNING edits" * returning)  # noqa: S608
+        row = cursor.fetchone() if returning else None
+        if row is not None:
+            return int(row[0])
+        locked = not returning and cursor.rowcount > 0
+    if not locked:
+        SchedulerLock.objects.get_or_create(id=1)  # the first pass ever
+        SchedulerLock.objects.select_for_update().get(id=1)
     return edits_seen()
 
 

@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 import time
+from collections import Counter
 
 from django.db import close_old_connections
 from django.utils import timezone
@@ -35,6 +36,7 @@ class Command(DctCommand):
         super().__init__(*args, **kwargs)
         # Each pass's duration and placements, for /metrics: summed here, written with the chores.
         self.pass_stats = PassStats()
+        self.outcomes_recorded: Counter[str] = Counter()  # of dispatch.OUTCOMES, handed to pass_stats so far
         self.policies_at = -POLICY_INTERVAL_SECONDS
 
     def job_policies(self, now) -> int:
@@ -62,7 +64,8 @@ class Command(DctCommand):
                 break
             if not busy:
                 wake.wait_for_wake(IDLE_SECONDS)
-        log.info("scheduler stopped")
+        outcomes = ", ".join(f"{name} {count}" for name, count in sorted(dispatch.OUTCOMES.items()))
+        log.info("scheduler stopped; its passes: %s", outcomes or "none")
 
     def round(self, chores: bool = True) -> bool:
         """One round of the steps; True when another should come at once.
@@ -106,6 +109,8 @@ class Command(DctCommand):
                 self.pass_stats.record(time.perf_counter() - started, did)
             again = again or (did > 0 and step is not dispatch.schedule_pass)
         if chores:
+            self.pass_stats.record_outcomes(dispatch.OUTCOMES - self.outcomes_recorded)
+            self.outcomes_recorded = dispatch.OUTCOMES.copy()
             self.pass_stats.flush(stats_client())
         return again
 
