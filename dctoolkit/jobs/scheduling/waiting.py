@@ -212,7 +212,8 @@ def ahead_own(jobs: list[Job]) -> dict[int, int]:
             ranks.update({j.id: counts[f"r{j.id}"] or 0 for j in mine})
             continue
         # One priority: naming it lets the counts range over ids in the (state, owner, -priority, id) index.
-        own = own.filter(priority=highest)
+        if highest is not None:
+            own = own.filter(priority=highest)
         ids = sorted(j.id for j in mine)
         first = own.filter(id__lt=ids[0]).count()
         between = own.filter(id__gte=ids[0], id__lt=ids[-1]).aggregate(
