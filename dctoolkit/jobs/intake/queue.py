@@ -48,12 +48,13 @@ from dctoolkit.jobs.intake.parse import (
     resolve_container,
 )
 from dctoolkit.jobs.intake.parse import Submission as ParsedSubmission
-from dctoolkit.jobs.intake.rows import RowWriter, collector_paused
+from dctoolkit.jobs.intake.rows import RowWriter
 from dctoolkit.jobs.jobpolicy import HOLD_SUBMITTED, has_periodic
 from dctoolkit.jobs.models import Job, JobState, Submission
 from dctoolkit.jobs.scheduling.classads import arch_name
 from dctoolkit.jobs.scheduling.matching import Wants, gpu_kinds
 from dctoolkit.jobs.scheduling.wake import wake_scheduler
+from dctoolkit.lib.collector import collector_paused
 from dctoolkit.nodes.models import Node
 from dctoolkit.operations.storage import check_quota
 

@@ -13,10 +13,8 @@ value as its text (serialised once, not again per row by the driver).
 
 from __future__ import annotations
 
-import gc
 import operator
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.db import connection, models
@@ -96,16 +94,3 @@ class RowWriter:
                 return
             for start in range(0, len(rows), CHUNK):
                 cursor.executemany(sql, list(map(pick, rows[start : start + CHUNK])))
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off while a batch's rows and instances are made (hundreds of thousands
-    of lists and dicts, none of them garbage: each collection would walk them all again, a third of the time)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()

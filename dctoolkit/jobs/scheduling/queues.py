@@ -78,7 +78,7 @@ QUEUED_FIELDS = (
 def queue_owners() -> list[int]:
     """Ids of the users with queued jobs.
 
-    One probe of the (state, owner, id) index per user account, rather than
+    One probe of the (state, owner, -priority, id) index per user account, rather than
     a DISTINCT over every queued job: cheap with a long queue.
     """
     return [row[0] for row in QUEUE_OWNERS.rows()]

@@ -211,6 +211,9 @@ def ahead_own(jobs: list[Job]) -> dict[int, int]:
             counts = own.aggregate(**{f"r{j.id}": Count("id", filter=ahead_in_own_order(j)) for j in mine})
             ranks.update({j.id: counts[f"r{j.id}"] or 0 for j in mine})
             continue
+        # One priority: naming it lets the counts range over ids in the (state, owner, -priority, id) index.
+        if highest is not None:
+            own = own.filter(priority=highest)
         ids = sorted(j.id for j in mine)
         first = own.filter(id__lt=ids[0]).count()
         between = own.filter(id__gte=ids[0], id__lt=ids[-1]).aggregate(

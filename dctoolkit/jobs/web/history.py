@@ -145,7 +145,7 @@ def state_counts(owner_id: int, cap: int | None = None) -> dict[str, str]:
     state, so it costs the same with a million finished jobs as with ten
     thousand (a GROUP BY over the user's jobs reads their whole history).
     One query: per state, a COUNT over at most `cap + 1` rows of the
-    (state, owner, id) index.
+    (state, owner, -priority, id) index.
     """
     cap = count_cap(cap)
     table = connection.ops.quote_name(Job._meta.db_table)

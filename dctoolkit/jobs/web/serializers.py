@@ -23,6 +23,7 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import models
 from rest_framework import serializers
 
 from dctoolkit.accounts.fairshare import charged_start
@@ -38,6 +39,7 @@ from dctoolkit.jobs.scheduling.reasons import NodeView, Request, WaitFacts, expl
 from dctoolkit.jobs.scheduling.snapshot import Capacity, capacity_in_use, free_node, node_attrs
 from dctoolkit.jobs.scheduling.upstream import attempt_histories, depends_on, waiting_reasons
 from dctoolkit.jobs.scheduling.waiting import QueueOrder, ahead_own, queue_order
+from dctoolkit.lib.collector import collector_paused
 from dctoolkit.nodes.liveness import display_state, is_lost
 from dctoolkit.nodes.models import Node, NodeState
 
@@ -82,8 +84,16 @@ class ContextField:
 # class, not from the fields DRF deep-copies for every serializer made.
 # Measured (100 jobs, 44 of them waiting): 8.5 ms as plain dictionaries,
 # 9.3 ms so; DRF's own loop cost 3-4x the dictionaries on the jobs' part.
+#
+# Many at once (`many=True`: `ShapeListSerializer`) it goes column by column:
+# each field's values for every object, then one dict per object.  A bulk
+# cancel answers 10,000 jobs of 38 keys; per object and per key the loop's
+# own steps cost as much as the values (bench/README.md, "Scale").
 class ShapeSerializer(serializers.Serializer):
     _plans: dict[type, list[PlanStep]] = {}
+
+    class Meta:
+        list_serializer_class: type[serializers.ListSerializer]  # ShapeListSerializer, set below it
 
     @classmethod
     def plan(cls) -> list[PlanStep]:
@@ -113,6 +123,33 @@ class ShapeSerializer(serializers.Serializer):
             else:
                 out[step.name] = step.field.to_representation(value)
         return out
+
+    def to_representations(self, instances: list[Any]) -> list[dict]:
+        """`[self.to_representation(i) for i in instances]`, column by column (objects, not dicts)."""
+        if any(isinstance(i, dict) for i in instances):
+            return [self.to_representation(i) for i in instances]
+        context, names, columns = self.context, [], []
+        for step in self.plan():
+            values = instances if step.read is None else list(map(step.read, instances))
+            if step.with_context:
+                represent = step.field.represent  # type: ignore[attr-defined]
+                columns.append([None if v is None else represent(v, context) for v in values])
+            else:
+                write = step.field.to_representation
+                columns.append([None if v is None else write(v) for v in values])
+            names.append(step.name)
+        return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+class ShapeListSerializer(serializers.ListSerializer):
+    """A list of one shape (`ShapeSerializer(many=True)`), written out column by column."""
+
+    def to_representation(self, data: Any) -> list[dict]:
+        items = list(data.all() if isinstance(data, models.manager.BaseManager) else data)
+        return cast(ShapeSerializer, self.child).to_representations(items)
+
+
+ShapeSerializer.Meta.list_serializer_class = ShapeListSerializer
 
 
 @dataclass(frozen=True)
@@ -617,9 +654,10 @@ def jobs_payload(jobs: Iterable[Job | JobRow], now: datetime, order: QueueOrder 
     jobs = cast("list[Job]", list(jobs))
     ids = [j.id for j in jobs]
     subs = {j.submission_id for j in jobs}  # a batch's jobs: their edges and attempts read per batch
-    extra = {"parents": depends_on(ids, subs), "history": attempt_histories(ids, subs),
-             "waits": waiting_reasons(jobs, now), "dag_nodes": dag_node_names(jobs)}  # fmt: skip
-    return _job_dicts(jobs, now, order, extra)
+    with collector_paused():  # a dict and a few lists per job, none of them garbage
+        extra = {"parents": depends_on(ids, subs), "history": attempt_histories(ids, subs),
+                 "waits": waiting_reasons(jobs, now), "dag_nodes": dag_node_names(jobs)}  # fmt: skip
+        return _job_dicts(jobs, now, order, extra)
 
 
 def dag_node_names(jobs: list[Job]) -> dict[int, str]:
