@@ -36,7 +36,7 @@ def throttle_index_backwards(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("accounts", "0005_group_total_caps"),
-        ("jobs", "0017_submission_stored_files"),
+        ("jobs", "0018_job_num_holds"),
         ("nodes", "0005_enforcement"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
