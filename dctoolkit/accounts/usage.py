@@ -258,7 +258,9 @@ def charge_statements(user_id: int, cost: float, now: datetime, when: str) -> li
     decay = _decay_sql("postgresql", f"{account_table}.")
     at = connection.ops.adapt_datetimefield_value(now)
     account += f' ON CONFLICT ("user_id") DO UPDATE SET "usage" = {decay}, "usage_at" = EXCLUDED."usage_at"'
-    day, day_params = insert_select_sql(DailyUsage, {"user": user_id, "day": now.date(), "cpu_seconds": cost, "jobs": 1}, when)
+    day, day_params = insert_select_sql(
+        DailyUsage, {"user": user_id, "day": now.date(), "cpu_seconds": cost, "jobs": 1}, when
+    )
     day += (
         f' ON CONFLICT ("user_id", "day") DO UPDATE SET "cpu_seconds" = {day_table}."cpu_seconds" + '
         f'EXCLUDED."cpu_seconds", "jobs" = {day_table}."jobs" + EXCLUDED."jobs"'

@@ -184,8 +184,8 @@ class Compiled(Generic[M]):
         """The columns this queryset selects, unqualified, as an UPDATE's RETURNING clause names them (for a
         queryset of the model's own row; `objects_from` makes its instances of what it returns)."""
         statement = self._statement()
-        meta, quote = statement.model._meta, connection.ops.quote_name
-        return ", ".join(quote(meta.get_field(attname).column) for attname in statement.attnames)
+        columns = {field.attname: field.column for field in statement.model._meta.concrete_fields}
+        return ", ".join(connection.ops.quote_name(columns[attname]) for attname in statement.attnames)
 
     def objects_from(self, rows: list[tuple]) -> list[M]:
         """Instances of `rows` as the database gave them in this queryset's columns (its SELECT, `returning`)."""
