@@ -32,7 +32,7 @@ from dctoolkit.accounts.fairshare import (
 from dctoolkit.accounts.limits import Caps, GroupTotals, Room, caps_of, room
 from dctoolkit.accounts.models import Account, DailyGroupUsage, DailyUsage, Group, Membership
 from dctoolkit.jobs.models import ACTIVE_STATES, Job
-from dctoolkit.lib.fastsql import Add, Compiled, CompiledIn, update_rows
+from dctoolkit.lib.fastsql import Add, Compiled, CompiledIn, insert_select_sql, update_rows
 
 
 def standings(user_ids: Iterable[int], now: datetime) -> dict[int, UserUsage]:
@@ -219,7 +219,7 @@ def charge_job(
     """Add what the job held, weighted (DCT_BILLING), x `wall_seconds` to the user's decayed usage, to today's
     total (`DailyUsage.cpu_seconds` holds billed units: cpu-seconds under the default weights) and to the decayed
     usage of the group it charges (`group_id`, Job.accounting_group)."""
-    cost = billing().rate(cpus, gpus, memory_mb) * max(wall_seconds, 0.0)
+    cost = job_cost(cpus, wall_seconds, gpus, memory_mb)
     # Inside a caller's transaction (a job's end), no savepoint of its own: two statements fewer per job.
     with transaction.atomic(savepoint=False):
         if not _charge_account(user_id, cost, now):  # the user's first job: make the account, then charge it
@@ -233,6 +233,39 @@ def charge_job(
             DailyUsage.objects.create(user_id=user_id, day=now.date(), cpu_seconds=cost, jobs=1)
         if group_id is not None:
             charge_group(group_id, cost, now)
+
+
+def job_cost(cpus: int, wall_seconds: float, gpus: int = 0, memory_mb: int = 0) -> float:
+    """What a job that held this much for `wall_seconds` is charged, in billed units (DCT_BILLING)."""
+    return billing().rate(cpus, gpus, memory_mb) * max(wall_seconds, 0.0)
+
+
+def charge_statements(user_id: int, cost: float, now: datetime, when: str) -> list[tuple[str, list]]:
+    """`charge_job` of `cost` without a group, as PostgreSQL statements for a data-modifying CTE: each acts once
+    if the CTE named `when` has a row, not at all if it has none (`transitions.finish_with`).
+
+    The account and today's row are upserted (`INSERT ... ON CONFLICT DO
+    UPDATE`): the user's first job makes them in the same statement, and
+    two ends of one user at once each add to the row the other wrote.  The
+    usage is `fairshare.charge`'s, as `_charge_account` computes it.
+    """
+    halflife = settings.DCT_FAIRSHARE_HALFLIFE_SECONDS
+    quote = connection.ops.quote_name
+    account_table, day_table = quote(Account._meta.db_table), quote(DailyUsage._meta.db_table)
+    fresh = {f.name: f.get_default() for f in Account._meta.concrete_fields if not f.primary_key}
+    fresh.update(user=user_id, usage=charge(0.0, None, now, halflife, cost), usage_at=now)
+    account, account_params = insert_select_sql(Account, fresh, when)
+    decay = _decay_sql("postgresql", f"{account_table}.")
+    at = connection.ops.adapt_datetimefield_value(now)
+    account += f' ON CONFLICT ("user_id") DO UPDATE SET "usage" = {decay}, "usage_at" = EXCLUDED."usage_at"'
+    day, day_params = insert_select_sql(
+        DailyUsage, {"user": user_id, "day": now.date(), "cpu_seconds": cost, "jobs": 1}, when
+    )
+    day += (
+        f' ON CONFLICT ("user_id", "day") DO UPDATE SET "cpu_seconds" = {day_table}."cpu_seconds" + '
+        f'EXCLUDED."cpu_seconds", "jobs" = {day_table}."jobs" + EXCLUDED."jobs"'
+    )
+    return [(account, [*account_params, at, halflife, cost]), (day, day_params)]
 
 
 def _charge_account(user_id: int, cost: float, now: datetime) -> bool:
@@ -256,9 +289,9 @@ def _charge_account(user_id: int, cost: float, now: datetime) -> bool:
         return cursor.rowcount > 0
 
 
-def _decay_sql(vendor: str) -> str | None:
+def _decay_sql(vendor: str, table: str = "") -> str | None:
     """The SQL of `fairshare.charge(usage, usage_at, NOW, HALFLIFE, COST)` (placeholders in that order), or
-    None for a database it is not written for.
+    None for a database it is not written for.  `table`: the columns' table and a dot, where they need one.
 
     PostgreSQL's is the same arithmetic in the same order (the epoch of an
     interval is exact, `power` is C's `pow` as Python's `math.pow` is), so
@@ -266,9 +299,10 @@ def _decay_sql(vendor: str) -> str | None:
     function (`register_sqlite_functions`).
     """
     if vendor == "postgresql":
+        usage, usage_at = f'{table}"usage"', f'{table}"usage_at"'
         return (
-            '(CASE WHEN "usage_at" IS NULL OR "usage" <= 0 THEN GREATEST("usage", 0) ELSE "usage" * POWER(0.5, '
-            'GREATEST(EXTRACT(EPOCH FROM (%s::timestamptz - "usage_at"))::float8, 0) / %s) END) + GREATEST(%s, 0)'
+            f"(CASE WHEN {usage_at} IS NULL OR {usage} <= 0 THEN GREATEST({usage}, 0) ELSE {usage} * POWER(0.5, "
+            f"GREATEST(EXTRACT(EPOCH FROM (%s::timestamptz - {usage_at}))::float8, 0) / %s) END) + GREATEST(%s, 0)"
         )
     if vendor == "sqlite":
         return 'dct_charge("usage", "usage_at", %s, %s, %s)'

@@ -32,7 +32,15 @@ from dctoolkit.jobs.models import (
     KillRequest,
     Submission,
 )
-from dctoolkit.lib.fastsql import Add, unindexed, update_returns_rows, update_rows
+from dctoolkit.lib.fastsql import (
+    Add,
+    Compiled,
+    insert_select_sql,
+    unindexed,
+    update_returns_rows,
+    update_rows,
+    update_sql,
+)
 from dctoolkit.nodes.models import Node
 
 log = logging.getLogger(__name__)
@@ -116,15 +124,50 @@ def _dispatched_rows(batch: dict[int, int], now: datetime) -> list[tuple[int, in
 def start(job_id: int, attempt: int, node_name: str, now: datetime, cpu_indices: Sequence[int] = ()) -> bool:
     """dispatched -> running, only if this attempt is still dispatched to this node; `cpu_indices`: the
     node's cores the attempt is pinned to."""
+    return bool(update_rows(*_start_statement(job_id, attempt, node_name, now, cpu_indices)))
+
+
+# A job's whole row, as the node reads it to run the job; compiled once (see fastsql).
+JOB_ROW = Compiled(lambda: Job.objects.filter(id=0))
+
+
+def start_and_read(
+    job_id: int, attempt: int, node_name: str, now: datetime, cpu_indices: Sequence[int], again: bool = False
+) -> Job | None:
+    """`start`, and the job's row as it started; None when the attempt was no longer this node's to start.
+
+    One statement where UPDATE returns rows (PostgreSQL, SQLite 3.35 and
+    later), the UPDATE then a read elsewhere.  `again`: this very call was
+    sent before and its answer lost with the connection (`retry_if_gone`):
+    the start it may have written already (running, started at `now`,
+    which no other start has) counts as won.
+    """
+    model, where, values, (extra, params) = _start_statement(job_id, attempt, node_name, now, cpu_indices)
+    if again:  # the state and the kill request are checked in `extra` instead
+        where = {"id": job_id, "attempts": attempt}
+        extra += " AND ((state = %s AND kill_requested = '') OR (state = %s AND started_at = %s))"
+        at = connection.ops.adapt_datetimefield_value(now)
+        params = [*params, JobState.DISPATCHED.value, JobState.RUNNING.value, at]
+    if not update_returns_rows():
+        if not update_rows(model, where, values, (extra, params)):
+            return None
+        return next(iter(JOB_ROW.objects(job_id)), None)
+    sql, all_params = update_sql(model, where, values, (extra, params))
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {JOB_ROW.returning()}", all_params)
+        return next(iter(JOB_ROW.objects_from(cursor.fetchall())), None)
+
+
+def _start_statement(
+    job_id: int, attempt: int, node_name: str, now: datetime, cpu_indices: Sequence[int]
+) -> tuple[type[Job], dict[str, object], dict[str, object], tuple[str, list]]:
     node_table = connection.ops.quote_name(Node._meta.db_table)
-    return bool(
-        update_rows(
-            Job,
-            {"id": job_id, "state": JobState.DISPATCHED, "attempts": attempt, "kill_requested": ""},
-            # reason: a resend's "not started on ..." (housekeeping.resend_reason) is over.
-            {"state": JobState.RUNNING, "started_at": now, "cpu_indices": list(cpu_indices), "reason": ""},
-            extra_where=(f"node_id IN (SELECT id FROM {node_table} WHERE name = %s)", [node_name]),  # noqa: S608
-        )
+    return (
+        Job,
+        {"id": job_id, "state": JobState.DISPATCHED, "attempts": attempt, "kill_requested": ""},
+        # reason: a resend's "not started on ..." (housekeeping.resend_reason) is over.
+        {"state": JobState.RUNNING, "started_at": now, "cpu_indices": list(cpu_indices), "reason": ""},
+        (f"node_id IN (SELECT id FROM {node_table} WHERE name = %s)", [node_name]),  # noqa: S608
     )
 
 
@@ -149,6 +192,68 @@ def finish(
     no longer this node's.  `ran`: the node's name and the attempt's start,
     when the caller knows them (the node that started it does); read otherwise.
     """
+    values = _end_values(state, now, reason, retry_at, results)
+    ran = ran or _run_facts(job_id)
+    # A job that ended while its desktop's owner was back (killed while stopped) ends from `suspended`.
+    if any(
+        update_rows(Job, {"id": job_id, "state": started, "attempts": attempt}, values) for started in STARTED_STATES
+    ):
+        _add_attempt(job_id, attempt, ran, _attempt_state(state), results.get("exit_code"), reason, now)
+        return True
+    return settle_kill(job_id, attempt, now, ran=ran, **results) is not None
+
+
+def finish_with(
+    also: Sequence[tuple[str, list]],
+    job_id: int,
+    attempt: int,
+    state: JobState,
+    now: datetime,
+    reason: str = "",
+    retry_at: datetime | None = None,
+    *,
+    ran: tuple[str, datetime | None],
+    **results,
+) -> bool:
+    """`finish` of a running (or suspended) attempt and the statements `also`, in one statement (PostgreSQL's
+    data-modifying CTEs); True when it was recorded, and then so was all of `also`.
+
+    `also`: (SQL, parameters) of each statement to run with the end, each
+    acting only on a row of the CTE `ended` (the job's id, none when the
+    attempt was no longer running); see `usage.charge_statements`.  False:
+    nothing was written (the attempt's kill was under way, or it was no
+    longer this one's): the caller records it with `finish`, which settles
+    a kill.  Only where `can_finish_with()`.
+    """
+    values = _end_values(state, now, reason, retry_at, dict(results))
+    states = ", ".join(["%s"] * len(STARTED_STATES))
+    update, params = update_sql(
+        Job, {"id": job_id, "attempts": attempt}, values, (f"state IN ({states})", [s.value for s in STARTED_STATES])
+    )
+    exit_code = results.get("exit_code")
+    history, history_params = insert_select_sql(Attempt, {
+        "job": job_id, "attempt": attempt, "node": ran[0], "state": _attempt_state(state),
+        "exit_code": exit_code if isinstance(exit_code, int) else None, "reason": reason, "started_at": ran[1],
+        "finished_at": now,
+    }, "ended")  # fmt: skip
+    parts = [f"ended AS ({update} RETURNING id)", f"history AS ({history})"]
+    parts += [f"also{i} AS ({sql})" for i, (sql, _) in enumerate(also)]
+    all_params = [*params, *history_params, *(p for _, also_params in also for p in also_params)]
+    with connection.cursor() as cursor:
+        # Every value is a parameter; the text is made of model columns and this module's own SQL.
+        cursor.execute(f"WITH {', '.join(parts)} SELECT COUNT(*) FROM ended", all_params)  # noqa: S608
+        return cursor.fetchone()[0] > 0
+
+
+def can_finish_with() -> bool:
+    """True where `finish_with` works: PostgreSQL, whose CTEs may write."""
+    return connection.vendor == "postgresql"
+
+
+def _end_values(
+    state: JobState, now: datetime, reason: str, retry_at: datetime | None, results: dict[str, object]
+) -> dict[str, object]:
+    # What `finish` writes to the job's row (`results`: what the run measured; its hold_code is taken out).
     values: dict[str, object] = {
         "state": state,
         "finished_at": now if state in FINAL_STATES else None,
@@ -161,20 +266,12 @@ def finish(
                       started_at=None, suspended_seconds=0.0)  # fmt: skip
     if state == JobState.HELD:
         values.update(held_at=now, hold_code=results.pop("hold_code", HOLD_BY_POLICY), num_holds=Add(1))
-    ran = ran or _run_facts(job_id)
-    # A job that ended while its desktop's owner was back (killed while stopped) ends from `suspended`.
-    if any(
-        update_rows(
-            Job,
-            {"id": job_id, "state": started, "attempts": attempt},
-            {**values, "kill_requested": "", "suspended_at": None, **results},
-        )
-        for started in STARTED_STATES
-    ):
-        ended = JobState.FAILED if state in (JobState.QUEUED, JobState.WAITING) else state  # held: "held"
-        _add_attempt(job_id, attempt, ran, ended, results.get("exit_code"), reason, now)
-        return True
-    return settle_kill(job_id, attempt, now, ran=ran, **results) is not None
+    return {**values, "kill_requested": "", "suspended_at": None, **results}
+
+
+def _attempt_state(state: JobState) -> str:
+    # How the attempt ended, in its history: a retry's run failed; held: "held".
+    return JobState.FAILED if state in (JobState.QUEUED, JobState.WAITING) else state
 
 
 def _run_facts(job_id: int) -> tuple[str, datetime | None]:

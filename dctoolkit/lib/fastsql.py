@@ -70,6 +70,19 @@ def update_rows(
     extra_where: tuple[str, list] = ("", []),
 ) -> int:
     """UPDATE `model` SET `values` WHERE each `where` field equals its value, and `extra_where`; the row count."""
+    sql, params = update_sql(model, where, values, extra_where)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def update_sql(
+    model: type[models.Model],
+    where: dict[str, object],
+    values: dict[str, object],
+    extra_where: tuple[str, list] = ("", []),
+) -> tuple[str, list]:
+    """The SQL and parameters of `update_rows(model, where, values, extra_where)`, not run."""
     meta = model._meta
     # Any: get_field() is typed as any field or relation; these are the model's own columns (no relations).
     fields: dict[str, Any] = {name: meta.get_field(name) for name in (*where, *values)}
@@ -88,10 +101,21 @@ def update_rows(
     if extra_where[0]:
         conditions.append(extra_where[0])
         params += extra_where[1]
-    sql = f"UPDATE {quote(meta.db_table)} SET {', '.join(sets)} WHERE {' AND '.join(conditions)}"  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+    return f"UPDATE {quote(meta.db_table)} SET {', '.join(sets)} WHERE {' AND '.join(conditions)}", params  # noqa: S608
+
+
+def insert_select_sql(model: type[models.Model], values: dict[str, object], source: str) -> tuple[str, list]:
+    """`INSERT INTO model (columns) SELECT values FROM source`: one row of `values` (adapted by their fields) for
+    each row `source` (a table or a CTE's name) has, none when it has none; the SQL and its parameters."""
+    meta = model._meta
+    quote = connection.ops.quote_name
+    # Any: as in update_sql.
+    fields: list[Any] = [meta.get_field(name) for name in values]
+    columns = ", ".join(quote(f.column) for f in fields)
+    # Each value cast to its column's type: a SELECT's NULL or quoted text has none the INSERT would take.
+    marks = ", ".join(f"CAST(%s AS {f.cast_db_type(connection)})" for f in fields)
+    params = [f.get_db_prep_save(value, connection) for f, value in zip(fields, values.values(), strict=True)]
+    return f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {marks} FROM {source}", params  # noqa: S608
 
 
 @dataclass
@@ -151,7 +175,7 @@ class Compiled(Generic[M]):
 
     def values(self, *params: object) -> list[tuple]:
         statement, rows = self._run(params)
-        return self._converted(statement, rows)
+        return _converted(statement, rows)
 
     def values_within(self, outer: str, after: Sequence[Any] = ()) -> list[tuple]:
         """Rows of `outer`, a statement written out around this query (`{inner}` in it: this query's SQL,
@@ -163,25 +187,38 @@ class Compiled(Generic[M]):
         with connection.cursor() as cursor:
             cursor.execute(outer.format(inner=statement.sql), [*statement.fixed, *after])
             rows = cursor.fetchall()
-        return self._converted(statement, rows)
-
-    def _converted(self, statement: _Statement, rows: list[tuple]) -> list[tuple]:
-        if not statement.converters:
-            return rows
-        converted = []
-        for row in rows:
-            values = list(row)
-            for i, functions, expression in statement.converters:
-                for convert in functions:
-                    values[i] = convert(values[i], expression, connection)
-            converted.append(tuple(values))
-        return converted
+        return _converted(statement, rows)
 
     def objects(self, *params: object) -> list[M]:
+        return self.objects_from(self._run(params)[1])
+
+    def returning(self) -> str:
+        """The columns this queryset selects, unqualified, as an UPDATE's RETURNING clause names them (for a
+        queryset of the model's own row; `objects_from` makes its instances of what it returns)."""
+        statement = self._statement()
+        columns = {field.attname: field.column for field in statement.model._meta.concrete_fields}
+        return ", ".join(connection.ops.quote_name(columns[attname]) for attname in statement.attnames)
+
+    def objects_from(self, rows: list[tuple]) -> list[M]:
+        """Instances of `rows` as the database gave them in this queryset's columns (its SELECT, `returning`)."""
         statement = self._statement()
         db = connection.alias
         # statement.model is the queryset's model, which is M.
-        return [cast(M, statement.model.from_db(db, statement.attnames, row)) for row in self.values(*params)]
+        return [cast(M, statement.model.from_db(db, statement.attnames, row)) for row in _converted(statement, rows)]
+
+
+def _converted(statement: _Statement, rows: list[tuple]) -> list[tuple]:
+    # Each column converted as the ORM would (datetimes, JSON).
+    if not statement.converters:
+        return rows
+    converted = []
+    for row in rows:
+        values = list(row)
+        for i, functions, expression in statement.converters:
+            for convert in functions:
+                values[i] = convert(values[i], expression, connection)
+        converted.append(tuple(values))
+    return converted
 
 
 class CompiledIn(Generic[M]):

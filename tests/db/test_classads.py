@@ -37,7 +37,7 @@ def submit_text(owner, tmp_path, text):
 def placed(sent):
     """job id -> node name of what the passes sent (as the database has it)."""
     rows = Job.objects.filter(node__isnull=False).values_list("id", "node__name")
-    assert sorted(job_id for job_id, _, _ in sent) == sorted(job_id for job_id, _ in rows)
+    assert sorted(job_id for job_id, *_ in sent) == sorted(job_id for job_id, _ in rows)
     return dict(rows)
 
 

@@ -39,7 +39,7 @@ def test_a_pass_claims_a_queued_job_for_a_free_node_and_sends_it_there(alice, se
     assert dispatch.schedule_pass(timezone.now()) == 1
     job.refresh_from_db()
     assert (job.state, job.node.name, job.attempts) == (JobState.DISPATCHED, "node-1", 1)
-    assert sent == [(job.id, 1, "node-1")]
+    assert sent == [(job.id, 1, "node-1", 1)]
     assert dispatch.schedule_pass(timezone.now()) == 0, "the node is full now"
 
 
@@ -67,7 +67,7 @@ def test_a_plan_overtaken_by_a_drain_is_made_again_for_the_nodes_still_taking_jo
     Node.objects.filter(name=planned).update(drained=True)
     assert dispatch.carry_out(plan, now) == 1
     job.refresh_from_db()
-    assert job.node.name == other and sent == [(job.id, 1, other)]
+    assert job.node.name == other and sent == [(job.id, 1, other, 1)]
 
 
 def test_a_plan_overtaken_by_another_pass_does_not_overfill_the_node(alice, sent):

@@ -258,7 +258,7 @@ def test_the_scheduler_serves_groups_by_share_first_in_the_portals_order(users, 
     Node.objects.create(name="n1", state=NodeState.ONLINE, slots=10, cpus=10, threads=10, memory_total_mb=64_000,
                         memory_available_mb=64_000, sandbox=True, last_heartbeat=now)  # fmt: skip
     assert dispatch.schedule_pass(now) == 10
-    placed = [job_id for job_id, _, _ in sent]
+    placed = [job_id for job_id, *_ in sent]
     assert placed == shown[:10], "the portal shows the order the scheduler places in"
     started = [owners[i] for i in placed]
     # bio's turns are charged over its share 3: alice and bob together get three for each of carol's and dave's.

@@ -48,7 +48,7 @@ def test_a_users_jobs_are_read_and_started_higher_priority_first(alice, tmp_path
     Node.objects.create(name="node-1", state=NodeState.ONLINE, slots=2, cpus=2, threads=2, memory_total_mb=4096,
                         memory_available_mb=4096, sandbox=True, last_heartbeat=timezone.now())  # fmt: skip
     assert dispatch.schedule_pass(timezone.now()) == 2
-    assert sorted(job_id for job_id, _, _ in sent) == sorted(j.id for j in urgent)
+    assert sorted(job_id for job_id, *_ in sent) == sorted(j.id for j in urgent)
 
 
 def test_edit_changes_a_jobs_priority(alice, tmp_path):

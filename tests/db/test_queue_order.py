@@ -92,14 +92,14 @@ def test_the_scheduler_places_jobs_one_free_slot_at_a_time_in_the_portals_order(
     for slots in range(1, 14):
         Node.objects.filter(id=node.id).update(slots=slots)  # one more free slot; the placed jobs stay dispatched
         assert dispatch.schedule_pass(now) == 1
-    assert [job_id for job_id, _, _ in sent] == shown
+    assert [job_id for job_id, *_ in sent] == shown
 
 
 def test_one_pass_with_every_slot_free_places_them_in_the_portals_order(queue, now, sent):
     shown, _ = portal_order(now)
     make_node(13, now)
     assert dispatch.schedule_pass(now) == 13
-    assert [job_id for job_id, _, _ in sent] == shown
+    assert [job_id for job_id, *_ in sent] == shown
 
 
 def test_each_users_own_page_shows_the_same_places_as_the_whole_queue(queue, now):
@@ -126,7 +126,7 @@ def test_the_reason_counts_the_jobs_the_scheduler_serves_first_and_usage_ranks_b
 def test_a_dispatched_job_keeps_charging_its_owner_until_it_has_run(queue, now, sent):
     make_node(1, now)
     dispatch.schedule_pass(now)
-    (placed,) = [job_id for job_id, _, _ in sent]
+    (placed,) = [job_id for job_id, *_ in sent]
     assert Job.objects.get(id=placed).state == JobState.DISPATCHED
     rows = {row["user"]: row for row in usage_payload(now)}
     assert (rows["zed"]["usage"], rows["amy"]["usage"]) == (1.0, 0.0)

@@ -30,14 +30,14 @@ CELERY_MESSAGE = {
 def test_a_copied_message_is_celerys_with_the_jobs_arguments_queue_and_fresh_ids():
     template = Template.of(json.dumps(CELERY_MESSAGE))
     assert template is not None
-    first, second = (json.loads(template.message(41, 3, 'node "a"')) for _ in range(2))
-    assert json.loads(base64.b64decode(first["body"])) == [[41, 3], *BODY[1:]]
+    first, second = (json.loads(template.message([41, 3, 2], 'node "a"')) for _ in range(2))
+    assert json.loads(base64.b64decode(first["body"])) == [[41, 3, 2], *BODY[1:]]
     task_id = first["headers"]["id"]
     assert task_id != TASK_ID and task_id != second["headers"]["id"]
     assert first["properties"]["delivery_tag"] not in (CELERY_MESSAGE["properties"]["delivery_tag"], task_id)
     expected = json.loads(json.dumps(CELERY_MESSAGE))
     expected["body"] = first["body"]
-    expected["headers"].update(id=task_id, root_id=task_id, argsrepr="[41, 3]")
+    expected["headers"].update(id=task_id, root_id=task_id, argsrepr="[41, 3, 2]")
     expected["properties"].update(correlation_id=task_id, delivery_tag=first["properties"]["delivery_tag"])
     expected["properties"]["delivery_info"]["routing_key"] = 'node "a"'
     assert first == expected

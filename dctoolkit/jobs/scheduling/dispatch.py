@@ -145,7 +145,7 @@ def carry_out(plan: Plan | None, now: datetime) -> int:
     """
     if plan is None:
         return 0
-    sends: list[tuple[int, int, str]] = []
+    sends: list[tuple[int, int, str, int]] = []
     with transaction.atomic():
         edits = take_scheduler_lock()
         if not plan.still_holds(edits):
@@ -162,19 +162,20 @@ def carry_out(plan: Plan | None, now: datetime) -> int:
                 transitions.claim(a.job_id, node.id, list(a.gpu_indices), now) if a.gpu_indices else won.get(a.job_id)
             )
             if attempt is not None:
-                sends.append((a.job_id, attempt, node.name))
+                sends.append((a.job_id, attempt, node.name, a.cpus))
     send_runs(sends)
     OUTCOMES["placed" if sends else "unclaimed"] += 1
     return len(sends)
 
 
-def send_run(job_id: int, attempt: int, node_name: str) -> bool:
+def send_run(job_id: int, attempt: int, node_name: str, cpus: int) -> bool:
     """Put the run message on the node's own queue; False (logged) when Redis is away."""
-    return send_runs([(job_id, attempt, node_name)]) == 1
+    return send_runs([(job_id, attempt, node_name, cpus)]) == 1
 
 
-def send_runs(sends: list[tuple[int, int, str]]) -> int:
-    """Put run messages (job id, attempt, node) on the nodes' own queues in one Redis round trip.
+def send_runs(sends: list[tuple[int, int, str, int]]) -> int:
+    """Put run messages (job id, attempt, node, the job's request_cpus) on the nodes' own queues in one Redis
+    round trip; the task's arguments are (job id, attempt, cpus).
 
     Returns how many went: all, or none (logged) when Redis is away; the
     resend step sends the lost ones again.  Each message is Celery's own,
@@ -192,8 +193,8 @@ def send_runs(sends: list[tuple[int, int, str]]) -> int:
             push_all(_run_client(), template, sends)
         else:
             with app.producer_or_acquire() as producer, producer.batch():
-                for job_id, attempt, node_name in sends:
-                    celery_send(producer, [job_id, attempt], node_name)
+                for job_id, attempt, node_name, cpus in sends:
+                    celery_send(producer, [job_id, attempt, cpus], node_name)
     except Exception as exc:  # kombu and redis-py raise many kinds; the resend step retries
         log.warning("could not send %d job(s) to their nodes: %s", len(sends), exc)
         return 0

@@ -33,14 +33,14 @@ def resend_stale(now: datetime) -> int:
     cutoff = now - timedelta(seconds=RESEND_AFTER_SECONDS)
     stale = Job.objects.filter(state=JobState.DISPATCHED, dispatched_at__lt=cutoff, node__state=NodeState.ONLINE)
     count = 0
-    for job_id, attempt, node_name in stale.values_list("id", "attempts", "node__name")[:1000]:
+    for job_id, attempt, node_name, cpus in stale.values_list("id", "attempts", "node__name", "request_cpus")[:1000]:
         # The node cannot say why (its run may be what cannot reach the database): the reason says both.
         why = resend_reason(node_name)
         if Job.objects.filter(id=job_id, state=JobState.DISPATCHED, attempts=attempt).update(
             dispatched_at=now, reason=why
         ):
             log.info("job %s attempt %s never started on %s: sending again", job_id, attempt, node_name)
-            count += send_run(job_id, attempt, node_name)
+            count += send_run(job_id, attempt, node_name, cpus)
     return count
 
 

@@ -129,6 +129,7 @@ class Assignment:
     job_id: int
     node: str
     gpu_indices: tuple[int, ...] = ()
+    cpus: int = 1  # the job's request_cpus: its run message says it, so that the node pins it before its start
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,7 @@ def pick_assignments(
             if passed[uid] >= PASSED_OVER:
                 continue  # enough of this user's jobs looked at for one pass
         else:
-            assignments.append(Assignment(job.id, node.name, tuple(open_nodes.take(node, job))))
+            assignments.append(Assignment(job.id, node.name, tuple(open_nodes.take(node, job)), job.cpus))
             if uid in left:
                 left[uid].take(job.gpus)
             if pool is not None:

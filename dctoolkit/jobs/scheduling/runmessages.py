@@ -3,7 +3,7 @@
 Celery building, routing and publishing each message (`send_task`) costs
 about half a millisecond of the scheduler's CPU: with 2,000 placements a
 pass, more than everything else the pass does.  A run message differs from
-the next only in its task id, its arguments (job id, attempt) and the node's
+the next only in its task id, its arguments (job id, attempt, cpus) and the node's
 queue, so the first message is made by Celery itself (sent to a scratch
 queue and read back: exactly what a node would receive), and every later one
 is that message with those fields replaced, pushed onto the node's list the
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # The arguments the template is made with: values no real message has, to find where they go.
-TEMPLATE_ARGS = [-271828, -314159]
+TEMPLATE_ARGS = [-271828, -314159, -161803]
 
 
 @dataclass(frozen=True)
@@ -73,22 +73,20 @@ class Template:
             text = text.replace(mark, "{" + name + "}")
         return cls(envelope, rest, text)
 
-    def message(self, job_id: int, attempt: int, queue: str) -> str:
-        """The JSON envelope of the run message for (`job_id`, `attempt`) on `queue`, with fresh ids."""
-        args = json.dumps([job_id, attempt])
-        body = base64.b64encode(f"[{args}{self.body_rest}".encode()).decode()
-        return self.text.format(
-            body=body, id=uuid.uuid4(), args=repr([job_id, attempt]), tag=uuid.uuid4(), queue=json.dumps(queue)
-        )
+    def message(self, args: list[int], queue: str) -> str:
+        """The JSON envelope of the run message with arguments `args` (as many as TEMPLATE_ARGS: job id,
+        attempt, cpus) on `queue`, with fresh ids."""
+        body = base64.b64encode(f"[{json.dumps(args)}{self.body_rest}".encode()).decode()
+        return self.text.format(body=body, id=uuid.uuid4(), args=repr(args), tag=uuid.uuid4(), queue=json.dumps(queue))
 
 
 # Where each per-message field goes in the template's text (strings no JSON encoder changes).
 MARK = {name: f"@@dct-{name}@@" for name in ("body", "id", "args", "tag", "queue")}
 
 
-def push_all(client: Any, template: Template, sends: Sequence[tuple[int, int, str]]) -> None:
-    """LPUSH each (job id, attempt, node) message onto the node's list, in one pipeline (one round trip)."""
+def push_all(client: Any, template: Template, sends: Sequence[tuple[int, int, str, int]]) -> None:
+    """LPUSH each (job id, attempt, node, cpus) message onto the node's list, in one pipeline (one round trip)."""
     pipe = client.pipeline(transaction=False)
-    for job_id, attempt, queue in sends:
-        pipe.lpush(queue, template.message(job_id, attempt, queue))
+    for job_id, attempt, queue, cpus in sends:
+        pipe.lpush(queue, template.message([job_id, attempt, cpus], queue))
     pipe.execute()

@@ -28,12 +28,10 @@ from dctoolkit.jobs import eventlog, jobenv, jobpolicy, policyfacts, streams, tr
 from dctoolkit.jobs.models import Job, JobState, KillRequest, Submission
 from dctoolkit.jobs.retries import RetryPolicy, judge_exit
 from dctoolkit.jobs.scheduling.wake import wake_scheduler_soon
-from dctoolkit.lib.fastsql import Compiled, retry_if_gone, reuse_connection
+from dctoolkit.lib.fastsql import retry_if_gone, reuse_connection, update_rows
 from dctoolkit.nodes.worker import agent, cgroups, cpus, desktop, runner, sandbox, usernet, warm, workfiles
 
 log = logging.getLogger(__name__)
-# The job's row, read once per job; compiled once (see fastsql).
-JOB_ROW = Compiled(lambda: Job.objects.filter(id=0))
 
 
 @worker_ready.connect
@@ -89,28 +87,49 @@ def _on_worker_shutting_down(**kwargs) -> None:
 
 
 @app.task(name="dctoolkit.run_job", acks_late=True, ignore_result=True)
-def run_job(job_id: int, attempt: int) -> str:
-    """Run attempt `attempt` of job `job_id` here, if it is still dispatched to this node."""
-    # No `SELECT 1` before each job: a dead kept connection fails the first read, which is sent again.
+def run_job(job_id: int, attempt: int, request_cpus: int | None = None) -> str:
+    """Run attempt `attempt` of job `job_id` here, if it is still dispatched to this node.
+
+    `request_cpus`: the job's, as the scheduler claimed it (a message of an
+    older scheduler has none): the cores are taken before the start, which
+    records them and reads the job's row in the same statement.
+    """
+    # No `SELECT 1` before each job: a dead kept connection fails the first statement, which is sent again.
     reuse_connection()
     identity = agent.current
     if identity is None:
         raise RuntimeError("this worker is not a node: start it with worker_entry.py --node NAME")
-    # Read before the start write, which records the cores it is pinned to (cpu_indices) as it starts.
-    (job,) = retry_if_gone(lambda: JOB_ROW.objects(job_id)) or (None,)
-    cores = cpus.pool().take(job.request_cpus) if job else ()
+    if not identity.accepts_jobs:
+        log.info("job %s attempt %s: %s takes no jobs now: skipped", job_id, attempt, identity.name)
+        return "skipped"
+    if request_cpus is None:  # the row first, for its cpus
+        (job,) = retry_if_gone(lambda: transitions.JOB_ROW.objects(job_id)) or (None,)
+        request_cpus = job.request_cpus if job else 1
+    cores = cpus.pool().take(request_cpus)
     try:
-        return _run_on(job, attempt, identity, cores) if job else "skipped"
+        now = timezone.now()
+        job = _start(job_id, attempt, identity.name, now, cores)
+        if job is None:
+            log.info("job %s attempt %s is no longer dispatched to %s: skipped", job_id, attempt, identity.name)
+            return "skipped"
+        if job.request_cpus != request_cpus:  # not the size it was claimed with (never seen): pinned again
+            cpus.pool().give_back(cores)
+            cores = cpus.pool().take(job.request_cpus)
+            update_rows(Job, {"id": job_id, "attempts": attempt}, {"cpu_indices": list(cores)})
+            job.cpu_indices = list(cores)
+        return _run_on(job, attempt, identity)
     finally:
         cpus.pool().give_back(cores)
 
 
-def _run_on(job: Job, attempt: int, identity: agent.NodeIdentity, cores: tuple[int, ...]) -> str:
-    job_id, now = job.id, timezone.now()
-    if not identity.accepts_jobs or not transitions.start(job_id, attempt, identity.name, now, cores):
-        log.info("job %s attempt %s is no longer dispatched to %s: skipped", job_id, attempt, identity.name)
-        return "skipped"
-    job.state, job.started_at, job.cpu_indices = JobState.RUNNING, now, list(cores)
+def _start(job_id: int, attempt: int, node: str, now: datetime, cores: tuple[int, ...]) -> Job | None:
+    """The job's row as it started here, or None when its attempt is no longer this node's to start."""
+    tries = iter((False, True))  # sent again on a new connection, the start it may have made counts
+    return retry_if_gone(lambda: transitions.start_and_read(job_id, attempt, node, now, cores, again=next(tries)))
+
+
+def _run_on(job: Job, attempt: int, identity: agent.NodeIdentity) -> str:
+    job_id = job.id
     _log_event(job, lambda c, p, now: eventlog.executing(c, p, now, identity.name))
     state = JobState.RUNNING
     try:
@@ -496,7 +515,7 @@ def record(
         # mypy: the task runs only in a started node worker, where `current` is set.
         log.warning("job %s attempt %s stopped: node %s lost contact", job.id, attempt, agent.current.name)  # type: ignore[union-attr]
         return JobState.QUEUED
-    from dctoolkit.accounts.usage import charge_job
+    from dctoolkit.accounts.usage import charge_job, charge_statements, job_cost
 
     if result.stopped == runner.StopReason.VACATE:
         # Back to the queue without using up an attempt; what it ran before its owner came back is charged.
@@ -530,8 +549,15 @@ def record(
     # and a job is never recorded as ended without its charge.  A job its
     # owner cancelled or held meanwhile keeps that state (finish settles its
     # kill) and is charged for what it ran.
+    ran = (node, job.started_at) if node else None
+    if ran and job.accounting_group_id is None and transitions.can_finish_with():
+        # On PostgreSQL the end, its history and its charge are one statement (one round trip, one commit):
+        # the user's account and day rows are locked only while it runs, not across five round trips.
+        cost = job_cost(job.request_cpus, ran_seconds, job.request_gpus, job.request_memory_mb)
+        charged = charge_statements(job.owner_id, cost, now, when="ended")
+        if transitions.finish_with(charged, job.id, attempt, state, now, reason, retry_at, ran=ran, **measured):
+            return state
     with transaction.atomic():
-        ran = (node, job.started_at) if node else None
         if transitions.finish(job.id, attempt, state, now, reason=reason, retry_at=retry_at, ran=ran, **measured):
             charge_job(
                 job.owner_id, job.request_cpus, ran_seconds, now, job.request_gpus, job.request_memory_mb,
