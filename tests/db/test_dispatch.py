@@ -120,7 +120,7 @@ def test_a_plan_overtaken_by_a_jobs_end_is_made_again_under_the_lock_and_fills_t
     # Planning again costs a plan's reads; carrying out the stale plan would leave the freed slot to a
     # whole pass of its own (measured: more passes a job and more of the scheduler's CPU, bench/README.md).
     assert dispatch.carry_out(plan, now) == 2
-    assert sorted(sent) == [(first.id, 1, "node-1"), (second.id, 1, "node-1")]
+    assert sorted(sent) == [(first.id, 1, "node-1", 1), (second.id, 1, "node-1", 1)]
 
 
 def test_a_pass_with_every_slot_taken_stops_after_one_read_of_the_nodes_with_their_sums(alice, sent):

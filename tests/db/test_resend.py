@@ -27,7 +27,7 @@ def test_a_job_sent_again_says_why_and_the_reason_goes_when_it_starts(alice, nod
     (job,) = sub("", alice, folder)
     now = timezone.now()
     attempt = transitions.claim(job.id, node.id, [], now - timedelta(seconds=20))
-    assert housekeeping.resend_stale(now) == 1 and sent == [(job.id, attempt, "node-1")]
+    assert housekeeping.resend_stale(now) == 1 and sent == [(job.id, attempt, "node-1", 1)]
     assert Job.objects.get(id=job.id).reason == REASON
     out = io.StringIO()
     call_command("jobs", "--user", "alice", stdout=out)
