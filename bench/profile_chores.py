@@ -101,7 +101,12 @@ def measure(rounds: int) -> dict[str, list[float]]:
         steps = [(step.__name__, step) for step in command.chore_steps() if step is not dispatch.schedule_pass]
         for name, step in [*steps, ("pass_stats", None)]:
             queries: list[str] = []
-            with connection.execute_wrapper(lambda execute, sql, *rest: queries.append(sql) or execute(sql, *rest)):
+
+            def counted(execute, sql, *rest, queries=queries):
+                queries.append(sql)
+                return execute(sql, *rest)
+
+            with connection.execute_wrapper(counted):
                 mine, theirs = run_ns(None), run_ns(server) if server else 0
                 if step is None:  # the statistics' write to Redis, one pass's worth
                     command.pass_stats.record(0.001, 0)
