@@ -51,9 +51,7 @@ IDLE_ROUND = {
 }
 
 
-def test_an_idle_round_of_chores_makes_one_statement_per_chore_beside_ended_jobs(
-    no_scheduler, alice, folder, node
-):
+def test_an_idle_round_of_chores_makes_one_statement_per_chore_beside_ended_jobs(no_scheduler, alice, folder, node):
     # The bench's throughput run as the chores see it: ended jobs without mail, queued ones, a node.
     for _ in range(3):
         end(sub("", alice, folder))
