@@ -18,14 +18,16 @@ import logging
 import smtplib
 from collections import Counter
 from datetime import datetime, timedelta
+from functools import cache
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db.models import Count, Q
+from django.db import connection
+from django.db.models import Count, Exists, OuterRef, Q
 
 from dctoolkit.jobs import gputally
 from dctoolkit.jobs.intake.advice import Advice, Usage, compare
-from dctoolkit.jobs.models import FINAL_STATES, Dag, DagState, Job, JobState, Submission
+from dctoolkit.jobs.models import FINAL_STATES, OWES_MAIL, Dag, DagState, Job, JobState, Submission
 from dctoolkit.lib.units import format_seconds
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,8 @@ def send_due(now: datetime) -> int:
     global _retry_at, _retry_seconds
     if _retry_at and now < _retry_at:
         return 0
+    if not mail_may_be_due():
+        return 0
     sent = 0
     try:
         for job in due_jobs()[:BATCH]:
@@ -73,7 +77,45 @@ def send_due(now: datetime) -> int:
         _retry_seconds = min(_retry_seconds * 2, RETRY_MAX_SECONDS)
         return sent
     _retry_at, _retry_seconds = None, RETRY_FIRST_SECONDS
+    settle_unmailed()
     return sent
+
+
+def mail_may_be_due() -> bool:
+    """Whether an ended job or DAG has an address and no mail yet: one probe of the owes_mail indexes.
+
+    False means nothing is due; True, that `due_jobs`, `due_dags` and `due_batches` are worth asking (a
+    batch's ended jobs keep it True until its digest goes).  Written out, its conditions as the indexes'
+    own (SQLite uses a partial index only for a query that repeats its condition, constants included)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_owes_mail_sql(connection.vendor))
+        return bool(cursor.fetchone()[0])
+
+
+@cache
+def _owes_mail_sql(vendor: str) -> str:
+    # The states are the enum's own constant strings.
+    owes = "notified = 0 AND email <> ''" if vendor == "mysql" else "NOT notified AND NOT (email = '')"
+    ended = ", ".join(f"'{state.value}'" for state in FINAL_STATES)
+    return (
+        f"SELECT EXISTS (SELECT 1 FROM {Job._meta.db_table} WHERE {owes} AND state IN ({ended}))"  # noqa: S608
+        f" OR EXISTS (SELECT 1 FROM {Dag._meta.db_table} WHERE {owes} AND state <> '{DagState.RUNNING.value}')"
+    )
+
+
+def settle_unmailed() -> None:
+    """Mark done what ended with an address but will never be mailed: `notification = error` single jobs
+    that succeeded, and such batches that all did.  Their mail is not owed, and left unmarked they would
+    keep `mail_may_be_due` True every round."""
+    Job.objects.filter(
+        OWES_MAIL, state=JobState.SUCCEEDED, submission__job_count=1, submission__notification="error"
+    ).update(notified=True)
+    unmailed = Submission.objects.filter(OWES_MAIL, job_count__gt=1, notification="error").exclude(
+        Exists(Job.objects.filter(submission=OuterRef("pk")).exclude(state=JobState.SUCCEEDED))
+    )
+    ids = list(unmailed.values_list("id", flat=True)[:BATCH])
+    if ids and Submission.objects.filter(id__in=ids, notified=False).update(notified=True):
+        Job.objects.filter(submission_id__in=ids).update(notified=True)
 
 
 def due_jobs():

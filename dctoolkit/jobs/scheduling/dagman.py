@@ -16,7 +16,7 @@ from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
 
 from dctoolkit.jobs import transitions
 from dctoolkit.jobs.intake import dag as language
@@ -39,6 +39,7 @@ from dctoolkit.jobs.scheduling.dagsteps import (
     first_phase,
     plan_dag,
 )
+from dctoolkit.lib.fastsql import Compiled
 
 log = logging.getLogger(__name__)
 
@@ -78,22 +79,30 @@ _planned_all_at: datetime | None = None
 def settle_phases(now: datetime) -> tuple[int, set[int]]:
     """Nodes whose running phase has ended (no job of it unfinished) go on to their next phase or end.
     Returns how many moved, and the DAGs they belong to."""
-    unfinished = Job.objects.filter(dag_node=OuterRef("pk"), id__gte=OuterRef("phase_from")).exclude(
-        state__in=FINAL_STATES
-    )
-    ended = (
-        DagNode.objects.filter(state=JobState.QUEUED, dag__state=DagState.RUNNING)
-        .exclude(phase="")
-        .exclude(Exists(unfinished))
-        .select_related("dag", "dag__owner")
-        .order_by("id")[:BATCH]
-    )
+    if not _ANY_ENDED_PHASE.rows():  # most rounds: one compiled probe, no queryset built
+        return 0, set()
+    ended = _ended_phases().select_related("dag", "dag__owner").order_by("id")[:BATCH]
     moved, dags = 0, set()
     for node in ended:
         if settle(node, now):
             moved += 1
             dags.add(node.dag_id)
     return moved, dags
+
+
+def _ended_phases() -> QuerySet[DagNode]:
+    """Running DAGs' nodes whose running phase has no unfinished job left."""
+    unfinished = Job.objects.filter(dag_node=OuterRef("pk"), id__gte=OuterRef("phase_from")).exclude(
+        state__in=FINAL_STATES
+    )
+    return (
+        DagNode.objects.filter(state=JobState.QUEUED, dag__state=DagState.RUNNING)
+        .exclude(phase="")
+        .exclude(Exists(unfinished))
+    )
+
+
+_ANY_ENDED_PHASE = Compiled(lambda: _ended_phases().order_by().values_list("id")[:1])
 
 
 def settle(node: DagNode, now: datetime) -> int:

@@ -7,6 +7,8 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
 
 from django.db import close_old_connections
 from django.utils import timezone
@@ -39,12 +41,28 @@ class Command(DctCommand):
         self.outcomes_recorded: Counter[str] = Counter()  # of dispatch.OUTCOMES, handed to pass_stats so far
         self.policies_at = -POLICY_INTERVAL_SECONDS
 
-    def job_policies(self, now) -> int:
+    def job_policies(self, now: datetime) -> int:
         """`housekeeping.apply_job_policies`, at most once per POLICY_INTERVAL_SECONDS."""
         if time.monotonic() - self.policies_at < POLICY_INTERVAL_SECONDS:
             return 0
         self.policies_at = time.monotonic()
         return housekeeping.apply_job_policies(now)
+
+    def chore_steps(self) -> tuple[Callable[[datetime], int], ...]:
+        """A chores round's steps in their order, the scheduling pass among them; each takes `now` and
+        returns how much it did."""
+        return (
+            housekeeping.sweep_lost_nodes,
+            housekeeping.resend_stale,
+            housekeeping.resolve_dependencies,
+            dagman.advance_dags,
+            housekeeping.queue_due_retries,
+            housekeeping.release_waiting,
+            self.job_policies,
+            dispatch.schedule_pass,
+            notify_step,
+            housekeeping.purge_expired_files,
+        )
 
     def add_arguments(self, parser):
         parser.add_argument("--once", action="store_true", help="run one round of every step and exit")
@@ -85,19 +103,7 @@ class Command(DctCommand):
         else:
             reuse_connection()
         again = False
-        steps = (
-            housekeeping.sweep_lost_nodes,
-            housekeeping.resend_stale,
-            housekeeping.resolve_dependencies,
-            dagman.advance_dags,
-            housekeeping.queue_due_retries,
-            housekeeping.release_waiting,
-            self.job_policies,
-            dispatch.schedule_pass,
-            notify_step,
-            housekeeping.purge_expired_files,
-        )
-        for step in steps if chores else (dispatch.schedule_pass,):
+        for step in self.chore_steps() if chores else (dispatch.schedule_pass,):
             started = time.perf_counter()
             try:
                 did = step(timezone.now())
