@@ -1,7 +1,7 @@
 """The scheduler's once-a-second chores, step by step: statements and CPU per round, idle and busy.
 
-    python bench/profile_chores.py --db /tmp/chores.sqlite3 --redis-port 6399 [--finished 5000] [--rounds 50]
-    python bench/profile_chores.py --db postgres://postgres@127.0.0.1:5432/dct_chores --redis-port 6399
+    python -m bench.profile_chores --db /tmp/chores.sqlite3 --redis-port 6399 [--finished 5000] [--rounds 50]
+    python -m bench.profile_chores --db postgres://postgres@127.0.0.1:5432/dct_chores --redis-port 6399
 
 The bench's throughput run as the chores see it: `--finished` ended jobs that
 asked for no mail, each alone in its submission (the bench submits one file
@@ -18,8 +18,6 @@ a Redis on `--redis-port` (`redis-server --port N --save ''`).  Not part of
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from collections import defaultdict
 
@@ -42,15 +40,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def set_up(a: argparse.Namespace) -> None:
-    sys.path.insert(0, os.getcwd())
-    os.environ["DATABASE_URL"] = a.db if "://" in a.db else f"sqlite:///{a.db}"
-    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{a.redis_port}/0"
-    os.environ.setdefault("DCT_VAR", "/tmp/dct-profile-chores")
-    os.environ.setdefault("SECRET_KEY", "profile-only")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "dctoolkit.settings"
-    import django
+    from bench.profiling import django_on
 
-    django.setup()
+    django_on(a.db, a.redis_port, "/tmp/dct-profile-chores")
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)

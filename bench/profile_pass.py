@@ -1,6 +1,6 @@
 """One scheduling pass profiled at a given queue size: wall, CPU, and each statement's time, CPU and pages.
 
-    python bench/profile_pass.py --db /tmp/q1m.sqlite3 --size 1000000 --redis-port 6399 [--pragma SQL] [--profile]
+    python -m bench.profile_pass --db /tmp/q1m.sqlite3 --size 1000000 --redis-port 6399 [--pragma SQL] [--profile]
 
 The bench's synthetic scenario (1,000 nodes x 2 slots, 1,000 users, rows made
 by the database), on a database file of your choosing that is kept between
@@ -20,7 +20,6 @@ import cProfile
 import os
 import pstats
 import re
-import sys
 import time
 
 PAGE = 4096
@@ -45,15 +44,9 @@ def parse_args() -> argparse.Namespace:
 
 def set_up(a: argparse.Namespace) -> list[str]:
     """Django on --db, the nodes, users and queue made if missing; returns the nodes' names."""
-    sys.path.insert(0, os.getcwd())
-    os.environ["DATABASE_URL"] = a.db if "://" in a.db else f"sqlite:///{a.db}"
-    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{a.redis_port}/0"
-    os.environ.setdefault("DCT_VAR", "/tmp/dct-profile-pass")
-    os.environ.setdefault("SECRET_KEY", "profile-only")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "dctoolkit.settings"
-    import django
+    from bench.profiling import django_on
 
-    django.setup()
+    django_on(a.db, a.redis_port, "/tmp/dct-profile-pass")
     from django.core.management import call_command
     from django.db import connection
 
