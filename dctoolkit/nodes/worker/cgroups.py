@@ -287,7 +287,8 @@ class NodeCgroups:
     def make_spare(self) -> JobCgroup:
         """A cgroup for a job not yet known (`next-N`, no limits): a warm sandbox's stub waits in it.
         Raises CgroupError."""
-        spare = JobCgroup(self.version, {h: d / f"next-{next(self._spares)}" for h, d in self.dirs.items()}, 0)
+        name = f"next-{next(self._spares)}"
+        spare = JobCgroup(self.version, {h: d / name for h, d in self.dirs.items()}, 0)
         try:
             for folder in spare.dirs.values():
                 _mkdir(folder)
