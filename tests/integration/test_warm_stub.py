@@ -82,6 +82,10 @@ def cgroup_paths(text: str, version: int) -> set[str]:
     return {path for name, path in cgroups.parse_proc_cgroup(text).items() if name in wanted}
 
 
+def in_all(pid: int, dirs: set[Path]) -> bool:
+    return all(str(pid) in (d / "cgroup.procs").read_text().split() for d in dirs)
+
+
 def children(pid: int) -> list[int]:
     return [int(kid) for kid in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
@@ -97,11 +101,10 @@ def test_the_stubs_job_is_in_its_own_cgroup_before_it_runs_and_the_zygote_never_
     for job_id in (2, 3, 4):
         # Between jobs: the stub waits in the spare cgroup, the zygote and init are outside it.
         zygote = box.host_pid(box.zygote_pid)
-        wait_until(lambda: children(zygote), 10, "the zygote to fork its stub")
+        wait_until(lambda z=zygote: children(z), 10, "the zygote to fork its stub")
         (stub,) = children(zygote)
         spare_dirs = set(box._spare.dirs.values())
-        in_spare = lambda: all(str(stub) in (d / "cgroup.procs").read_text().split() for d in spare_dirs)  # noqa: E731
-        wait_until(in_spare, 10, "the stub to enter the spare cgroup")
+        wait_until(lambda s=stub, ds=spare_dirs: in_all(s, ds), 10, "the stub to enter the spare cgroup")
         for outside in (zygote, init, box.proc.pid):
             assert "/next-" not in Path(f"/proc/{outside}/cgroup").read_text(), "outside the spare"
         result, out, cgroup, took, again = run_job(pool, node_cgroups, tmp_path, FIRST_ACTION, job_id)
@@ -135,9 +138,10 @@ def test_a_job_that_cannot_start_in_the_stub_says_why_and_the_sandbox_goes_on(po
 def test_memory_is_measured_and_limited_on_the_job_in_the_stubs_cgroup(pool, node_cgroups, tmp_path):
     run_job(pool, node_cgroups, tmp_path, "#!/bin/sh\ntrue\n", 1)
     hog = f"#!/bin/sh\nexec {sandbox.python_executable()} -c 'x = bytearray(300 << 20); import time; time.sleep(30)'\n"
-    result, _, cgroup, took, _ = run_job(pool, node_cgroups, tmp_path, hog, 2, memory_mb=100)
+    result, _, _, took, _ = run_job(pool, node_cgroups, tmp_path, hog, 2, memory_mb=100)
     assert took and result.stopped == runner.StopReason.MEMORY, result
-    held = f"#!/bin/sh\nexec {sandbox.python_executable()} -c 'x = bytearray(150 << 20); x[::4096] = b\"1\" * len(x[::4096])'\n"
+    touch = 'x = bytearray(150 << 20); x[::4096] = b"1" * len(x[::4096])'
+    held = f"#!/bin/sh\nexec {sandbox.python_executable()} -c '{touch}'\n"
     result, _, _, took, _ = run_job(pool, node_cgroups, tmp_path, held, 3, memory_mb=400)
     assert took and result.exit_code == 0 and 150 <= result.max_rss_mb < 250, result
     result, _, _, took, _ = run_job(pool, node_cgroups, tmp_path, "#!/bin/sh\ntrue\n", 4)
