@@ -134,3 +134,21 @@ def test_dct_cgroups_off_turns_them_off(monkeypatch, caplog):
     monkeypatch.setattr(cgroups, "_node", {})
     assert cgroups.for_node("quiet", "off") is None
     assert "DCT_CGROUPS=off" in caplog.text
+
+
+def test_favordynmods_is_read_from_any_cgroup_mount_and_only_from_cgroup_mounts():
+    v1 = "cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n"
+    assert not cgroups.favors_dynmods(v1)
+    assert cgroups.favors_dynmods("cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nsdelegate,favordynmods 0 0\n")
+    assert cgroups.favors_dynmods(v1 + "cgroup /sys/fs/cgroup/pids cgroup rw,pids,favordynmods 0 0\n")
+    assert not cgroups.favors_dynmods("tmpfs /favordynmods tmpfs rw,favordynmods 0 0\n"), "not a cgroup mount"
+    assert not cgroups.favors_dynmods("")
+
+
+def test_spare_cgroups_are_named_apart_from_every_jobs(tmp_path):
+    node = cgroups.NodeCgroups(1, {"memory": tmp_path / "m", "pids": tmp_path / "p"})
+    for folder in node.dirs.values():
+        folder.mkdir()
+    first, second = node.make_spare(), node.make_spare()
+    assert {d.name for d in first.dirs.values()} == {"next-0"} and second.dirs["pids"] == tmp_path / "p" / "next-1"
+    assert all(d.is_dir() for d in [*first.dirs.values(), *second.dirs.values()])

@@ -78,3 +78,10 @@ def test_an_unfenced_job_started_by_the_runner_runs_on_its_cores(tmp_path):
     assert result.exit_code == 0, (tmp_path / "err").read_text()
     assert (tmp_path / "out").read_text().split()[-1] == str(core)
     assert len(os.sched_getaffinity(0)) > 1, "the worker's thread has all its cores back"
+
+
+def test_a_request_for_the_zygotes_stub_says_so_and_a_prepare_is_no_request():
+    assert zygote.decode_request(zygote.encode_request(["./job"], {}, "/w", stub=True))["stub"] is True
+    assert "stub" not in zygote.decode_request(zygote.encode_request(["./job"], {}, "/w"))
+    with pytest.raises(KeyError):
+        zygote.decode_request(zygote.PREPARE)  # its own message: the zygote never reads it as a job's

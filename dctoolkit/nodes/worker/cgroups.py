@@ -27,6 +27,15 @@ too and pids.max is raised by BWRAP_PROCESSES; a private network's helpers
 are in it as well).  A warm sandbox's init and zygote stay outside, in the
 node's own cgroup.
 
+Entering a cgroup can be slow: on a kernel whose cgroups are not mounted
+with `favordynmods`, the first move into a cgroup after a quiet spell waits
+for an RCU grace period (cgroup_threadgroup_rwsem), 5-15 ms.  So a warm
+sandbox's next job's process is made ahead: after each job the node makes a
+*spare* cgroup (`next-N`, no limits yet) and the zygote forks a stub that
+enters it and waits (zygote.py); when the job comes, `adopt` renames the
+spare to `job-ID-ATTEMPT` (cgroup v1; v2 cannot rename, it keeps its name)
+and writes the job's limits into it, and the stub becomes the job.
+
 Where cgroups cannot be made, the node says so once in its log and falls
 back to the memory watch, with no process limit.
 """
@@ -34,13 +43,14 @@ back to the memory watch, with no process limit.
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import os
 import re
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -148,6 +158,16 @@ def limit_files(
     return files
 
 
+def favors_dynmods(mounts: str) -> bool:
+    """Whether a cgroup hierarchy in `/proc/mounts` text is mounted with favordynmods (moving a process
+    into a cgroup then never waits for an RCU grace period; the choice holds for the whole system)."""
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[2] in ("cgroup", "cgroup2") and "favordynmods" in fields[3].split(","):
+            return True
+    return False
+
+
 def oom_kills(version: int, text: str) -> int | None:
     """OOM kills recorded in v1 `memory.oom_control` or v2 `memory.events`; None when the kernel keeps no count."""
     return parse_keyed(text).get("oom_kill")
@@ -250,6 +270,7 @@ class NodeCgroups:
     version: int
     dirs: dict[str, Path]
     cpu: bool = False  # the cpu controller is there: jobs get a cpu limit
+    _spares: itertools.count = field(default_factory=itertools.count, repr=False)
 
     def make_job(
         self, job_id: int, attempt: int, memory_mb: int | None, max_pids: int, cpus: int | None = None
@@ -257,13 +278,57 @@ class NodeCgroups:
         """A new cgroup for one job attempt, its limits set (cpu: `cpus` cores, where the node can).
         Raises CgroupError."""
         job = JobCgroup(self.version, job_dirs(self.dirs, job_id, attempt), max_pids)
+        self._clear(job.dirs)
         for folder in job.dirs.values():
-            if folder.exists():  # left by an earlier try of this very attempt
-                JobCgroup(self.version, {"x": folder}, max_pids).remove()
             _mkdir(folder)
+        self._limit(job, memory_mb, cpus)
+        return job
+
+    def make_spare(self) -> JobCgroup:
+        """A cgroup for a job not yet known (`next-N`, no limits): a warm sandbox's stub waits in it.
+        Raises CgroupError."""
+        name = f"next-{next(self._spares)}"
+        spare = JobCgroup(self.version, {h: d / name for h, d in self.dirs.items()}, 0)
+        try:
+            for folder in spare.dirs.values():
+                _mkdir(folder)
+        except CgroupError:
+            spare.remove()
+            raise
+        return spare
+
+    def adopt(
+        self, spare: JobCgroup, job_id: int, attempt: int, memory_mb: int | None, max_pids: int, cpus: int | None = None
+    ) -> JobCgroup:
+        """`spare` (a stub already in it) made one job attempt's cgroup: renamed to `job-ID-ATTEMPT` where
+        the kernel can (v1), its limits set, its peak reset.  The same object, changed; raises CgroupError
+        (and removes it, the stub with it)."""
+        wanted = job_dirs(self.dirs, job_id, attempt)
+        self._clear(wanted)
+        for hierarchy, folder in spare.dirs.items():
+            try:
+                folder.rename(wanted[hierarchy])
+                spare.dirs[hierarchy] = wanted[hierarchy]
+            except OSError:
+                pass  # v2 renames no cgroup: it keeps its next-N name
+        spare.max_pids = max_pids
+        self._limit(spare, memory_mb, cpus)
+        if self.version == 1:  # its peak so far is the stub's; v1 resets it to what is held now
+            try:
+                _write(spare.dirs["memory"] / "memory.max_usage_in_bytes", "0")
+            except CgroupError:
+                pass
+        return spare
+
+    def _clear(self, dirs: dict[str, Path]) -> None:
+        for folder in dirs.values():
+            if folder.exists():  # left by an earlier try of this very attempt
+                JobCgroup(self.version, {"x": folder}, 0).remove()
+
+    def _limit(self, job: JobCgroup, memory_mb: int | None, cpus: int | None) -> None:
         try:
             for hierarchy, name, value, required in limit_files(
-                self.version, memory_mb, max_pids, cpus if self.cpu else None
+                self.version, memory_mb, job.max_pids, cpus if self.cpu else None
             ):
                 path = job.dirs[hierarchy] / name
                 if required or path.exists():
@@ -271,7 +336,6 @@ class NodeCgroups:
         except CgroupError:
             job.remove()
             raise
-        return job
 
 
 def _write(path: Path, value: str) -> None:
@@ -382,7 +446,7 @@ def _sweep(dirs: dict[str, Path]) -> None:
             match = pattern.match(old.name)
             if not match or int(match[1]) == os.getpid() or _alive(int(match[1])):
                 continue
-            for job in [*old.glob("job-*"), *old.glob("worker")]:
+            for job in [*old.glob("job-*"), *old.glob("next-*"), *old.glob("worker")]:
                 JobCgroup(1, {"x": job}, 0).remove()
             _rmdir(old)
 
@@ -429,16 +493,39 @@ def _first_setup(node: str, mode: str) -> NodeCgroups | None:
     where = " and ".join(str(d) for d in made.dirs.values())
     what = "cpu, memory and processes" if made.cpu else "memory and processes"
     log.info("node %s: jobs are limited by cgroup v%d (%s) under %s", node, made.version, what, where)
+    if not favors_dynmods(_read("/proc/mounts")):
+        log.info(
+            "node %s: no cgroup hierarchy is mounted with favordynmods, so moving a process into a cgroup "
+            "waits for an RCU grace period (5-15 ms) after a quiet spell; warm sandboxes do it ahead of their "
+            "next job, fresh sandboxes and unfenced jobs as they start (README, Performance)",
+            node,
+        )
     return made
 
 
-def for_job(node: str, job_id: int, attempt: int, memory_mb: int | None, max_pids: int,
-            mode: str = "auto", cpus: int | None = None) -> JobCgroup | None:  # fmt: skip
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def for_job(node: str, job_id: int, attempt: int, memory_mb: int | None, max_pids: int, mode: str = "auto",
+            cpus: int | None = None, spare: JobCgroup | None = None) -> JobCgroup | None:  # fmt: skip
     """A cgroup for one job attempt, or None where the node has none (the memory watch stands in).
-    `cpus`: its request_cpus, its cpu limit where the node has the cpu controller."""
+    `cpus`: its request_cpus, its cpu limit where the node has the cpu controller.
+    `spare`: a warm sandbox's spare cgroup with its stub in it (`NodeCgroups.make_spare`), made this
+    attempt's; where that fails, it is removed (the stub with it) and a new one is made."""
     made = for_node(node, mode)
     if made is None:
+        if spare:
+            spare.remove()
         return None
+    if spare:
+        try:
+            return made.adopt(spare, job_id, attempt, memory_mb, max_pids, cpus)
+        except CgroupError as exc:
+            log.warning("job %s: its warm sandbox's ready cgroup could not be used (%s); making another", job_id, exc)
     try:
         return made.make_job(job_id, attempt, memory_mb, max_pids, cpus)
     except CgroupError as exc:

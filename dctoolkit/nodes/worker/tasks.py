@@ -197,14 +197,17 @@ def execute(job: Job, attempt: int, identity: agent.NodeIdentity) -> JobState:
     else:
         workdir = scratch / f"job-{job.id}-{attempt}"
     # CPU time for as many cores as it was pinned to: its request, or all the worker has where it asked for more.
+    # A warm sandbox's stub is already in a spare cgroup: that one becomes the job's (cgroups.py says why).
+    spare = warm_sandbox.take_stub() if warm_sandbox else None
     cgroup = cgroups.for_job(identity.name, job.id, attempt, job.request_memory_mb, settings.DCT_JOB_MAX_PIDS,
-                             settings.DCT_CGROUPS, cpus=len(job.cpu_indices) or job.request_cpus)  # fmt: skip
+                             settings.DCT_CGROUPS, cpus=len(job.cpu_indices) or job.request_cpus,
+                             spare=spare)  # fmt: skip
     try:
         ran = _stage_run_collect(job, workdir, fence, warm_sandbox, cgroup)
     finally:
         if cgroup:
             cgroup.remove()  # never raises: what is left is logged
-        _clean_up(workdir, warm_sandbox, scratch, identity.slots)
+        _clean_up(workdir, warm_sandbox, scratch, identity.slots, cgroups.for_node(identity.name, settings.DCT_CGROUPS))
     if isinstance(ran, str):
         transitions.finish(job.id, attempt, JobState.FAILED, timezone.now(), reason=ran)
         return JobState.FAILED
@@ -289,14 +292,21 @@ def over_output_cap_reason(cap_mb: int, stopped_at: str) -> str:
     )
 
 
-def _clean_up(workdir: Path, warm_sandbox: warm.WarmSandbox | None, scratch: Path, slots: int) -> None:
-    """A warm sandbox's folder emptied and the sandbox given back (retired unless clean), or the folder removed."""
+def _clean_up(
+    workdir: Path,
+    warm_sandbox: warm.WarmSandbox | None,
+    scratch: Path,
+    slots: int,
+    node_cgroups: cgroups.NodeCgroups | None = None,
+) -> None:
+    """A warm sandbox's folder emptied and the sandbox given back (retired unless clean; where jobs run in
+    cgroups, with its next job's process waiting in a spare one), or the folder removed."""
     if warm_sandbox is None:
         if not workfiles.remove_tree(workdir):
             log.warning("job folder %s could not be removed", workdir)
         return
     warm_sandbox.clean = workfiles.empty_folder(workdir) and warm_sandbox.clean
-    warm.pool(scratch, slots).give_back(warm_sandbox)
+    warm.pool(scratch, slots).give_back(warm_sandbox, node_cgroups)
 
 
 def network_problem(network: str, identity: agent.NodeIdentity) -> str:

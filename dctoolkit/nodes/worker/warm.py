@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
-from dctoolkit.nodes.worker import runner, sandbox, workfiles, zygote
+from dctoolkit.nodes.worker import cgroups, runner, sandbox, workfiles, zygote
 from dctoolkit.nodes.worker.runner import descendants
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,10 @@ class WarmSandbox:
     zygote_pid: int | None = None  # inside the sandbox
     clean: bool = True  # the last job left it as it found it
     _init_and_zygote: tuple[int | None, int | None] | None = None  # their pids on the host
+    # The spare cgroup the zygote was asked to fork a stub into (its answer not yet read), and the cgroup
+    # handed out for the next job with the stub in it (see prepare_stub).
+    _spare: cgroups.JobCgroup | None = None
+    _stub_in: cgroups.JobCgroup | None = None
 
     @classmethod
     def make(cls, key: tuple, fence: sandbox.Fence, folder: Path) -> WarmSandbox:
@@ -141,6 +145,7 @@ class WarmSandbox:
         stdin: int | None = None,
         cwd: str = "",
         cpus: tuple[int, ...] = (),
+        stub: bool = False,
     ) -> int:
         """Start one job; returns its pid inside the sandbox (`host_pid` finds it on the host).
 
@@ -148,9 +153,10 @@ class WarmSandbox:
         `stdin`: the file fed to the job's standard input (None: /dev/null).
         `cwd`: where the job starts, inside the sandbox ("": its folder).
         `cpus`: the cores the job is pinned to (the zygote sets them in the job's process before it execs).
+        `stub`: `cgroup` is the one the zygote's stub is in (`take_stub`): the stub becomes the job.
         """
         self.jobs += 1
-        request = zygote.encode_request(argv, env, cwd or self.inside, stdin=stdin is not None, cpus=cpus)
+        request = zygote.encode_request(argv, env, cwd or self.inside, stdin=stdin is not None, cpus=cpus, stub=stub)
         if len(request) > zygote.MAX_REQUEST_BYTES:
             raise RequestTooLongError(
                 f"its environment and arguments make a {len(request):,}-byte message, more than the "
@@ -215,10 +221,18 @@ class WarmSandbox:
         Never anywhere else: a job that a sandbox could not take (the padding
         of the LD_PRELOAD escape in issue 14) must not reach a weaker way in.
         """
+        stub = spec.cgroup is not None and spec.cgroup is self._stub_in
+        self._stub_in = None
+        unread = self.take_stub()  # the zygote's answer to a stub asked for, read before the job's
+        if unread is not None:  # not made this job's cgroup: the stub goes, and the zygote starts the job anew
+            self._stub_in = None
+            unread.remove()
         procs = spec.cgroup.open_procs() if spec.cgroup else []
         stdin = runner.open_stdin(spec.stdin_path)
         try:
-            pid = self.start(spec.argv, spec.env, out.fileno(), err.fileno(), procs, stdin, spec.cwd, spec.cpus)
+            pid = self.start(
+                spec.argv, spec.env, out.fileno(), err.fileno(), procs, stdin, spec.cwd, spec.cpus, stub=stub
+            )
             return _WarmChild(self, pid)
         except SandboxBrokenError as exc:
             log.warning("warm sandbox %s could not take job %s: %s; retiring it", self.folder.name, spec.job_id, exc)
@@ -233,6 +247,49 @@ class WarmSandbox:
                 os.close(fd)
             if stdin is not None:
                 os.close(stdin)
+
+    def prepare_stub(self, node: cgroups.NodeCgroups) -> None:
+        """Ask the zygote for its next job's process ahead, in a spare cgroup of `node`'s (between jobs).
+
+        Entering a cgroup may wait 5-15 ms for an RCU grace period (cgroups.py): the stub
+        enters now, while the node records the job that ended, and the next job's process is
+        in its cgroup before it runs anything without waiting for it.  Nothing is asked where
+        the spare cannot be made; the answer is read by `take_stub`.
+        """
+        try:
+            spare = node.make_spare()
+            procs = spare.open_procs()
+        except (cgroups.CgroupError, OSError) as exc:
+            log.warning("warm sandbox %s: no cgroup ready for its next job (%s)", self.folder.name, exc)
+            return
+        try:
+            socket.send_fds(self.sock, [zygote.PREPARE], procs)
+            self._spare = spare
+        except OSError as exc:
+            log.warning("warm sandbox %s: could not reach it (%s); retiring it", self.folder.name, exc)
+            spare.remove()
+            self.kill()
+        finally:
+            for fd in procs:
+                os.close(fd)
+
+    def take_stub(self) -> cgroups.JobCgroup | None:
+        """The spare cgroup with the zygote's stub in it, to be made the next job's (cgroups.for_job's
+        `spare`, then passed as the job's spec.cgroup), or None where there is none."""
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return None
+        try:
+            reply = self._receive(START_TIMEOUT_SECONDS)
+        except SandboxBrokenError as exc:
+            reply = {"error": str(exc)}
+            self.kill()
+        if isinstance(reply.get("stub"), int) and not isinstance(reply["stub"], bool):
+            self._stub_in = spare
+            return spare
+        log.warning("warm sandbox %s: its stub could not wait in a cgroup: %s", self.folder.name, reply.get("error"))
+        spare.remove()
+        return None
 
     def kill(self) -> None:
         """Kill the sandbox and all in it at once (it is retired when given back)."""
@@ -288,6 +345,9 @@ class WarmSandbox:
         self.sock.close()
         self.kill()
         self.proc.wait()
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.remove()  # the stub went with the sandbox: the spare is emptied and removed
         if not workfiles.remove_tree(self.folder):  # no link followed, no recursion, whatever a job left
             log.warning("warm sandbox %s: its folder could not be removed", self.folder.name)
 
@@ -369,10 +429,16 @@ class WarmPool:
             folder = self.root / f"{self._prefix}-{self._made}"
         return WarmSandbox.make(key, fence, folder)
 
-    def give_back(self, warm: WarmSandbox) -> None:
-        """After a job: keep the sandbox for the next one, or retire it."""
+    def give_back(self, warm: WarmSandbox, node_cgroups: cgroups.NodeCgroups | None = None) -> None:
+        """After a job: keep the sandbox for the next one, or retire it.
+
+        `node_cgroups`: the node's, where jobs run in cgroups: the zygote is asked for a stub
+        in a spare one first (`prepare_stub`), before another job may take the sandbox."""
         now = time.monotonic()
         reusable = warm.clean and warm.alive and warm.jobs < MAX_JOBS and now - warm.made < MAX_AGE_SECONDS
+        if reusable and node_cgroups is not None:
+            warm.prepare_stub(node_cgroups)
+            reusable = warm.clean
         if not reusable:
             warm.retire()
             return

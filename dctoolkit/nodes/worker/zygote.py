@@ -27,6 +27,20 @@ it waited for, and whether the sandbox was put back as it was found: every
 other process in it killed, /tmp (but the job's folder) and /dev/shm emptied.
 The node does not take "clean" on trust: it also counts the processes left.
 A message it cannot read ends the zygote, and so the sandbox.
+
+Where the node limits jobs through cgroups, the next job's process is made
+ahead, because entering a cgroup may wait for an RCU grace period (see
+cgroups.py): between jobs the node sends `{"prepare": true}` with the
+`cgroup.procs` files of a spare cgroup; the zygote forks a *stub* (nothing
+of the last job is left by then), which enters those cgroups, closes every
+descriptor but its socket to the zygote, and waits; the zygote answers
+`{"stub": pid}` (or `{"stub": null, "error"}`).  A job's message whose head
+says `"stub": true` (its cgroup being the one the stub is in, whose files
+come with it as usual) goes to the stub with its stdout, stderr and stdin:
+the stub starts a session, pins itself, takes them as 0-2, changes folder
+and execs, as subprocess would have; a failure comes back on its socket
+before the exec closes it.  Without a live stub, or without the flag, the
+job starts as before (a stub the node did not ask to use is killed first).
 """
 
 # The very first statement, before any import: PR_SET_DUMPABLE is 4.  (Not when warm.py imports this file
@@ -49,12 +63,19 @@ import time
 MAX_REQUEST_BYTES = 128 * 1024
 MAX_FDS = 9  # stdout, stderr, stdin and the job's cgroup.procs files (one per cgroup v1 hierarchy)
 EMPTIED = ("/tmp", "/dev/shm")
+PREPARE = b'{"prepare": true}'
+ENTERED = b"\0"  # a stub's word that it is in its cgroups
+# The stub waiting for a job (pid -> None): reaped as soon as it dies (the node removing its
+# cgroup kills it), for a dead process left unreaped would hold its cgroup, which could not be removed.
+WAITING: dict = {}
 
 
 def main() -> None:
     sock = socket.socket(fileno=int(sys.argv[1]))
     os.set_inheritable(sock.fileno(), False)
     mounts = mount_points()
+    signal.signal(signal.SIGCHLD, reap_stubs)
+    stub = None
     while True:
         try:
             data, fds, flags, _addr = socket.recv_fds(sock, MAX_REQUEST_BYTES + 1, MAX_FDS)
@@ -64,11 +85,21 @@ def main() -> None:
             return  # the node closed its end: the sandbox is being retired
         if len(data) > MAX_REQUEST_BYTES or flags & socket.MSG_TRUNC:
             return  # the node never sends such a message: end, and the node retires the sandbox
+        if data == PREPARE:
+            drop_stub(stub)
+            made = fork_stub(fds, sock)
+            stub = made if isinstance(made, tuple) else None
+            sock.send(json.dumps({"stub": made[0]} if stub else {"stub": None, "error": made}).encode())
+            continue
         try:
             request = decode_request(data)
         except (ValueError, KeyError, TypeError):
             return
-        status, utime, stime = run_one(request, fds, sock)
+        if request.get("stub") is not True:
+            drop_stub(stub)
+            stub = None
+        status, utime, stime = run_one(request, fds, sock, data, stub)
+        stub = None
         clean = end_every_other_process()
         for folder in EMPTIED:
             clean = empty(folder, keep={request["cwd"], *mounts}) and clean
@@ -76,12 +107,13 @@ def main() -> None:
         sock.send(json.dumps(reply).encode())
 
 
-def encode_request(argv: list, env: dict, cwd: str, stdin: bool = False, cpus: tuple = ()) -> bytes:
+def encode_request(argv: list, env: dict, cwd: str, stdin: bool = False, cpus: tuple = (), stub: bool = False) -> bytes:
     """One job's message to the zygote (see the module docstring); no NUL may be in argv or env.
 
     `stdin`: a third descriptor, after stdout and stderr, is the job's standard input.
-    `cpus`: the cores the job is pinned to (its cpu_indices; empty: not pinned)."""
-    fields = {"cwd": cwd, "argc": len(argv), **({"stdin": True} if stdin else {})}
+    `cpus`: the cores the job is pinned to (its cpu_indices; empty: not pinned).
+    `stub`: its cgroup is the one the zygote's stub is in: the stub becomes the job."""
+    fields = {"cwd": cwd, "argc": len(argv), **({"stdin": True} if stdin else {}), **({"stub": True} if stub else {})}
     head = json.dumps({**fields, **({"cpus": list(cpus)} if cpus else {})}).encode()
     items = [*argv, *(f"{name}={value}" for name, value in env.items())]
     return head + b"".join(b"\0" + item.encode() for item in items)
@@ -109,10 +141,22 @@ def mount_points() -> set:
         return {line.split()[4].replace("\\040", " ") for line in f}
 
 
-def run_one(request: dict, fds: list, sock: socket.socket) -> tuple:
-    """Start the job, tell the node its pid, and wait for it: (wait status, user and system CPU seconds)."""
+def run_one(request: dict, fds: list, sock: socket.socket, data: bytes = b"", stub: tuple | None = None) -> tuple:
+    """Start the job (in `stub`, where given and alive), tell the node its pid, and wait for it:
+    (wait status, user and system CPU seconds)."""
     out, err, *cgroups = fds
     stdin = cgroups.pop(0) if request.get("stdin") is True and cgroups else None
+    if stub is not None:
+        started = start_in_stub(stub, data, [out, err, *([] if stdin is None else [stdin])])
+        if started is not None:
+            for fd in fds:
+                os.close(fd)
+            if started:
+                program = os.fsdecode(request["argv"][0])
+                sock.send(json.dumps({"error": f"could not start {program}: {started}"}).encode())
+                os.waitpid(stub[0], 0)
+                return None, 0.0, 0.0
+            return wait_for(stub[0], sock)
     try:
         proc = subprocess.Popen(
             request["argv"],
@@ -135,10 +179,132 @@ def run_one(request: dict, fds: list, sock: socket.socket) -> tuple:
     finally:
         for fd in fds:
             os.close(fd)
-    sock.send(json.dumps({"started": proc.pid}).encode())
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; Popen must not wait again
+    proc.returncode = 0  # reaped by wait_for; Popen must not wait again
+    return wait_for(proc.pid, sock)
+
+
+def wait_for(pid: int, sock: socket.socket) -> tuple:
+    """Tell the node the job's pid and wait for it: (wait status, user and system CPU seconds)."""
+    sock.send(json.dumps({"started": pid}).encode())
+    _, status, usage = os.wait4(pid, 0)
     return status, usage.ru_utime, usage.ru_stime
+
+
+def fork_stub(cgroups: list, sock: socket.socket) -> tuple | str:
+    """A child that enters the cgroups (cgroup.procs descriptors, closed here) and waits for a job:
+    (its pid, the zygote's socket to it), or why it could not."""
+    if not cgroups:
+        return "no cgroup"
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, MAX_REQUEST_BYTES * 2)
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        pid, why = -1, exc.strerror or "fork failed"
+    if pid == 0:
+        try:  # never back into the zygote's loop, whatever happens
+            ours.close()
+            sock.close()
+            serve_as_stub(theirs, cgroups)
+        finally:
+            os._exit(127)
+    theirs.close()
+    for fd in cgroups:
+        os.close(fd)
+    if pid < 0:
+        ours.close()
+        return why
+    WAITING[pid] = None
+    try:
+        said = ours.recv(4096)  # ENTERED once it is in them, else why not
+    except OSError as exc:
+        said = os.fsencode(exc.strerror or "")
+    if said != ENTERED:
+        drop_stub((pid, ours))
+        return os.fsdecode(said) or "it ended"
+    return pid, ours
+
+
+def reap_stubs(*_signal) -> None:
+    """SIGCHLD: reap a waiting stub that died (never the job: a stub given one leaves WAITING first)."""
+    for pid in list(WAITING):
+        try:
+            done = os.waitpid(pid, os.WNOHANG)[0]
+        except ChildProcessError:
+            done = pid
+        if done:
+            WAITING.pop(pid, None)
+
+
+def serve_as_stub(sock: socket.socket, cgroups: list) -> None:
+    """The stub: into the job's cgroups, then wait for the job's message and become it (never returns
+    on success; returns after saying on `sock` why not)."""
+    try:
+        enter(cgroups)
+    except OSError as exc:
+        sock.send(f"it could not enter its cgroup: {exc.strerror}".encode())
+        return
+    os.closerange(3, sock.fileno())  # the zygote's socket to the node and the cgroup files among them
+    os.closerange(sock.fileno() + 1, 1 << 20)
+    sock.send(ENTERED)
+    data, fds, _flags, _addr = socket.recv_fds(sock, MAX_REQUEST_BYTES + 1, 3)
+    if not data:
+        return
+    request = decode_request(data)
+    out, err, *rest = fds
+    step = "it could not be pinned to its cores or enter its cgroup"
+    try:
+        os.setsid()
+        if request["cpus"]:
+            os.sched_setaffinity(0, request["cpus"])
+        step = ""
+        stdin = rest[0] if rest else os.open(os.devnull, os.O_RDONLY)
+        os.dup2(stdin, 0)
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        os.chdir(request["cwd"])
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # what Python ignores; subprocess restores them too
+            signal.signal(sig, signal.SIG_DFL)
+        os.closerange(3, sock.fileno())
+        os.closerange(sock.fileno() + 1, 1 << 20)
+        os.execvpe(request["argv"][0], request["argv"], request["env"])  # noqa: S606 (what Popen would exec)
+    except OSError as exc:
+        sock.send((step or exc.strerror or str(exc)).encode())
+
+
+def start_in_stub(stub: tuple, data: bytes, fds: list) -> str | None:
+    """Hand the job's message to the stub: "" once it exec'd, why not where it could not, None where the
+    stub is gone (the job then starts as without one)."""
+    pid, ours = stub
+    if WAITING.pop(pid, False) is not None:  # it died and was reaped: the job starts as without one
+        ours.close()
+        return None
+    try:
+        socket.send_fds(ours, [data], fds)
+        said = ours.recv(4096)
+    except OSError:
+        said = None
+    finally:
+        ours.close()
+    if said is None:
+        drop_stub((pid, ours))
+        return None
+    return os.fsdecode(said)
+
+
+def drop_stub(stub: tuple | None) -> None:
+    """Kill and reap a stub not to be used."""
+    if stub is None:
+        return
+    pid, ours = stub
+    ours.close()
+    if WAITING.pop(pid, False) is not None:
+        return  # already reaped
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass
 
 
 def enter(cgroups: list, cpus: tuple = ()) -> None:
