@@ -71,7 +71,6 @@ def main() -> None:
           f"(min {cpus[0]:.0f}), load {os.getloadavg()[0]:.1f}")  # fmt: skip
     statements.print(a.repeats)
     if prof:
-        prof.dump_stats("/tmp/ch/cancel.prof")
         pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
 
 
