@@ -1,9 +1,11 @@
-"""The live scenarios again on a PostgreSQL server: `./dct bench --database URL`.
+"""The live scenarios, and one scheduling pass at 100,000 queued, again on a PostgreSQL server:
+`./dct bench --database URL`.
 
 The bench makes a throwaway database of its own on that server, runs a
 second bench (`python -m bench.run`, with its own Redis, scheduler, nodes and
 raw-Celery baseline) against it, renames its rows (`throughput` ->
-`throughput_postgres`, `latency_p50` -> `latency_postgres_p50`, ...) and drops
+`throughput_postgres`, `latency_p50` -> `latency_postgres_p50`, `schedule_pass_100k` ->
+`schedule_pass_postgres_100k`, ...) and drops
 the database.  By default (`--database auto`) this happens when a PostgreSQL
 answers on 127.0.0.1:5432; `--database none` turns it off.
 """
@@ -24,13 +26,14 @@ from bench.report import Result
 LOCAL_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 # The scenarios run again on PostgreSQL, by the names of their results (on SQLite).
 LIVE_NAMES = ("throughput", "server_cpu_per_job", "latency_p50", "latency_p95", "latency_p99",
-              "many_nodes_heartbeat_cost", "many_nodes_throughput", "many_nodes_node_rss_mb")  # fmt: skip
+              "many_nodes_heartbeat_cost", "many_nodes_throughput", "many_nodes_node_rss_mb",
+              "schedule_pass_100k")  # fmt: skip
 
 
 def renamed(name: str) -> str:
-    """A live result's name on PostgreSQL: the engine goes before a percentile, after anything else."""
+    """A result's name on PostgreSQL: the engine goes before a percentile or a queue's size, after anything else."""
     head, _, tail = name.rpartition("_")
-    return f"{head}_postgres_{tail}" if head == "latency" else f"{name}_postgres"
+    return f"{head}_postgres_{tail}" if head in ("latency", "schedule_pass") else f"{name}_postgres"
 
 
 POSTGRES_NAMES = tuple(renamed(n) for n in LIVE_NAMES)
@@ -69,6 +72,8 @@ def child_only(wanted: Callable[..., bool]) -> str:
         chosen.append("latency")
     if wanted(*(renamed(n) for n in LIVE_NAMES if n.startswith("many_nodes"))):
         chosen.append("many_nodes")
+    if wanted(renamed("schedule_pass_100k")):
+        chosen.append("schedule_pass_100k")
     return ",".join(chosen)
 
 
@@ -117,6 +122,8 @@ def run_on(server_url: str, only: str, quick: bool, workdir: Path) -> tuple[str,
         db.drop()
     fields = {f.name for f in dataclasses.fields(Result)}
     results = [
-        Result(**{**{k: v for k, v in r.items() if k in fields}, "name": renamed(r["name"])}) for r in out["results"]
+        Result(**{**{k: v for k, v in r.items() if k in fields}, "name": renamed(r["name"])})
+        for r in out["results"]
+        if renamed(r["name"]) in POSTGRES_NAMES  # not schedule_passes' per-placement and memory rows
     ]
     return out["machine"]["database"], results

@@ -116,6 +116,7 @@ RESULT_NAMES = (
     *("throughput_postgres", "server_cpu_per_job_postgres"),
     *("latency_postgres_p50", "latency_postgres_p95", "latency_postgres_p99"),
     *(f"{name}_postgres" for name in FLEET_RESULTS),
+    "schedule_pass_postgres_100k",
     "submit_100k",
     "cancel_10k",
     "schedule_pass_waiting",

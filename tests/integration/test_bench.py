@@ -60,6 +60,7 @@ POSTGRES_NAMES = [
     "many_nodes_heartbeat_cost_postgres",
     "many_nodes_throughput_postgres",
     "many_nodes_node_rss_mb_postgres",
+    "schedule_pass_postgres_100k",
 ]
 LOCAL_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
 

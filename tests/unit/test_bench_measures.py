@@ -32,6 +32,7 @@ def test_renamed_puts_the_engine_before_a_percentile_and_after_anything_else():
     assert postgres.renamed("throughput") == "throughput_postgres"
     assert postgres.renamed("server_cpu_per_job") == "server_cpu_per_job_postgres"
     assert postgres.renamed("latency_p99") == "latency_postgres_p99"
+    assert postgres.renamed("schedule_pass_100k") == "schedule_pass_postgres_100k"
     assert set(postgres.POSTGRES_NAMES) <= set(RESULT_NAMES)
 
 
@@ -57,7 +58,9 @@ def test_choose_refuses_what_is_not_a_postgres_url():
 @pytest.mark.parametrize(
     "only, expected",
     [
-        ("", "throughput,latency,many_nodes"),
+        ("", "throughput,latency,many_nodes,schedule_pass_100k"),
+        ("schedule_pass_postgres", "schedule_pass_100k"),
+        ("schedule_pass_100k", ""),
         ("throughput,latency", "throughput,latency"),
         ("many_nodes", "many_nodes"),
         ("many_nodes_throughput_postgres", "many_nodes"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
@@ -56,7 +56,7 @@ class Heads:
             self.more.discard(owner_id)
 
 
-# Owners per UNION query: SQLite allows 500 arms in one compound SELECT.
+# Owners per UNION query (not on PostgreSQL: `read_heads`): SQLite allows 500 arms in one compound SELECT.
 HEADS_BATCH = 200
 
 
@@ -113,27 +113,20 @@ def read_heads(
     wanted: Mapping[int, int], after: Mapping[int, tuple[int, int]] | None = None
 ) -> dict[int, list[QueuedJob]]:
     """owner id -> their first `wanted[owner]` queued jobs in serving order (higher priority, then lower id;
-    after `after[owner]`, a (priority, id) already read), one query per HEADS_BATCH.
+    after `after[owner]`, a (priority, id) already read).
 
-    A UNION ALL of one indexed LIMIT query per owner, written out because the
-    ORM compiles each arm separately (a query per owner costs a round trip each).
+    One indexed LIMIT query per owner, all in one statement: on PostgreSQL a
+    LATERAL join over the owners given as arrays (`LATERAL_HEADS`), elsewhere
+    a UNION ALL of one arm per owner, one statement per HEADS_BATCH, written
+    out because the ORM compiles each arm separately (a query per owner costs
+    a round trip each).
     """
     after = after or {}
-    table = connection.ops.quote_name(Job._meta.db_table)
-    select = f"SELECT {', '.join(QUEUED_FIELDS)} FROM {table}"  # noqa: S608 (names from the model)
-    # After (p, i) in serving order: a lower priority, or the same one and a higher id (index job_state_owner_priority).
-    later = "(priority < %s OR (priority = %s AND id > %s))"
-    arm = f"SELECT * FROM ({select} WHERE state = %s AND owner_id = %s AND {later} ORDER BY priority DESC, id LIMIT %s) AS h"  # noqa: S608, E501
     owner_ids = [uid for uid, count in wanted.items() if count > 0]
+    starts = [after.get(uid, (FIRST_PRIORITY, 0)) for uid in owner_ids]
     heads: dict[int, list[QueuedJob]] = defaultdict(list)
-    for first in range(0, len(owner_ids), HEADS_BATCH):
-        batch = owner_ids[first : first + HEADS_BATCH]
-        sql = " UNION ALL ".join(f"{arm}{i}" for i in range(len(batch)))
-        params: list[int | str] = []
-        for uid in batch:
-            priority, last = after.get(uid, (FIRST_PRIORITY, 0))
-            params += [JobState.QUEUED.value, uid, priority, priority, last, wanted[uid]]
-        with connection.cursor() as cursor:
+    with connection.cursor() as cursor:
+        for sql, params in _heads_statements(owner_ids, [wanted[uid] for uid in owner_ids], starts):
             cursor.execute(sql, params)
             for row in cursor.fetchall():
                 # `placement` is JSON text (SQLite) or a dict (PostgreSQL); most jobs ask nothing: '{}'.
@@ -145,6 +138,39 @@ def read_heads(
     for jobs in heads.values():
         jobs.sort(key=serving_order)
     return heads
+
+
+def _heads_statements(
+    owner_ids: list[int], counts: list[int], starts: list[tuple[int, int]]
+) -> Iterator[tuple[str, list]]:
+    """The statements (SQL, parameters) that read each owner's `count` queued jobs after `start`."""
+    table = connection.ops.quote_name(Job._meta.db_table)
+    if not owner_ids:
+        return
+    if connection.vendor == "postgresql":
+        # PostgreSQL plans each arm of a UNION ALL anew, every time: about 0.5 ms an arm, 100 ms for 200
+        # (the arms run in 12); a LATERAL join is planned once, as one index scan per owner.
+        columns = ", ".join(f"j.{name}" for name in QUEUED_FIELDS)
+        yield (
+            f"SELECT {columns} FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) "  # noqa: S608
+            f"AS w(owner_id, n, priority, last) CROSS JOIN LATERAL (SELECT * FROM {table} j "
+            "WHERE j.state = %s AND j.owner_id = w.owner_id "
+            "AND (j.priority < w.priority OR (j.priority = w.priority AND j.id > w.last)) "
+            "ORDER BY j.priority DESC, j.id LIMIT w.n) j",
+            [owner_ids, counts, [p for p, _ in starts], [i for _, i in starts], JobState.QUEUED.value],
+        )
+        return
+    select = f"SELECT {', '.join(QUEUED_FIELDS)} FROM {table}"  # noqa: S608 (names from the model)
+    # After (p, i) in serving order: a lower priority, or the same one and a higher id (index job_state_owner_priority).
+    later = "(priority < %s OR (priority = %s AND id > %s))"
+    arm = f"SELECT * FROM ({select} WHERE state = %s AND owner_id = %s AND {later} ORDER BY priority DESC, id LIMIT %s) AS h"  # noqa: S608, E501
+    for first in range(0, len(owner_ids), HEADS_BATCH):
+        batch = range(first, min(first + HEADS_BATCH, len(owner_ids)))
+        params: list[int | str] = []
+        for k in batch:
+            priority, last = starts[k]
+            params += [JobState.QUEUED.value, owner_ids[k], priority, priority, last, counts[k]]
+        yield " UNION ALL ".join(f"{arm}{i}" for i in range(len(batch))), params
 
 
 def serving_order(job: QueuedJob) -> tuple[int, int]:

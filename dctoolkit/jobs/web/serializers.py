@@ -134,6 +134,11 @@ class ShapeSerializer(serializers.Serializer):
             if step.with_context:
                 represent = step.field.represent  # type: ignore[attr-defined]
                 columns.append([None if v is None else represent(v, context) for v in values])
+            elif step.by_value:  # written once per distinct object: a batch's rows share theirs (jobs.rows)
+                write = step.field.to_representation
+                distinct = {id(v): v for v in values}
+                written = {key: None if v is None else write(v) for key, v in distinct.items()}
+                columns.append([written[id(v)] for v in values])
             else:
                 write = step.field.to_representation
                 columns.append([None if v is None else write(v) for v in values])
@@ -161,13 +166,15 @@ class PlanStep:
     read: Callable[[Any], Any] | None  # attrgetter of the path (None for the whole object)
     field: serializers.Field
     with_context: bool
+    by_value: bool  # the field's output depends on the value alone (BY_VALUE): one call per distinct object
 
     @classmethod
     def of(cls, name: str, field: serializers.Field) -> PlanStep:
         source = field.source if isinstance(field.source, str) and field.source else name
         path = () if source == "*" else tuple(source.split("."))
         read = attrgetter(source) if path else None
-        return cls(name, path, read, field, isinstance(field, ContextField))
+        by_value = type(field) in BY_VALUE and bool(path)
+        return cls(name, path, read, field, isinstance(field, ContextField), by_value)
 
 
 # --- fields the shapes share ------------------------------------------------------
@@ -292,6 +299,8 @@ class SuspendedSecondsField(ContextField, FiniteFloatField):
         super().__init__(source="*", **kwargs)
 
     def represent(self, job: Job, context: dict) -> float | None:
+        if not job.suspended_at and job.suspended_seconds == 0:  # never suspended: most jobs
+            return 0.0
         spell = (context["now"] - job.suspended_at).total_seconds() if job.suspended_at else 0.0
         return finite(round(job.suspended_seconds + max(spell, 0.0), 3))
 
@@ -301,6 +310,12 @@ class ExecutableField(serializers.CharField):
 
     def to_representation(self, value: str) -> str:
         return value.rsplit("/", 1)[-1]
+
+
+# Fields whose to_representation is a function of the value alone (no context, no state) and costs more than
+# looking it up: a column of a list is written once per distinct value object (the 10,000 jobs of a batch
+# share one submit time; `isoformat` costs more than a dict lookup, a CharField's `str` does not).
+BY_VALUE = (IsoTimeField,)
 
 
 # Requested versus used, and a better request when the gap is large; null before the job ran.
