@@ -15,6 +15,7 @@ from django.db.models import Exists, OuterRef
 from dctoolkit.jobs.models import Job, JobState
 from dctoolkit.jobs.scheduling.matching import wants_from
 from dctoolkit.jobs.scheduling.policy import QueuedJob
+from dctoolkit.lib import fastsql
 from dctoolkit.lib.fastsql import Compiled
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def read_heads(
         for uid in batch:
             priority, last = after.get(uid, (FIRST_PRIORITY, 0))
             params += [JobState.QUEUED.value, uid, priority, priority, last, wanted[uid]]
-        with connection.cursor() as cursor:
+        with fastsql.cursor() as cursor:
             cursor.execute(sql, params)
             for row in cursor.fetchall():
                 # `placement` is JSON text (SQLite) or a dict (PostgreSQL); most jobs ask nothing: '{}'.
