@@ -114,7 +114,7 @@ def test_fastsqls_statements_are_prepared_on_postgresql_and_logged_with_their_va
 
     with CaptureQueriesContext(connection) as logged, fastsql.cursor() as cursor:
         cursor.execute("SELECT name FROM jobs_job WHERE id = %s AND state = %s", [job.id, JobState.QUEUED.value])
-        assert cursor.fetchall() == [("t",)]
+        assert [tuple(row) for row in cursor.fetchall()] == [("t",)]
     assert str(job.id) in logged.captured_queries[0]["sql"], "the statement is logged with its values written in"
     if connection.vendor != "postgresql":
         return
