@@ -203,6 +203,11 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
         {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
          "keepalives_count": 2, "tcp_user_timeout": 5000}
     )  # fmt: skip
+    # The hot statements of a node and the scheduler are prepared, once per connection (`fastsql.cursor`;
+    # Django's other cursors bind on the client and are never prepared).  DCT_DB_PREPARE=0 switches that off
+    # for a pooler that cannot keep prepared statements across transactions (PgBouncer before 1.21).
+    if os.environ.get("DCT_DB_PREPARE", "1") != "0":
+        _db["OPTIONS"].setdefault("prepare_threshold", 5)
 if _db["ENGINE"] == "django.db.backends.mysql":
     # PyMySQL (pure Python) stands in for mysqlclient, which needs a C toolchain
     # and the MariaDB headers on every node.

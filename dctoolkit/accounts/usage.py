@@ -32,6 +32,7 @@ from dctoolkit.accounts.fairshare import (
 from dctoolkit.accounts.limits import Caps, GroupTotals, Room, caps_of, room
 from dctoolkit.accounts.models import Account, DailyGroupUsage, DailyUsage, Group, Membership
 from dctoolkit.jobs.models import ACTIVE_STATES, Job
+from dctoolkit.lib import fastsql
 from dctoolkit.lib.fastsql import Add, Compiled, CompiledIn, insert_select_sql, update_rows
 
 
@@ -281,7 +282,7 @@ def _charge_account(user_id: int, cost: float, now: datetime) -> bool:
         return bool(update_rows(Account, {"user_id": user_id}, {"usage": usage, "usage_at": now}))
     at = connection.ops.adapt_datetimefield_value(now)
     table = connection.ops.quote_name(Account._meta.db_table)
-    with connection.cursor() as cursor:
+    with fastsql.cursor() as cursor:
         cursor.execute(
             f'UPDATE {table} SET "usage" = {decay}, "usage_at" = %s WHERE "user_id" = %s',  # noqa: S608
             [at, halflife, cost, at, user_id],

@@ -8,16 +8,20 @@ running it on SQLite; a node makes a handful of these for every job it runs
 cost.  Values are adapted by their model fields, as the ORM would.
 `Compiled` keeps the SQL of a queryset whose filters never change.
 `reuse_connection` and `retry_if_gone` spare the health check (`SELECT 1`)
-a kept connection would otherwise get before every task.
+a kept connection would otherwise get before every task.  `cursor()` is
+`connection.cursor()` whose statements PostgreSQL prepares once per
+connection (see there).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 from django.db import InterfaceError, OperationalError, connection, connections, models
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 # The model a Compiled's queryset selects, so that `objects()` returns that model's instances to the type checker.
 M = TypeVar("M", bound=models.Model)
@@ -37,6 +41,63 @@ def reuse_connection() -> None:
         conn.close_if_unusable_or_obsolete()
         # Django's own flag (not in django-stubs): the check is done, by the first statement.
         conn.health_check_done = True  # type: ignore[attr-defined]
+
+
+def cursor() -> CursorWrapper:
+    """`connection.cursor()`, whose statements PostgreSQL parses and plans once per connection and text.
+
+    Django's psycopg 3 cursors bind on the client (every value written into
+    the statement's text), so the server parses and plans each statement
+    anew: for the node's start (an UPDATE of a 16-index table returning its
+    70 columns) that was more than half of the backend's CPU.  On PostgreSQL
+    this cursor binds on the server and prepares every statement it runs
+    (psycopg keeps the last `prepared_max` per connection, 100 by default);
+    use it for this module's fixed statements, whose texts are few (values
+    are parameters).  Elsewhere, or where prepared statements are switched
+    off (`prepare_threshold` None in the database's OPTIONS, e.g. behind
+    a pooler that cannot keep them: DCT_DB_PREPARE=0), it is the plain cursor.
+    """
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        return connection.cursor()
+    with connection.wrap_database_errors:
+        # Django's wrapper (execute wrappers, its error classes) around psycopg's own cursor; where statements
+        # are logged (DEBUG, CaptureQueriesContext), with their values written in as Django's own cursor has them.
+        prepared = _preparing_cursor()(raw)
+        connection.validate_thread_sharing()
+        return _LoggedCursor(prepared, connection) if connection.queries_logged else CursorWrapper(prepared, connection)
+
+
+class _LoggedCursor(CursorDebugWrapper):
+    """Django's logging cursor, which would log a statement bound on the server with its `$1` marks (or not
+    at all): the statement is logged with its values written in, as a client-bound one is."""
+
+    def debug_sql(self, sql=None, params=None, use_last_executed_query=False, many=False):  # type: ignore[no-untyped-def]
+        if use_last_executed_query and sql is not None:
+            with contextlib.suppress(Exception):  # a value psycopg cannot write in: logged as Django would
+                sql, use_last_executed_query = connection.ops.compose_sql(sql, params), False
+        return super().debug_sql(sql, params, use_last_executed_query, many)
+
+
+_cursor_class: list[type] = []
+
+
+def _preparing_cursor() -> type:
+    # Django's server-binding cursor (psycopg's, with Django's callproc), preparing each statement on first use;
+    # made once, imported late (only PostgreSQL needs psycopg).
+    if not _cursor_class:
+        from django.db.backends.postgresql.base import ServerBindingCursor
+
+        class Preparing(ServerBindingCursor):
+            def execute(self, query, params=None, *, prepare=None, binary=None):  # type: ignore[no-untyped-def]
+                return super().execute(query, params, prepare=True, binary=binary)
+
+        _cursor_class.append(Preparing)
+    return _cursor_class[0]
 
 
 def update_returns_rows() -> bool:
@@ -71,9 +132,9 @@ def update_rows(
 ) -> int:
     """UPDATE `model` SET `values` WHERE each `where` field equals its value, and `extra_where`; the row count."""
     sql, params = update_sql(model, where, values, extra_where)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+    with cursor() as cursor_:
+        cursor_.execute(sql, params)
+        return cursor_.rowcount
 
 
 def update_sql(
@@ -166,9 +227,9 @@ class Compiled(Generic[M]):
         statement = self._statement()
         if params and len(params) != len(statement.fixed):
             raise ValueError(f"this query takes {len(statement.fixed)} parameters, not {len(params)}")
-        with connection.cursor() as cursor:
-            cursor.execute(statement.sql, params or statement.fixed)
-            return statement, cursor.fetchall()
+        with cursor() as found:
+            found.execute(statement.sql, params or statement.fixed)
+            return statement, found.fetchall()
 
     def rows(self, *params: object) -> list[tuple]:
         return self._run(params)[1]
@@ -184,9 +245,9 @@ class Compiled(Generic[M]):
         For a read that joins a compiled queryset to SQL the ORM cannot write as cheaply (one round trip
         instead of two)."""
         statement = self._statement()
-        with connection.cursor() as cursor:
-            cursor.execute(outer.format(inner=statement.sql), [*statement.fixed, *after])
-            rows = cursor.fetchall()
+        with cursor() as found:
+            found.execute(outer.format(inner=statement.sql), [*statement.fixed, *after])
+            rows = found.fetchall()
         return _converted(statement, rows)
 
     def objects(self, *params: object) -> list[M]:

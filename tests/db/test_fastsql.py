@@ -105,3 +105,20 @@ def test_a_kept_connection_that_died_is_noticed_by_its_first_read_and_replaced()
     reuse_connection()
     assert retry_if_gone(read.rows) == [], "the read is sent again on a new connection"
     assert _backend_pid() not in (first, second)
+
+
+def test_fastsqls_statements_are_prepared_on_postgresql_and_logged_with_their_values(job):
+    from django.test.utils import CaptureQueriesContext
+
+    from dctoolkit.lib import fastsql
+
+    with CaptureQueriesContext(connection) as logged, fastsql.cursor() as cursor:
+        cursor.execute("SELECT name FROM jobs_job WHERE id = %s AND state = %s", [job.id, JobState.QUEUED.value])
+        assert [tuple(row) for row in cursor.fetchall()] == [("t",)]
+    assert str(job.id) in logged.captured_queries[0]["sql"], "the statement is logged with its values written in"
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [statement for (statement,) in cursor.fetchall()]
+    assert any("FROM jobs_job WHERE id = $1" in statement for statement in prepared), prepared

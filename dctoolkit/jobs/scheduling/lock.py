@@ -13,6 +13,7 @@ from __future__ import annotations
 from django.db import connection
 
 from dctoolkit.jobs.models import SchedulerLock
+from dctoolkit.lib import fastsql
 from dctoolkit.lib.fastsql import update_returns_rows
 
 
@@ -25,7 +26,7 @@ def take_scheduler_lock() -> int:
     returns the edit count as of now (every edit before it committed, none can commit until this
     transaction ends).  One statement where UPDATE can return the count (`update_returns_rows`)."""
     returning = update_returns_rows()
-    with connection.cursor() as cursor:
+    with fastsql.cursor() as cursor:
         cursor.execute(f"UPDATE {_table()} SET id = id WHERE id = 1" + " RETURNING edits" * returning)  # noqa: S608
         row = cursor.fetchone() if returning else None
         if row is not None:
@@ -39,7 +40,7 @@ def take_scheduler_lock() -> int:
 
 def edits_seen() -> int:
     """How many edits of waiting, queued or held jobs have committed (0 before the first pass)."""
-    with connection.cursor() as cursor:
+    with fastsql.cursor() as cursor:
         cursor.execute(f"SELECT edits FROM {_table()} WHERE id = 1")  # noqa: S608
         row = cursor.fetchone()
     return int(row[0]) if row else 0
@@ -52,10 +53,10 @@ def note_edit() -> None:
     the lock to finish its claims (and the pass, had it been first to a job's row, would otherwise
     wait on the edit: a deadlock).
     """
-    with connection.cursor() as cursor:
+    with fastsql.cursor() as cursor:
         cursor.execute(f"UPDATE {_table()} SET edits = edits + 1 WHERE id = 1")  # noqa: S608
         if cursor.rowcount:
             return
     SchedulerLock.objects.get_or_create(id=1)  # no pass has run yet
-    with connection.cursor() as cursor:
+    with fastsql.cursor() as cursor:
         cursor.execute(f"UPDATE {_table()} SET edits = edits + 1 WHERE id = 1")  # noqa: S608

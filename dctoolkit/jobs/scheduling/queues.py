@@ -15,6 +15,7 @@ from django.db.models import Exists, OuterRef
 from dctoolkit.jobs.models import Job, JobState
 from dctoolkit.jobs.scheduling.matching import wants_from
 from dctoolkit.jobs.scheduling.policy import QueuedJob
+from dctoolkit.lib import fastsql
 from dctoolkit.lib.fastsql import Compiled
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def read_heads(
     owner_ids = [uid for uid, count in wanted.items() if count > 0]
     starts = [after.get(uid, (FIRST_PRIORITY, 0)) for uid in owner_ids]
     heads: dict[int, list[QueuedJob]] = defaultdict(list)
-    with connection.cursor() as cursor:
+    with fastsql.cursor() as cursor:
         for sql, params in _heads_statements(owner_ids, [wanted[uid] for uid in owner_ids], starts):
             cursor.execute(sql, params)
             for row in cursor.fetchall():

@@ -15,6 +15,7 @@ from dctoolkit.jobs.models import ACTIVE_STATES, HOLDS_SLOT, KILLING, Job
 from dctoolkit.jobs.scheduling.classads import NodeAttrs, arch_name
 from dctoolkit.jobs.scheduling.matching import gpu_kinds
 from dctoolkit.jobs.scheduling.policy import FreeNode
+from dctoolkit.lib import fastsql
 from dctoolkit.lib.fastsql import Compiled
 from dctoolkit.nodes.liveness import is_lost
 from dctoolkit.nodes.models import Node, NodeState
@@ -41,7 +42,7 @@ def capacity_in_use(node_ids: list[int] | None = None, with_gpus: bool = True) -
     The sums are one GROUP BY written out: compiling the ORM's version cost
     more than running it.
     """
-    with connection.cursor() as cursor:
+    with fastsql.cursor() as cursor:
         cursor.execute(_sums_sql(), ACTIVE_PARAMS)
         sums = cursor.fetchall()
     wanted = set(node_ids) if node_ids is not None else None
