@@ -76,7 +76,7 @@ class _LoggedCursor(CursorDebugWrapper):
     """Django's logging cursor, which would log a statement bound on the server with its `$1` marks (or not
     at all): the statement is logged with its values written in, as a client-bound one is."""
 
-    def debug_sql(self, sql=None, params=None, use_last_executed_query=False, many=False):  # type: ignore[no-untyped-def]
+    def debug_sql(self, sql=None, params=None, use_last_executed_query=False, many=False):
         if use_last_executed_query and sql is not None:
             with contextlib.suppress(Exception):  # a value psycopg cannot write in: logged as Django would
                 sql, use_last_executed_query = connection.ops.compose_sql(sql, params), False
@@ -90,10 +90,10 @@ def _preparing_cursor() -> type:
     # Django's server-binding cursor (psycopg's, with Django's callproc), preparing each statement on first use;
     # made once, imported late (only PostgreSQL needs psycopg).
     if not _cursor_class:
-        from django.db.backends.postgresql.base import ServerBindingCursor
+        from django.db.backends.postgresql.base import ServerBindingCursor  # type: ignore[attr-defined]
 
         class Preparing(ServerBindingCursor):
-            def execute(self, query, params=None, *, prepare=None, binary=None):  # type: ignore[no-untyped-def]
+            def execute(self, query, params=None, *, prepare=None, binary=None):
                 return super().execute(query, params, prepare=True, binary=binary)
 
         _cursor_class.append(Preparing)
