@@ -32,12 +32,14 @@ from dctoolkit.jobs.intake.parse import InputFile, JobSpec, SubmissionError, che
 from dctoolkit.jobs.intake.parse import Submission as ParsedSubmission
 from dctoolkit.jobs.intake.queue import (
     FolderFiles,
+    Prepared,
     _distinct_refs,
     _storage_names,
     node_offers,
     prepare,
     queue,
     submit_facts,
+    unrecorded_folders,
 )
 from dctoolkit.jobs.models import WAITING_STATES, Job, JobState, Submission
 from dctoolkit.jobs.scheduling.lock import note_edit
@@ -88,6 +90,17 @@ class StoredFiles(FolderFiles):
             for source, name in self.stored.items()
             if name and posixpath.dirname(source) == folder
         ]
+
+    def unrecorded(self, folder: str) -> bool:
+        """Whether the manifest knows nothing of `folder`: no file, no `dir/`, nothing stored under it."""
+        return f"{folder}/" not in self.stored and not any(
+            source == folder or posixpath.dirname(source) == folder for source in self.stored
+        )
+
+    def with_folders(self, folders: Iterable[str]) -> StoredFiles:
+        """These files, and each of `folders` as the empty `dir/` it was (a manifest stored before those were
+        kept: `queue.unrecorded_folders`)."""
+        return StoredFiles(self.folder, {**self.stored, **{f"{folder}/": "" for folder in folders}})
 
 
 def stored_files(sub: Submission) -> StoredFiles:
@@ -153,7 +166,7 @@ def queue_again(jobs: list[Job]) -> list[Job]:
         try:
             prepared = prepare(sub.text, sub.source_name, files, env[sub.pk])
         except SubmissionError as exc:
-            raise AgainError(f"submission {sub.pk} cannot be queued again: {exc}") from None
+            prepared = _with_empty_folders(sub, files, env[sub.pk], exc)
         full = len(processes) == sub.job_count
         ready.append((prepared, sub.owner, None if full else frozenset(processes)))
     queued: list[Job] = []
@@ -163,6 +176,21 @@ def queue_again(jobs: list[Job]) -> list[Job]:
         except SubmissionError as exc:
             raise AgainError(str(exc)) from None
     return queued
+
+
+def _with_empty_folders(sub: Submission, files: StoredFiles, env: dict[str, str], refused: SubmissionError) -> Prepared:
+    """A submission stored before its empty `dir/` inputs were kept in its manifest, prepared with each such
+    folder empty, as it was; else AgainError with `refused`, the first refusal."""
+    empty = unrecorded_folders(sub.text, sub.source_name, files, files.unrecorded, env) if sub.files else []
+    if empty:
+        try:
+            return prepare(sub.text, sub.source_name, files.with_folders(empty), env)
+        except SubmissionError as exc:
+            refused = exc
+    hint = (
+        "; a resubmit reads only the files stored with it: submit the file again" if "not found" in str(refused) else ""
+    )
+    raise AgainError(f"submission {sub.pk} cannot be queued again: {refused}{hint}") from None
 
 
 def resubmit_submission(sub: Submission, failed: bool = False, *, actor: audit.Actor) -> list[Job]:

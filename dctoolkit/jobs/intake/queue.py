@@ -405,6 +405,30 @@ def prepare(text: str, source_name: str, files: FileSource, env: dict[str, str] 
     return Prepared(text, source_name, parsed, refs, files, env or {})
 
 
+def unrecorded_folders(
+    text: str, source_name: str, files: FileSource, unrecorded: Callable[[str], bool], env: dict[str, str]
+) -> list[str]:
+    """The `dir/` inputs `text` names that a stored manifest kept before empty folders were recorded in it (no
+    entry: `unrecorded(name)`, nothing stored under it), as `files` lists them: such a folder was empty when
+    it was submitted, since a `dir/` that was no folder was refused then.  Nothing is read for them (no link
+    is followed, nothing outside the stored files is reached); [] when a name could differ from the one
+    checked then ($ENV(...): the submitter's environment is gone) or the text names a file that is missing."""
+    if "$env(" in text.lower():
+        return []
+
+    def listdir(path: str) -> list[tuple[str, bool | None]] | None:
+        found = files.listdir(path)
+        return [] if found is None and unrecorded(path.rstrip("/")) else found
+
+    facts = SubmitFacts(read_text=files.read_text, names=files.names, env=env, listdir=listdir)
+    try:
+        parsed = parse_submission(text, source_name, max_queue=settings.DCT_MAX_QUEUE, facts=facts)
+    except SubmissionError:
+        return []  # a plain file missing (then it reads as an empty folder and is refused): not an old folder
+    named = {folder for job in parsed.jobs for folder in job.input_folders}
+    return sorted(folder for folder in named if files.listdir(folder) is None)
+
+
 def check_files(parsed: ParsedSubmission, source_name: str, files: FileSource) -> list[InputFile]:
     """The distinct files a submission names, after checking they exist and the executable can run.
 
