@@ -243,11 +243,13 @@ class UploadedFiles:
     A file sent with its path relative to the submission file's folder
     (`data/a.txt`: a folder upload) is matched by that path, so `dir/` finds
     the files of `dir`; a file sent by its name alone is matched by the file
-    name of whatever path the submission names, as before.
+    name of whatever path the submission names, as before; a folder sent
+    with no file (`folders`) is an empty one.
     """
 
-    def __init__(self, files: dict[str, BinaryIO]) -> None:
+    def __init__(self, files: dict[str, BinaryIO], folders: frozenset[str] = frozenset()) -> None:
         self.files = files
+        self.folders = folders  # sent with no file in them (the API's `dirs`: an empty `dir/` input)
 
     def key(self, path: str) -> str:
         """The upload a path written in the submission stands for: by its path when sent so, else its name."""
@@ -298,7 +300,7 @@ class UploadedFiles:
     def listdir(self, path: str) -> list[tuple[str, bool | None]] | None:
         folder = path.removeprefix("./").strip("/")
         entries: list[tuple[str, bool | None]] = list(self._entries(folder + "/"))  # an upload holds no links
-        return entries or None
+        return entries if entries or folder in self.folders else None
 
     def _entries(self, prefix: str) -> list[tuple[str, bool]]:
         """What lies directly in the uploaded folder `prefix` ("" for the top): (name, is a folder)."""
