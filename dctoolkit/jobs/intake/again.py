@@ -49,7 +49,12 @@ from dctoolkit.operations import audit
 
 
 class AgainError(ValueError):
-    """A resubmit or edit refused; the message says why, for a person."""
+    """A resubmit or edit refused; the message says why, for a person.  `fields`: an edit's problems by the
+    key as written (each key's messages joined), so that a form shows each at its field."""
+
+    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.fields = fields or {}
 
 
 # --- resubmit ------------------------------------------------------------------------------------
@@ -243,7 +248,7 @@ def _not_built(key: str) -> bool:
 def parse_edits(pairs: dict[str, str]) -> dict[str, Any]:
     """The JobSpec fields of `KEY: VALUE` edits, checked by the submission's builders; AgainError
     names every bad one."""
-    problems = []
+    problems: list[tuple[str, str]] = []  # (the key as written, what is wrong)
     values: dict[str, list[tuple[str, int]]] = {}
     # Each value on a "line" of its own, so that a builder's problem names the key it came from.
     written_at: dict[int, str] = {}
@@ -251,20 +256,25 @@ def parse_edits(pairs: dict[str, str]) -> dict[str, Any]:
         written_at[line] = written
         key = keys.canonical_key(written) or written
         if key not in EDITABLE:
-            problems.append(f"{written}: not a key that can be edited; edit one of {', '.join(EDITABLE)}")
+            problems.append((written, f"not a key that can be edited; edit one of {', '.join(EDITABLE)}"))
         elif _not_built(key):
-            problems.append(f"{written}: {NOT_YET}")
+            problems.append((written, NOT_YET))
         elif not str(value).strip():
-            problems.append(f"{written}: give a value ({written}=VALUE)")
+            problems.append((written, f"give a value ({written}=VALUE)"))
         else:
             values[key] = [(str(value), line)]
     fields: dict[str, Any] = {}
     if values:
         fields, found = keys.job_fields(values, {})
-        for line, message in found:
-            problems.append(f"{written_at.get(line, 'edit')}: {message}")
+        problems += [(written_at.get(line, "edit"), message) for line, message in found]
     if problems:
-        raise AgainError("; ".join(problems))
+        by_key: dict[str, list[str]] = {}
+        for written, message in problems:
+            by_key.setdefault(written, []).append(message)
+        raise AgainError(
+            "; ".join(f"{written}: {message}" for written, message in problems),
+            {written: "; ".join(messages) for written, messages in by_key.items()},
+        )
     if not pairs:
         raise AgainError(f"nothing to change; give KEY=VALUE, KEY one of {', '.join(EDITABLE)}")
     return fields
