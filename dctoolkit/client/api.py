@@ -91,6 +91,12 @@ def read_submission(path_or_text: str | os.PathLike[str]) -> tuple[str, str, Pat
 def named_files(text: str, source_name: str, folder: Path) -> dict[str, Path]:
     """The files a submission names (executable, inputs, item lists), found beside it, by the name the
     server matches uploads with.  Raises SubmissionRefusedError for a submission that does not parse."""
+    return named_uploads(text, source_name, folder)[0]
+
+
+def named_uploads(text: str, source_name: str, folder: Path) -> tuple[dict[str, Path], list[str]]:
+    """`named_files`, and the `dir/` inputs that hold no file, as the server is told of them
+    (`remote.upload_folders`: no file brings such a folder)."""
 
     def read_text(name: str) -> str | None:
         target = folder / os.path.expanduser(name)
@@ -127,7 +133,8 @@ def named_files(text: str, source_name: str, folder: Path) -> dict[str, Path]:
                 f"{source_name}:{ref.line}: file '{path}' not found; check the name and that it exists"
             )
         files[key] = path
-    return files
+    empty = {f for job in parsed.jobs for f in job.input_folders} - {ref.within for ref in refs}
+    return files, remote.upload_folders(empty)
 
 
 class RemoteBackend:
@@ -140,9 +147,10 @@ class RemoteBackend:
             raise ClientError(str(exc)) from None
 
     def submit(self, text: str, source_name: str, folder: Path, files: dict[str, Path] | None) -> list[dict]:
+        folders: list[str] = []
         if files is None:
-            files = named_files(text, source_name, folder)
-        body, length, content_type = remote.multipart(remote.submission_parts(text, source_name, files))
+            files, folders = named_uploads(text, source_name, folder)
+        body, length, content_type = remote.multipart(remote.submission_parts(text, source_name, files, folders))
         reply = self._call("POST", "/api/jobs/", body=body, content_type=content_type, length=length)
         if reply.status == 400:
             raise SubmissionRefusedError(reply.message())

@@ -16,7 +16,7 @@ import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,13 +144,14 @@ class Client:
             page += 1
         return rows[:limit]
 
-    def submit(self, text: str, source_name: str, files: dict[str, Path]) -> list[dict]:
-        """Upload a submission file and the files it names (by name); the queued jobs."""
-        return self.submit_answer(text, source_name, files)["jobs"]
+    def submit(self, text: str, source_name: str, files: dict[str, Path], folders: Sequence[str] = ()) -> list[dict]:
+        """Upload a submission file and the files it names (by name), and the folders it names that hold none
+        (`upload_folders`); the queued jobs."""
+        return self.submit_answer(text, source_name, files, folders)["jobs"]
 
-    def submit_answer(self, text: str, source_name: str, files: dict[str, Path]) -> dict:
+    def submit_answer(self, text: str, source_name: str, files: dict[str, Path], folders: Sequence[str] = ()) -> dict:
         """Upload a submission (or DAG) file and its files; the server's whole answer (a DAG's has `dag`)."""
-        body, length, content_type = multipart(submission_parts(text, source_name, files))
+        body, length, content_type = multipart(submission_parts(text, source_name, files, folders))
         reply = self.call("POST", "/api/jobs/", body=body, content_type=content_type, length=length)
         if reply.status != 201:
             raise RemoteError(reply.message())
@@ -258,17 +259,35 @@ def upload_key(source: str) -> str:
     return relative if plain and len(parts) > 1 and not relative.startswith("~") else Path(source).name
 
 
+def upload_folders(folders: Iterable[str]) -> list[str]:
+    """The `dir/` inputs that hold no file (`folders`, as written, without the slash), as the server is told of
+    them (the API's `dirs`): each plain relative one by its path; another (`../x`, `/abs/x`) is not sent, as
+    its files would not be sent by path, and the server refuses it as not found."""
+    sent = []
+    for folder in folders:
+        relative = folder.removeprefix("./")
+        parts = relative.split("/")
+        if relative.startswith(("/", "~")) or "\\" in relative or any(p in ("", ".", "..") for p in parts):
+            continue
+        sent.append(relative)
+    return sorted(set(sent))
+
+
 # (field, file name or None for a plain text field, content or a file to stream)
 Part = tuple[str, str | None, bytes | Path]
 
 
-def submission_parts(text: str, source_name: str, files: Mapping[str, Path | str]) -> list[Part]:
+def submission_parts(
+    text: str, source_name: str, files: Mapping[str, Path | str], folders: Sequence[str] = ()
+) -> list[Part]:
     """The parts of POST /api/jobs/: the submission, each file, and, when a key is a path (a folder's
-    files), one `paths` field per file in the same order, so that the server finds `dir/` inputs."""
+    files), one `paths` field per file in the same order, so that the server finds `dir/` inputs; and one
+    `dirs` field per folder that holds no file (`upload_folders`), which no file can bring."""
     parts: list[Part] = [("submission", Path(source_name).name, text.encode())]
     parts += [("files", Path(key).name, Path(path)) for key, path in files.items()]
     if any("/" in key for key in files):
         parts += [("paths", None, key.encode()) for key in files]
+    parts += [("dirs", None, folder.encode()) for folder in folders]
     return parts
 
 

@@ -23,7 +23,7 @@ from functools import cache
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
 
 from dctoolkit.jobs import gputally
 from dctoolkit.jobs.intake.advice import Advice, Usage, compare
@@ -61,24 +61,39 @@ def send_due(now: datetime) -> int:
         return 0
     if not mail_may_be_due():
         return 0
+    # What ended owing mail, and what of it will never be mailed (notification = error, all succeeded): the
+    # same reads tell both, so the settling costs statements only in a round that has something to settle.
+    jobs = list(_ended_singles().annotate(notification_rule=F("submission__notification"))[:BATCH])
+    batches = list(_ended_batches()[:BATCH])
+    if any(_unmailed(job.notification_rule, job.state == JobState.SUCCEEDED) for job in jobs) or any(
+        _unmailed(sub.notification, sub.unsuccessful == 0) for sub in batches
+    ):
+        settle_unmailed()
     sent = 0
     try:
-        for job in due_jobs()[:BATCH]:
-            sent += send_claimed(Job.objects.filter(id=job.id), subject(job), body(job), job.email)
+        for job in jobs:
+            if not _unmailed(job.notification_rule, job.state == JobState.SUCCEEDED):
+                sent += send_claimed(Job.objects.filter(id=job.id), subject(job), body(job), job.email)
         for dag in due_dags()[:BATCH]:
             sent += send_claimed(Dag.objects.filter(id=dag.id), dag_subject(dag), dag_body(dag), dag.email)
-        for sub in due_batches()[:BATCH]:
-            jobs = list(sub.jobs.select_related("node").order_by("id"))
-            sent += send_claimed(Submission.objects.filter(id=sub.id), digest_subject(sub, jobs),
-                                 digest_body(sub, jobs), sub.email)  # fmt: skip
+        for sub in batches:
+            if _unmailed(sub.notification, sub.unsuccessful == 0):
+                continue
+            members = list(sub.jobs.select_related("node").order_by("id"))
+            sent += send_claimed(Submission.objects.filter(id=sub.id), digest_subject(sub, members),
+                                 digest_body(sub, members), sub.email)  # fmt: skip
     except MailNotSentError as exc:
         log.warning("mail not sent yet (%s); trying again in %ss", exc, _retry_seconds)
         _retry_at = now + timedelta(seconds=_retry_seconds)
         _retry_seconds = min(_retry_seconds * 2, RETRY_MAX_SECONDS)
         return sent
     _retry_at, _retry_seconds = None, RETRY_FIRST_SECONDS
-    settle_unmailed()
     return sent
+
+
+def _unmailed(notification: str, succeeded: bool) -> bool:
+    """Whether an ended job or batch with an address is never mailed: `notification = error`, and it succeeded."""
+    return notification == "error" and succeeded
 
 
 def mail_may_be_due() -> bool:
@@ -106,7 +121,8 @@ def _owes_mail_sql(vendor: str) -> str:
 def settle_unmailed() -> None:
     """Mark done what ended with an address but will never be mailed: `notification = error` single jobs
     that succeeded, and such batches that all did.  Their mail is not owed, and left unmarked they would
-    keep `mail_may_be_due` True every round."""
+    keep `mail_may_be_due` True every round.  `send_due` calls it only in a round whose reads found such a
+    job or batch."""
     Job.objects.filter(
         OWES_MAIL, state=JobState.SUCCEEDED, submission__job_count=1, submission__notification="error"
     ).update(notified=True)
@@ -120,10 +136,15 @@ def settle_unmailed() -> None:
 
 def due_jobs():
     """Ended jobs, alone in their submission, whose owner asked for mail and has not had it."""
+    return _ended_singles().exclude(submission__notification="error", state=JobState.SUCCEEDED)
+
+
+def _ended_singles():
+    """Ended jobs, alone in their submission, with an address and no mail yet (a notification = error one
+    that succeeded is settled unmailed, not mailed)."""
     return (
         Job.objects.filter(state__in=FINAL_STATES, notified=False, submission__job_count=1)
         .exclude(email="")
-        .exclude(submission__notification="error", state=JobState.SUCCEEDED)
         .select_related("node")
         .order_by("id")
     )
@@ -131,6 +152,12 @@ def due_jobs():
 
 def due_batches():
     """Batches (queue = N > 1) whose every job has ended, whose digest has not gone."""
+    return _ended_batches().exclude(notification="error", unsuccessful=0)
+
+
+def _ended_batches():
+    """Batches (queue = N > 1) whose every job has ended, with an address and no digest yet (a notification =
+    error one whose jobs all succeeded, `unsuccessful` 0, is settled unmailed)."""
     return (
         Submission.objects.filter(notified=False, job_count__gt=1)
         .exclude(email="")
@@ -139,7 +166,6 @@ def due_batches():
             unsuccessful=Count("jobs", filter=~Q(jobs__state=JobState.SUCCEEDED)),
         )
         .filter(unfinished=0)
-        .exclude(notification="error", unsuccessful=0)
         .order_by("id")
     )
 

@@ -10,13 +10,15 @@ pytestmark = pytest.mark.django_db
 TEXT = "executable = hello.py\ntransfer_input_files = data/\nqueue\n"
 
 
-def send(client, text: str, files: dict[str, bytes | str], paths: list[str] | None):
+def send(client, text: str, files: dict[str, bytes | str], paths: list[str] | None, dirs: list[str] | None = None):
     data: dict = {
         "submission": upload("job.sub", text),
         "files": [upload(p.rsplit("/", 1)[-1], c) for p, c in files.items()],
     }
     if paths is not None:
         data["paths"] = paths
+    if dirs is not None:
+        data["dirs"] = dirs
     return client.post("/api/jobs/", data, format="multipart")
 
 
@@ -89,4 +91,40 @@ def test_more_paths_fields_than_a_request_may_hold_is_413_in_the_error_shape(ali
     response = send(alice, TEXT, {"hello.py": HELLO}, ["hello.py"] * (settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
     assert response.status_code == 413
     assert response.json()["error"].startswith(f"more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} fields in one")
+    assert not Job.objects.exists()
+
+
+@pytest.mark.parametrize("paths", [None, ["hello.py"]])
+def test_an_empty_folder_sent_in_dirs_is_a_folder_input_that_stages_nothing(alice, paths):
+    response = send(alice, TEXT, {"hello.py": HELLO}, paths, ["data"])
+    assert response.status_code == 201, response.content
+    (job,) = Job.objects.all()
+    assert (job.inputs, job.submission.files) == ([], {"hello.py": "hello.py", "data/": ""})
+
+
+def test_an_empty_folder_not_sent_is_refused_as_before(alice):
+    response = send(alice, TEXT, {"hello.py": HELLO}, None)
+    assert response.status_code == 400
+    assert response.json()["error"] == "job.sub:2: file 'data' not found; check the name and that it exists"
+
+
+def test_a_folder_in_dirs_with_files_sent_in_it_lists_them(alice):
+    files = {"hello.py": HELLO, "data/a.csv": "1\n"}
+    response = send(alice, TEXT, files, list(files), ["data/"])
+    assert response.status_code == 201, response.content
+    assert Job.objects.get().inputs == ["a.csv"]
+
+
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        ("../data", "a path may not hold an empty part, '.' or '..'"),
+        ("/data", "send a path relative to the submission file's folder"),
+        ("hello.py", "'hello.py' is sent as a file and as a folder; send it once"),
+    ],
+)
+def test_a_dirs_path_that_is_not_plain_and_relative_or_is_a_file_is_400_and_queues_nothing(alice, bad, says):
+    response = send(alice, TEXT, {"hello.py": HELLO}, ["hello.py"], ["data", bad])
+    assert response.status_code == 400
+    assert says in response.json()["error"]
     assert not Job.objects.exists()

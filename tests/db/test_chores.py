@@ -108,3 +108,24 @@ def test_a_batch_with_a_failed_job_still_gets_its_one_digest(no_scheduler, alice
     assert notify.send_due(timezone.now()) == 0
     assert [m.to for m in mail.outbox] == [["b@lab.example"]]
     assert not notify.mail_may_be_due()
+
+
+def test_a_round_while_a_mailed_batch_runs_reads_what_is_due_and_settles_nothing(no_scheduler, alice, folder):
+    # Its ended job keeps the probe true until the digest goes: each such round reads what is due, and
+    # writes nothing (nothing is there to settle).
+    jobs = sub("email = b@lab.example\nnotification = error\nqueue = 3\n", alice, folder)
+    end(jobs[:2])
+    with CaptureQueriesContext(connection) as queries:
+        assert notify.send_due(timezone.now()) == 0
+    statements = [q["sql"].split(None, 1)[0].upper() for q in queries]
+    assert statements == ["SELECT"] * 4  # the probe; the ended single jobs, the DAGs, the ended batches
+
+
+def test_a_round_that_finds_something_to_settle_settles_it_and_still_mails_the_rest(no_scheduler, alice, folder):
+    (ok,) = sub("email = ok@lab.example\nnotification = error\n", alice, folder)
+    (bad,) = sub("email = bad@lab.example\n", alice, folder)
+    end([ok])
+    end([bad], JobState.FAILED)
+    assert notify.send_due(timezone.now()) == 1
+    assert [m.to for m in mail.outbox] == [["bad@lab.example"]]
+    assert Job.objects.get(id=ok.id).notified and not notify.mail_may_be_due()

@@ -6,10 +6,10 @@ import os
 import pytest
 from django.utils import timezone
 
-from dctoolkit.jobs.intake.again import edit_jobs, resubmit_jobs
-from dctoolkit.jobs.intake.dagqueue import prepare_dag
+from dctoolkit.jobs.intake.again import AgainError, edit_jobs, resubmit_jobs
+from dctoolkit.jobs.intake.dagqueue import prepare_dag, queue_dag
 from dctoolkit.jobs.intake.parse import SubmissionError
-from dctoolkit.jobs.intake.queue import FolderFiles, submit
+from dctoolkit.jobs.intake.queue import FolderFiles, prepare, queue, submit
 from dctoolkit.jobs.models import Job, Submission
 from dctoolkit.jobs.scheduling import dagman
 
@@ -197,3 +197,61 @@ def test_a_dag_nodes_empty_folder_input_is_submitted_with_nothing_staged(alice, 
     prepared = prepare_dag("JOB one one.sub\n", "pipeline.dag", FolderFiles(empty_inputs))
     dag, jobs = dagman.submit_dag(prepared, alice, timezone.now())
     assert [(j.inputs, j.executable) for j in jobs] == [([], "run.sh")], dag.nodes.get().reason
+
+
+def _as_stored_before_empty_folders_were_kept(files: dict[str, str]) -> dict[str, str]:
+    """A manifest as stored before the fix: a `dir/` entry only for a folder files came from."""
+    return {k: v for k, v in files.items() if v or any(s.startswith(k) and s != k for s in files)}
+
+
+def test_a_submission_stored_before_empty_folders_were_kept_is_resubmitted_with_its_folder_empty(alice, empty_inputs):
+    (job,) = submit(TEXT, "job.sub", alice, FolderFiles(empty_inputs))
+    sub = Submission.objects.get(id=job.submission_id)
+    sub.files = _as_stored_before_empty_folders_were_kept(sub.files)
+    assert sub.files == {"run.sh": "run.sh"}  # the old shape: nothing says `inputs/` was a folder
+    sub.save(update_fields=["files"])
+    (again,) = resubmit_jobs([Job.objects.get(id=job.id)], actor=alice)
+    assert again.inputs == []
+    assert Submission.objects.get(id=again.submission_id).files == {"run.sh": "run.sh", "inputs/": ""}
+
+
+def test_an_old_manifests_folder_beside_kept_files_and_folders_is_read_as_empty_and_nothing_is_read_for_it(alice, home):
+    # inputs/ kept (it had files); ../bob/ (empty then) unrecorded: it is listed as empty, and no file of bob's
+    # folder, which now holds one, comes in.
+    text = "executable = run.sh\ntransfer_input_files = inputs/, ../bob/\nqueue\n"
+    (home.parent / "bob" / "secret.txt").unlink()
+    (job,) = submit(text, "job.sub", alice, FolderFiles(home))
+    (home.parent / "bob" / "secret.txt").write_text("bob's\n")
+    sub = Submission.objects.get(id=job.submission_id)
+    sub.files = _as_stored_before_empty_folders_were_kept(sub.files)
+    assert "../bob/" not in sub.files and "inputs/" in sub.files
+    sub.save(update_fields=["files"])
+    (again,) = resubmit_jobs([Job.objects.get(id=job.id)], actor=alice)
+    assert stored(again) == {"a.txt": "a\n", "b.txt": "b\n"}
+
+
+def test_an_old_manifests_folder_whose_name_came_from_the_environment_is_refused_saying_what_to_do(alice, home):
+    text = "executable = run.sh\ngetenv = true\ntransfer_input_files = $ENV(IN)/\nqueue\n"
+    for name in ("a.txt", "b.txt"):
+        (home / "inputs" / name).unlink()
+    (job,) = queue(prepare(text, "job.sub", FolderFiles(home), {"IN": "inputs"}), alice)
+    sub = Submission.objects.get(id=job.submission_id)
+    sub.files = _as_stored_before_empty_folders_were_kept(sub.files)
+    sub.save(update_fields=["files"])
+    with pytest.raises(AgainError) as info:
+        resubmit_jobs([Job.objects.get(id=job.id)], actor=alice)
+    assert str(info.value) == (
+        f"submission {sub.pk} cannot be queued again: job.sub:3: file 'inputs' not found; check the name and that "
+        "it exists; a resubmit reads only the files stored with it: submit the file again"
+    )
+
+
+def test_a_dag_stored_before_empty_folders_were_kept_queues_its_node_with_the_folder_empty(alice, empty_inputs):
+    (empty_inputs / "one.sub").write_text(TEXT)
+    prepared = prepare_dag("JOB one one.sub\n", "pipeline.dag", FolderFiles(empty_inputs))
+    dag = queue_dag(prepared, alice)
+    dag.files = _as_stored_before_empty_folders_were_kept(dag.files)
+    assert "inputs/" not in dag.files
+    dag.save(update_fields=["files"])
+    dagman.plan_steps(dag.id, timezone.now())
+    assert [(j.inputs, j.executable) for j in Job.objects.filter(dag=dag)] == [([], "run.sh")], dag.nodes.get().reason

@@ -76,6 +76,16 @@ def test_a_folder_input_submitted_remotely_sends_its_files_with_their_paths_and_
     assert remote("logs", str(job_id)).stdout == "alpha\nbeta\n"
 
 
+def test_an_empty_folder_input_submitted_remotely_is_sent_as_a_folder_and_runs_without_files(cluster, remote, tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "show.sh").write_text("#!/bin/sh\nls\n")
+    (tmp_path / "job.sub").write_text("executable = show.sh\ntransfer_input_files = data/\nqueue\n")
+    done = remote("submit", "job.sub", "--wait", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    job_id = int(done.stdout.splitlines()[0].removeprefix("1 job submitted: "))
+    assert cluster.job(job_id)["state"] == "succeeded"  # refused before: file 'data' not found
+
+
 def test_a_bad_submission_is_refused_remotely_with_the_same_message(cluster, remote, tmp_path):
     (tmp_path / "job.txt").write_text("executable = run.sh\nexecutabel = x\n")
     (tmp_path / "run.sh").write_text("#!/bin/sh\n")

@@ -81,3 +81,47 @@ def test_another_users_job_and_batch_are_404_for_all_three(client, other, batch_
     assert client.post(f"/jobs/{job.id}/edit/", {"name": "x"}).status_code == 404
     assert client.post(f"/submissions/{job.submission_id}/resubmit-failed/").status_code == 404
     assert Job.objects.count() == 1
+
+
+def test_the_edit_form_offers_the_policy_expressions_and_changes_one_keeping_the_others(client, owner, batch_of):
+    (job,) = batch_of(1)
+    Job.objects.filter(id=job.id).update(policy={"periodic_remove": "JobStatus == 5"})
+    client.force_login(owner)
+    page = client.get(f"/jobs/{job.id}/").text
+    for key in ("on_exit_hold", "on_exit_remove", "periodic_hold", "periodic_release", "periodic_remove"):
+        assert f'name="{key}"' in page, key
+    assert 'value="JobStatus == 5"' in page
+    done = client.post(
+        f"/jobs/{job.id}/edit/",
+        {"periodic_release": "NumJobStarts < 3", "periodic_remove": "JobStatus == 5", "on_exit_hold": ""},
+        follow=True,
+    )
+    assert "changed: periodic_release" in done.text
+    job.refresh_from_db()
+    assert job.policy == {"periodic_remove": "JobStatus == 5", "periodic_release": "NumJobStarts < 3"}
+    assert job.periodic_policy is True
+
+
+def test_a_bad_policy_expression_is_shown_at_its_field_with_the_value_posted_and_nothing_changes(
+    client, owner, batch_of
+):
+    (job,) = batch_of(1)
+    client.force_login(owner)
+    page = client.post(f"/jobs/{job.id}/edit/", {"on_exit_hold": "ExitCode ==", "name": "renamed"})
+    assert page.status_code == 200
+    error = page.text.split('data-testid="edit-error-on_exit_hold">', 1)[1].split("</div>", 1)[0]
+    assert error == "on_exit_hold = ExitCode ==: not a ClassAd expression; " + error.split("; ", 1)[1]
+    assert 'value="ExitCode =="' in page.text and 'value="renamed"' in page.text  # as posted, to fix
+    assert 'data-testid="edit-error-name"' not in page.text
+    assert "fix the fields marked below" in page.text
+    job.refresh_from_db()
+    assert (job.policy, job.name) == ({}, "run")
+
+
+def test_a_bad_value_of_another_field_is_shown_at_that_field_too(client, owner, batch_of):
+    (job,) = batch_of(1)
+    client.force_login(owner)
+    page = client.post(f"/jobs/{job.id}/edit/", {"request_cpus": "many", "periodic_hold": "true"})
+    assert 'data-testid="edit-error-request_cpus"' in page.text
+    assert 'data-testid="edit-error-periodic_hold"' not in page.text
+    assert Job.objects.get(id=job.id).policy == {}

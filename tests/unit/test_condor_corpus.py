@@ -357,27 +357,47 @@ def test_real_refusals_name_their_line_and_reason():
     assert "inputs are not downloaded here" in str(info.value)
 
 
+_SIF = "an Apptainer/Singularity image file would need Apptainer on the node, which runs jobs in bubblewrap"
+
+
 @pytest.mark.parametrize(
-    ("name", "line", "why"),
+    ("name", "line", "key", "why"),
     [
-        ("chtc_recipes_alphafold.sub", 6, "an image named by URL would have to be fetched, and nodes fetch nothing"),
         (
-            "osgconnect_fastqc.sub",
-            11,
-            "an Apptainer/Singularity image file would need Apptainer on the node, which runs jobs in bubblewrap",
+            "chtc_recipes_alphafold.sub",
+            6,
+            "container_image",
+            "an image named by URL would have to be fetched, and nodes fetch nothing",
         ),
+        ("osgconnect_fastqc.sub", 11, "container_image", _SIF),
+        # HTCondor's attribute: the refusal names the key as the user wrote it, not the one it stands for.
+        ("gsdc_geant4_run.sub", 13, "+SingularityImage", _SIF),
     ],
 )
-def test_an_image_file_or_url_is_refused_saying_why_and_how_to_offer_it_instead(name, line, why):
+def test_an_image_file_or_url_is_refused_saying_why_and_how_to_offer_it_instead(name, line, key, why):
     with pytest.raises(SubmissionError) as info:
         parse(name)
     (message,) = [m for m in str(info.value).splitlines() if "container_image" in m]
-    assert message.startswith(f"{name}:{line}: container_image = ")
+    assert message.startswith(f"{name}:{line}: {key} = ")
     assert message.endswith(
         f"{why}; unpack the image once into a folder on the nodes (for a .sif: apptainer build --sandbox "
         "/containers/NAME IMAGE.sif), offer it with DCT_CONTAINERS=/containers/NAME, and write container_image = "
         "NAME (./dct nodes lists what nodes offer)"
     )
+
+
+def test_an_image_attribute_refusal_names_the_spelling_and_line_of_the_key_that_set_the_image():
+    base = "executable = run.sh\n{}\nqueue\n"
+    cases = [
+        ('MY.SingularityImage = "x.sif"', 2, "MY.SingularityImage = x.sif: an Apptainer"),
+        ('+SingularityImage = "x.sif"\ncontainer_image = y.sif', 3, "container_image = y.sif: an Apptainer"),
+        ('container_image = y.sif\n+SingularityImage = "x.sif"', 3, "+SingularityImage = x.sif: an Apptainer"),
+        ('+SingularityImage = "root"\ncontainer = other', 2, "+SingularityImage and container both given"),
+    ]
+    for middle, line, start in cases:
+        with pytest.raises(SubmissionError) as info:
+            parse_submission(base.format(middle), "job.sub", facts=facts())
+        assert str(info.value).startswith(f"job.sub:{line}: {start}"), middle
 
 
 def test_the_geant4_remaps_number_each_jobs_outputs():

@@ -53,6 +53,14 @@ def test_a_folder_input_goes_through_a_server_as_its_files_with_their_paths(tmp_
     files = api.named_files(text, "job.txt", tmp_path)
     assert files == {"run.sh": tmp_path / "run.sh", "data/a.txt": tmp_path / "data/a.txt",
                      "elsewhere.txt": tmp_path / "elsewhere.txt"}  # fmt: skip
+    # An empty folder: no file brings it, so the server is told of it by its path (the API's `dirs`).
+    (tmp_path / "empty").mkdir()
+    text = "executable = run.sh\ntransfer_input_files = data/, ./empty/, ../away/\n"
+    (tmp_path.parent / "away").mkdir(exist_ok=True)
+    assert api.named_uploads(text, "job.txt", tmp_path) == (
+        {"run.sh": tmp_path / "run.sh", "data/a.txt": tmp_path / "data/a.txt"},
+        ["empty"],  # ../away/ is not sent by path (nor would its files be): the server refuses it
+    )
     # The folder itself (no '/'): HTCondor would copy it whole; refused with the parser's reason.
     with pytest.raises(SubmissionRefusedError, match=r"job\.txt:2: 'data' is a folder; HTCondor would copy it"):
         api.named_files("executable = run.sh\ntransfer_input_files = data\n", "job.txt", tmp_path)

@@ -5,7 +5,7 @@ import io
 from django.core.files.uploadhandler import MemoryFileUploadHandler
 from django.http.multipartparser import MultiPartParser
 
-from dctoolkit.client.remote import multipart
+from dctoolkit.client.remote import multipart, submission_parts
 
 
 def test_django_parses_the_body_back_into_its_fields_and_files(tmp_path, settings):
@@ -33,3 +33,13 @@ def test_a_text_part_is_a_plain_field_beside_the_files(tmp_path, settings):
     post, files = MultiPartParser(meta, io.BytesIO(body), [MemoryFileUploadHandler()]).parse()
     assert post.getlist("paths") == ["data/a.txt", "é/b.txt"]
     assert [f.name for f in files.getlist("files")] == ["a.txt"]
+
+
+def test_a_folder_that_holds_no_file_is_sent_as_a_dirs_field(tmp_path):
+    (tmp_path / "run.sh").write_text("#!/bin/sh\n")
+    parts = submission_parts("executable = run.sh\n", "job.sub", {"run.sh": tmp_path / "run.sh"}, ["empty"])
+    chunks, length, content_type = multipart(parts)
+    meta = {"CONTENT_TYPE": content_type, "CONTENT_LENGTH": str(length)}
+    post, files = MultiPartParser(meta, io.BytesIO(b"".join(chunks)), [MemoryFileUploadHandler()]).parse()
+    assert (post.getlist("dirs"), post.getlist("paths")) == (["empty"], [])
+    assert [f.name for f in files.getlist("files")] == ["run.sh"]

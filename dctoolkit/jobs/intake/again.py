@@ -32,12 +32,14 @@ from dctoolkit.jobs.intake.parse import InputFile, JobSpec, SubmissionError, che
 from dctoolkit.jobs.intake.parse import Submission as ParsedSubmission
 from dctoolkit.jobs.intake.queue import (
     FolderFiles,
+    Prepared,
     _distinct_refs,
     _storage_names,
     node_offers,
     prepare,
     queue,
     submit_facts,
+    unrecorded_folders,
 )
 from dctoolkit.jobs.models import WAITING_STATES, Job, JobState, Submission
 from dctoolkit.jobs.scheduling.lock import note_edit
@@ -47,7 +49,12 @@ from dctoolkit.operations import audit
 
 
 class AgainError(ValueError):
-    """A resubmit or edit refused; the message says why, for a person."""
+    """A resubmit or edit refused; the message says why, for a person.  `fields`: an edit's problems by the
+    key as written (each key's messages joined), so that a form shows each at its field."""
+
+    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.fields = fields or {}
 
 
 # --- resubmit ------------------------------------------------------------------------------------
@@ -88,6 +95,17 @@ class StoredFiles(FolderFiles):
             for source, name in self.stored.items()
             if name and posixpath.dirname(source) == folder
         ]
+
+    def unrecorded(self, folder: str) -> bool:
+        """Whether the manifest knows nothing of `folder`: no file, no `dir/`, nothing stored under it."""
+        return f"{folder}/" not in self.stored and not any(
+            source == folder or posixpath.dirname(source) == folder for source in self.stored
+        )
+
+    def with_folders(self, folders: Iterable[str]) -> StoredFiles:
+        """These files, and each of `folders` as the empty `dir/` it was (a manifest stored before those were
+        kept: `queue.unrecorded_folders`)."""
+        return StoredFiles(self.folder, {**self.stored, **{f"{folder}/": "" for folder in folders}})
 
 
 def stored_files(sub: Submission) -> StoredFiles:
@@ -153,7 +171,7 @@ def queue_again(jobs: list[Job]) -> list[Job]:
         try:
             prepared = prepare(sub.text, sub.source_name, files, env[sub.pk])
         except SubmissionError as exc:
-            raise AgainError(f"submission {sub.pk} cannot be queued again: {exc}") from None
+            prepared = _with_empty_folders(sub, files, env[sub.pk], exc)
         full = len(processes) == sub.job_count
         ready.append((prepared, sub.owner, None if full else frozenset(processes)))
     queued: list[Job] = []
@@ -163,6 +181,21 @@ def queue_again(jobs: list[Job]) -> list[Job]:
         except SubmissionError as exc:
             raise AgainError(str(exc)) from None
     return queued
+
+
+def _with_empty_folders(sub: Submission, files: StoredFiles, env: dict[str, str], refused: SubmissionError) -> Prepared:
+    """A submission stored before its empty `dir/` inputs were kept in its manifest, prepared with each such
+    folder empty, as it was; else AgainError with `refused`, the first refusal."""
+    empty = unrecorded_folders(sub.text, sub.source_name, files, files.unrecorded, env) if sub.files else []
+    if empty:
+        try:
+            return prepare(sub.text, sub.source_name, files.with_folders(empty), env)
+        except SubmissionError as exc:
+            refused = exc
+    hint = (
+        "; a resubmit reads only the files stored with it: submit the file again" if "not found" in str(refused) else ""
+    )
+    raise AgainError(f"submission {sub.pk} cannot be queued again: {refused}{hint}") from None
 
 
 def resubmit_submission(sub: Submission, failed: bool = False, *, actor: audit.Actor) -> list[Job]:
@@ -215,7 +248,7 @@ def _not_built(key: str) -> bool:
 def parse_edits(pairs: dict[str, str]) -> dict[str, Any]:
     """The JobSpec fields of `KEY: VALUE` edits, checked by the submission's builders; AgainError
     names every bad one."""
-    problems = []
+    problems: list[tuple[str, str]] = []  # (the key as written, what is wrong)
     values: dict[str, list[tuple[str, int]]] = {}
     # Each value on a "line" of its own, so that a builder's problem names the key it came from.
     written_at: dict[int, str] = {}
@@ -223,20 +256,25 @@ def parse_edits(pairs: dict[str, str]) -> dict[str, Any]:
         written_at[line] = written
         key = keys.canonical_key(written) or written
         if key not in EDITABLE:
-            problems.append(f"{written}: not a key that can be edited; edit one of {', '.join(EDITABLE)}")
+            problems.append((written, f"not a key that can be edited; edit one of {', '.join(EDITABLE)}"))
         elif _not_built(key):
-            problems.append(f"{written}: {NOT_YET}")
+            problems.append((written, NOT_YET))
         elif not str(value).strip():
-            problems.append(f"{written}: give a value ({written}=VALUE)")
+            problems.append((written, f"give a value ({written}=VALUE)"))
         else:
             values[key] = [(str(value), line)]
     fields: dict[str, Any] = {}
     if values:
         fields, found = keys.job_fields(values, {})
-        for line, message in found:
-            problems.append(f"{written_at.get(line, 'edit')}: {message}")
+        problems += [(written_at.get(line, "edit"), message) for line, message in found]
     if problems:
-        raise AgainError("; ".join(problems))
+        by_key: dict[str, list[str]] = {}
+        for written, message in problems:
+            by_key.setdefault(written, []).append(message)
+        raise AgainError(
+            "; ".join(f"{written}: {message}" for written, message in problems),
+            {written: "; ".join(messages) for written, messages in by_key.items()},
+        )
     if not pairs:
         raise AgainError(f"nothing to change; give KEY=VALUE, KEY one of {', '.join(EDITABLE)}")
     return fields

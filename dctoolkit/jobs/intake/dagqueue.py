@@ -24,7 +24,14 @@ from dctoolkit.jobs.intake.condor import join_arguments
 from dctoolkit.jobs.intake.flags import append_to
 from dctoolkit.jobs.intake.keys import KEYS, InputFile, canonical_key
 from dctoolkit.jobs.intake.parse import MAX_PROBLEMS, SubmissionError, executable_problem, outside_link_message
-from dctoolkit.jobs.intake.queue import FileSource, FolderFiles, LinkOutError, Prepared, prepare
+from dctoolkit.jobs.intake.queue import (
+    FileSource,
+    FolderFiles,
+    LinkOutError,
+    Prepared,
+    prepare,
+    unrecorded_folders,
+)
 from dctoolkit.jobs.models import Dag, DagNode, JobState
 from dctoolkit.jobs.scheduling.wake import wake_scheduler
 from dctoolkit.operations.storage import check_quota
@@ -121,11 +128,37 @@ class StagedFiles:
         # `dir/` -> "": a folder staged with the DAG (`_stage`), so an empty one is a folder too.
         return entries if entries or f"{folder}/" in self.files else None
 
+    def unrecorded(self, path: str) -> bool:
+        """Whether Dag.files knows nothing of the folder `path`: no file, no `dir/`, nothing stored under it."""
+        folder = self.key(path)
+        return f"{folder}/" not in self.files and not any(
+            key == folder or os.path.dirname(key) == folder for key in self.files
+        )
+
+    def with_folders(self, folders: Sequence[str]) -> StagedFiles:
+        """These files, and each of `folders` (as the node names them) as the empty `dir/` it was."""
+        return StagedFiles(self.folder, {**self.files, **{f"{self.key(f)}/": "" for f in folders}}, self.directory)
+
     def names(self) -> list[tuple[str, bool]]:
         here = os.path.normpath(self.directory or ".")
         return [
             (os.path.basename(k), False) for k, v in self.files.items() if v and (os.path.dirname(k) or ".") == here
         ]
+
+
+def prepare_node(node: DagNode, files: StagedFiles, source: str) -> Prepared:
+    """A node's submission at its current retry, from the DAG's stored files.  A DAG stored before its empty
+    `dir/` inputs were kept in Dag.files gets each such folder its submission's check named ($(RETRY) 0)
+    as the empty folder it was (`queue.unrecorded_folders`); raises SubmissionError."""
+    text = node_text(node, node.submit_text, node.retries, source)
+    try:
+        return prepare(text, node.submit_name, files)
+    except SubmissionError:
+        checked = node_text(node, node.submit_text, 0, source)
+        empty = unrecorded_folders(checked, node.submit_name, files, files.unrecorded, {})
+        if not empty:
+            raise
+    return prepare(text, node.submit_name, files.with_folders(empty))
 
 
 def script_submission(node: str, script: language.Script, words: Sequence[str], delay_seconds: int = 0) -> str:

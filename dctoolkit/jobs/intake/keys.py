@@ -224,6 +224,16 @@ class _Job:
         found = self.get(key)
         return found[1] if found else self.line("executable") if key != "executable" else 1
 
+    def key_as_written(self, key: str) -> str:
+        """`key`, or the other key the user set it with on its line (`+SingularityImage` for container_image)."""
+        found, other = self.get(key), self.get(written_as(key))
+        return other[0] if found and other and other[1] == found[1] else key
+
+
+def written_as(key: str) -> str:
+    """Where a job's values keep the key as written of a key set under another name; no key has a blank."""
+    return f"{key} written as"
+
 
 def job_fields(
     values: dict[str, list[tuple[str, int]]], env: Mapping[str, str]
@@ -272,9 +282,10 @@ def _universe(job: _Job) -> dict[str, Any]:
     if image:
         path = _unquote(image[0])
         if "://" in path or path.endswith(_IMAGE_FILES):
-            raise KeyProblemError(image[1], image_refusal(path))
+            raise KeyProblemError(image[1], image_refusal(path, job.key_as_written("container_image")))
         if "container" in job.values:
-            raise KeyProblemError(image[1], "container_image and container both given; keep one of them")
+            written = job.key_as_written("container_image")
+            raise KeyProblemError(image[1], f"{written} and container both given; keep one of them")
         return {"container": path.rstrip("/") or "/"}
     return {}
 
@@ -283,8 +294,9 @@ def _universe(job: _Job) -> dict[str, Any]:
 _IMAGE_FILES = (".sif", ".simg", ".img", ".tar", ".tar.gz", ".tgz")
 
 
-def image_refusal(path: str) -> str:
-    """Why `container_image = path` (a URL or an image file) is refused, and what to write instead."""
+def image_refusal(path: str, key: str = "container_image") -> str:
+    """Why `key = path` (container_image or +SingularityImage: a URL or an image file) is refused, and what to
+    write instead."""
     if path.lower().startswith("docker://"):
         why = "a Docker image would have to be pulled, and nodes pull nothing"
     elif "://" in path:
@@ -294,7 +306,7 @@ def image_refusal(path: str) -> str:
     else:
         why = "an image archive would have to be unpacked on every run"
     return (
-        f"container_image = {shown(path, 60)}: {why}; unpack the image once into a folder on the nodes (for a .sif: "
+        f"{key} = {shown(path, 60)}: {why}; unpack the image once into a folder on the nodes (for a .sif: "
         "apptainer build --sandbox /containers/NAME IMAGE.sif), offer it with DCT_CONTAINERS=/containers/NAME, "
         "and write container_image = NAME (./dct nodes lists what nodes offer)"
     )

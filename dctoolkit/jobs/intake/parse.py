@@ -36,6 +36,7 @@ from dctoolkit.jobs.intake.keys import (
     parse_int,
     strip_comment,
     unknown_key_message,
+    written_as,
 )
 from dctoolkit.jobs.jobenv import env_and_args_bytes, job_env_problem
 from dctoolkit.jobs.scheduling.classads import NodeAttrs, closest_miss, holds
@@ -415,6 +416,8 @@ class _Reader:
                 # OSG's way to run a vanilla job in an image (often an unpacked one on /cvmfs): the job's
                 # root filesystem, as container_image names it, rather than a label nobody reads.
                 settings.values["container_image"] = [(value, line)]
+                settings.values[written_as("container_image")] = [(raw, line)]  # its messages name this key
+                self.first_lines.setdefault("container_image", line)
             return
         settings.macros[raw.lower()] = value
         if key in OWN_KEYS and raw.lower() in self.used_macros:

@@ -243,11 +243,13 @@ class UploadedFiles:
     A file sent with its path relative to the submission file's folder
     (`data/a.txt`: a folder upload) is matched by that path, so `dir/` finds
     the files of `dir`; a file sent by its name alone is matched by the file
-    name of whatever path the submission names, as before.
+    name of whatever path the submission names, as before; a folder sent
+    with no file (`folders`) is an empty one.
     """
 
-    def __init__(self, files: dict[str, BinaryIO]) -> None:
+    def __init__(self, files: dict[str, BinaryIO], folders: frozenset[str] = frozenset()) -> None:
         self.files = files
+        self.folders = folders  # sent with no file in them (the API's `dirs`: an empty `dir/` input)
 
     def key(self, path: str) -> str:
         """The upload a path written in the submission stands for: by its path when sent so, else its name."""
@@ -298,7 +300,7 @@ class UploadedFiles:
     def listdir(self, path: str) -> list[tuple[str, bool | None]] | None:
         folder = path.removeprefix("./").strip("/")
         entries: list[tuple[str, bool | None]] = list(self._entries(folder + "/"))  # an upload holds no links
-        return entries or None
+        return entries if entries or folder in self.folders else None
 
     def _entries(self, prefix: str) -> list[tuple[str, bool]]:
         """What lies directly in the uploaded folder `prefix` ("" for the top): (name, is a folder)."""
@@ -403,6 +405,30 @@ def prepare(text: str, source_name: str, files: FileSource, env: dict[str, str] 
     refs = check_files(parsed, source_name, files)
     check_nodes(parsed, node_offers())
     return Prepared(text, source_name, parsed, refs, files, env or {})
+
+
+def unrecorded_folders(
+    text: str, source_name: str, files: FileSource, unrecorded: Callable[[str], bool], env: dict[str, str]
+) -> list[str]:
+    """The `dir/` inputs `text` names that a stored manifest kept before empty folders were recorded in it (no
+    entry: `unrecorded(name)`, nothing stored under it), as `files` lists them: such a folder was empty when
+    it was submitted, since a `dir/` that was no folder was refused then.  Nothing is read for them (no link
+    is followed, nothing outside the stored files is reached); [] when a name could differ from the one
+    checked then ($ENV(...): the submitter's environment is gone) or the text names a file that is missing."""
+    if "$env(" in text.lower():
+        return []
+
+    def listdir(path: str) -> list[tuple[str, bool | None]] | None:
+        found = files.listdir(path)
+        return [] if found is None and unrecorded(path.rstrip("/")) else found
+
+    facts = SubmitFacts(read_text=files.read_text, names=files.names, env=env, listdir=listdir)
+    try:
+        parsed = parse_submission(text, source_name, max_queue=settings.DCT_MAX_QUEUE, facts=facts)
+    except SubmissionError:
+        return []  # a plain file missing (then it reads as an empty folder and is refused): not an old folder
+    named = {folder for job in parsed.jobs for folder in job.input_folders}
+    return sorted(folder for folder in named if files.listdir(folder) is None)
 
 
 def check_files(parsed: ParsedSubmission, source_name: str, files: FileSource) -> list[InputFile]:

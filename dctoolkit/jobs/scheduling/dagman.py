@@ -23,7 +23,7 @@ from dctoolkit.jobs.intake import dag as language
 from dctoolkit.jobs.intake.dagqueue import (
     PreparedDag,
     StagedFiles,
-    node_text,
+    prepare_node,
     queue_dag,
     script_of,
     script_submission,
@@ -212,8 +212,7 @@ def queue_phase(node: DagNode, phase: str, delay_seconds: int = 0) -> list[Job]:
     dag = node.dag
     files = StagedFiles(dag.folder(), dag.files, node.directory)
     if phase == "job":
-        text = node_text(node, node.submit_text, node.retries, dag.source_name)
-        return queue(prepare(text, node.submit_name, files), dag.owner)
+        return queue(prepare_node(node, files, dag.source_name), dag.owner)
     script = script_of(node.pre if phase == "pre" else node.post)
     assert script is not None  # a phase is run only when the node has that script
     values = {

@@ -62,7 +62,7 @@ from dctoolkit.jobs.web.serializers import (
     jobs_payload,
     output_files_payload,
 )
-from dctoolkit.jobs.web.uploads import UploadError, keyed_uploads
+from dctoolkit.jobs.web.uploads import UploadError, keyed_uploads, sent_folders
 from dctoolkit.lib.ids import bounded_int
 from dctoolkit.lib.pages import Page, read_page
 from dctoolkit.lib.ranges import CHUNK_BYTES, file_part, open_plain, ranged_file
@@ -279,13 +279,14 @@ class JobViewSet(ViewSet):
                 return error(problem, 400)
         try:
             by_key = keyed_uploads(files, [f.name or "" for f in files], request.POST.getlist("paths"))
+            folders = sent_folders(request.POST.getlist("dirs"), by_key)
         except UploadError as exc:
             return error(str(exc), 400)
         try:
             text = upload.read().decode()
         except UnicodeDecodeError:
             return error(f"{upload.name}: the submission file is not text (UTF-8)", 400)
-        return queue_upload(text, Path(upload.name).name or "job.txt", UploadedFiles(by_key), request.user)
+        return queue_upload(text, Path(upload.name).name or "job.txt", UploadedFiles(by_key, folders), request.user)
 
     @extend_schema(operation_id="jobs_get", summary="One job", responses={200: JobSerializer, 404: DetailSerializer})
     def retrieve(self, request: Request, job_id: int) -> Response:

@@ -17,6 +17,7 @@ from dctoolkit.jobs.intake.parse import (
     submission_too_big_message,
 )
 from dctoolkit.jobs.intake.queue import MAX_FILE_BYTES
+from dctoolkit.jobs.jobpolicy import POLICY_KEYS
 from dctoolkit.jobs.models import WAITING_STATES, Job
 from dctoolkit.jobs.web.uploads import UploadError, keyed_uploads
 from dctoolkit.lib.words import QuotingError, split_words
@@ -313,7 +314,15 @@ EDIT_FIELDS = (
     ("node", "Node"),
     ("labels", "Labels"),
     ("max_retries", "Max retries"),
+    # HTCondor's job policy expressions, read by classad2 as `./dct edit` and PATCH /api/jobs/ID/ read them.
+    ("on_exit_hold", "On exit hold"),
+    ("on_exit_remove", "On exit remove"),
+    ("periodic_hold", "Periodic hold"),
+    ("periodic_release", "Periodic release"),
+    ("periodic_remove", "Periodic remove"),
 )
+# The fields that hold an expression: shown wider.
+_EXPRESSION_FIELDS = frozenset(key for key, _ in EDIT_FIELDS if key in POLICY_KEYS)
 
 
 def current_values(job: Job) -> dict[str, str]:
@@ -328,12 +337,26 @@ def current_values(job: Job) -> dict[str, str]:
         "node": job.pinned_node or ", ".join(job.placement.get("nodes", [])),
         "labels": ", ".join(job.placement.get("labels", [])),
         "max_retries": str(job.max_retries),
+        **{key: job.policy.get(key, "") for key in _EXPRESSION_FIELDS},
     }
 
 
-def edit_form(job: Job) -> list[dict] | None:
-    """The Edit form's fields with the job's values, or None when its state allows no edit."""
+def edit_form(
+    job: Job, posted: dict[str, str] | None = None, errors: dict[str, str] | None = None
+) -> list[dict] | None:
+    """The Edit form's fields with the job's values (or, after a refused edit, the `posted` ones and the
+    `errors` by key), or None when its state allows no edit."""
     if job.state not in WAITING_STATES:
         return None
-    values = current_values(job)
-    return [{"key": key, "label": label, "value": values[key]} for key, label in EDIT_FIELDS]
+    values = {**current_values(job), **(posted or {})}
+    errors = errors or {}
+    return [
+        {
+            "key": key,
+            "label": label,
+            "value": values[key],
+            "error": errors.get(key, ""),
+            "wide": key in _EXPRESSION_FIELDS,
+        }
+        for key, label in EDIT_FIELDS
+    ]

@@ -11,8 +11,8 @@ from django.views.decorators.http import require_POST
 
 from dctoolkit.jobs.intake.again import AgainError, edit_jobs, resubmit_jobs, resubmit_submission
 from dctoolkit.jobs.web.batches import visible_submission
-from dctoolkit.jobs.web.forms import EDIT_FIELDS, current_values
-from dctoolkit.jobs.web.views import submitted_message, user_job
+from dctoolkit.jobs.web.forms import EDIT_FIELDS, current_values, edit_form
+from dctoolkit.jobs.web.views import job_page, submitted_message, user_job
 
 
 @login_required
@@ -58,8 +58,13 @@ def job_edit(request: HttpRequest, job_id: int) -> HttpResponse:
     try:
         _, failures = edit_jobs([job], pairs, actor=request.user)
     except AgainError as exc:
-        messages.error(request, f"Job {job.id} not changed: {exc}")
-        return redirect("job-detail", job_id=job.id)
+        if not exc.fields:  # no field's own fault (no node could run it so): said above the form
+            messages.error(request, f"Job {job.id} not changed: {exc}")
+            return redirect("job-detail", job_id=job.id)
+        # Each problem at its field, the values as posted (to fix, not to type again); nothing changed.
+        messages.error(request, f"Job {job.id} not changed: fix the fields marked below.")
+        posted = {key: request.POST[key].strip() for key, _ in EDIT_FIELDS if key in request.POST}
+        return job_page(request, job, edit_form(job, posted, exc.fields))
     if failures:
         messages.warning(request, failures[job.id])
     else:

@@ -502,6 +502,12 @@ class SubmitSerializer(serializers.Serializer):
         "submission file's folder (data/a.txt), so that a `dir/` input finds the files of a folder; "
         "without it files are matched by their names",
     )
+    dirs = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="optional, one per folder that holds no file (an empty `dir/` input), by its path relative to "
+        "the submission file's folder: a folder no file is sent in is otherwise not known to the server",
+    )
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -3,12 +3,14 @@
 A client that sends a folder (the portal's folder picker, `./dct submit`
 through DCT_SERVER for a `dir/` input) sends each file's path relative to the
 submission file's folder beside it, one `paths` field per `files` field;
-without `paths`, files are matched by their names, as they always were.
+without `paths`, files are matched by their names, as they always were.  A
+folder that holds no file (an empty `dir/` input) is sent by its path in a
+`dirs` field, as no file can bring it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import PurePosixPath
 from typing import TypeVar
 
@@ -62,3 +64,16 @@ def keyed_uploads(files: Sequence[Upload], names: Sequence[str], paths: Sequence
     if problems:
         raise UploadError("; ".join(dict.fromkeys(problems)))
     return seen
+
+
+def sent_folders(dirs: Sequence[str], keys: Collection[str]) -> frozenset[str]:
+    """The `dirs` of an upload (folders sent without a file, an empty `dir/` input's), each a plain relative
+    path; `keys` are the files' keys.  Raises UploadError naming every problem at once."""
+    folders = [folder.strip().removeprefix("./").rstrip("/") for folder in dirs]
+    problems = [problem for problem in map(path_problem, folders) if problem]
+    problems += [
+        f"'{folder[:80]}' is sent as a file and as a folder; send it once" for folder in folders if folder in keys
+    ]
+    if problems:
+        raise UploadError("; ".join(dict.fromkeys(problems)))
+    return frozenset(folders)

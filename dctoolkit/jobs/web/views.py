@@ -204,14 +204,20 @@ def job_context(job: Job) -> dict:
 @login_required
 def job_detail(request: HttpRequest, job_id: int) -> HttpResponse:
     job = user_job(request, job_id)
-    context = job_context(job)
     if is_htmx(request):
-        return render(request, "partials/job_live.html", context)
+        return render(request, "partials/job_live.html", job_context(job))
+    return job_page(request, job, edit_form(job))
+
+
+def job_page(request: HttpRequest, job: Job, edit_fields: list[dict] | None) -> HttpResponse:
+    """A job's page, with its Edit form's `edit_fields` (`forms.edit_form`: after a refused edit, the values
+    posted and the errors at their fields)."""
+    context = job_context(job)
     context["files"] = submitted_files(job)
     # The start only: a submission stored before the 1 MB limit may be far bigger.
     context["submission_text"] = job.submission.text[:TAIL_BYTES]
     context["submission_cut"] = len(job.submission.text) > TAIL_BYTES
-    context["edit_fields"] = edit_form(job)
+    context["edit_fields"] = edit_fields
     return render(request, "job_detail.html", context)
 
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from dctoolkit.checks import TAG as CHECK_TAG
 from dctoolkit.cli import DctCommand, caller_path
-from dctoolkit.client.remote import upload_names
+from dctoolkit.client.remote import upload_folders, upload_names
 from dctoolkit.jobs.intake import depends
 from dctoolkit.jobs.intake.batch import SRUN_HELPER, dialect_of
 from dctoolkit.jobs.intake.dag import is_dag, parse_dag
@@ -229,9 +229,12 @@ class Command(DctCommand):
             self.tell_notes(source, parsed.notes)
             # A batch script travels as the submission itself, not a second time as a file.
             refs = [ref for ref in refs if not parsed.script or ref.source not in (parsed.script, SRUN_HELPER)]
-            uploads.append((text, name, upload_names(refs, folder)))
+            # A `dir/` that holds no file: no file brings it, so the server is told of it (`dirs`).
+            empty = {f for job in parsed.jobs for f in job.input_folders} - {ref.within for ref in refs}
+            uploads.append((text, name, upload_names(refs, folder), upload_folders(empty)))
         # mypy: self.remote is set: handle() takes the remote path only then.
-        return [row for text, name, files in uploads for row in self.remote.submit(text, name, files)]  # type: ignore[union-attr]
+        remote = self.remote
+        return [row for text, name, files, empty in uploads for row in remote.submit(text, name, files, empty)]  # type: ignore[union-attr]
 
     def tell_notes(self, source: Source, notes: tuple[tuple[int, str], ...]) -> None:
         """What a batch script asked that is accepted and not used, on stderr (stdout stays the answer)."""
