@@ -112,7 +112,7 @@ class _Layout(NamedTuple):
     """What a RowWriter of one model knows before its first row, the same for every one on a database engine."""
 
     fields: list[models.Field]
-    index: dict[str, int]
+    positions: dict[str, int]  # attname -> its place in a row
     base: list[Any]  # each column's default, prepared (immutable values: text, numbers, None)
     is_json: list[bool]
     plain_int: list[bool]
