@@ -193,6 +193,7 @@ def live_scenarios(workdir: Path, sizes: Sizes, broker, only: Only, redis_pid: i
         if only("latency"):
             say(f"latency: {sizes.latency_runs} runs of one job at a time")
             results += live.latency(ctx, sizes.latency_runs)
+            say(f"latency: median ms from the submit() call: {live.Phases.medians(ctx.phases)}")
         if only("sandbox_overhead"):
             Node.objects.filter(name=OPEN_NODE).update(drained=False)
             say(f"sandbox_overhead: {sizes.sandbox_runs} runs on each of {NODES[0]} and {OPEN_NODE}")

@@ -7,6 +7,7 @@ revoked grant no longer applies to a job that has not started.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
@@ -25,6 +26,13 @@ def hidden_folders() -> tuple[str, ...]:
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3") and db["NAME"] != ":memory:":
         paths.append(Path(db["NAME"]).parent)
+    return _resolved(tuple(str(p) for p in paths))
+
+
+@lru_cache(maxsize=8)
+def _resolved(paths: tuple[str, ...]) -> tuple[str, ...]:
+    # Resolved once per process and settings (the node asks for every job it starts: some fifty lstat calls,
+    # half a millisecond); these are the operator's folders, which no job can reach to change.
     return tuple(sorted({str(Path(p).resolve()) for p in paths}))
 
 

@@ -131,11 +131,19 @@ def default_caps() -> Caps:
     )
 
 
-def user_caps(user_id: int) -> Caps:
-    """One user's caps: the settings, their first group's and their own from `./dct limits`."""
-    first = first_groups([user_id])
-    group = Group.objects.filter(id=first[user_id]).first() if first else None
-    return account_caps(Account.objects.filter(user_id=user_id).first(), group_caps(group, default_caps()))
+def user_caps(user_id: int, groups: list[tuple] | None = None) -> Caps:
+    """One user's caps: the settings, their first group's and their own from `./dct limits`; `groups`: their
+    `memberships`, when the caller has read them."""
+    groups = memberships(user_id) if groups is None else groups
+    caps = caps_of(default_caps(), *groups[0][2:]) if groups else default_caps()
+    account = ACCOUNT_CAPS.rows(user_id)
+    return caps_of(caps, *account[0]) if account else caps
+
+
+def memberships(user_id: int) -> list[tuple]:
+    """One user's groups, first joined first: (group id, name, its max_running_jobs, max_running_gpus,
+    max_queued_jobs: its caps on each member, None where unset)."""
+    return MEMBERSHIPS.rows(user_id)
 
 
 def rooms(found: dict[int, UserUsage]) -> dict[int, Room]:
@@ -196,6 +204,22 @@ CAPPED_GROUPS = Compiled(
     lambda: Group.objects.filter(Q(total_running_jobs__gt=0) | Q(total_running_gpus__gt=0)).values_list(
         "id", "name", "total_running_jobs", "total_running_gpus"
     )
+)
+
+# One user's groups, first joined first, with their caps on each member (`memberships`).
+MEMBERSHIPS = Compiled(
+    lambda: (
+        Membership.objects.filter(user_id=0)
+        .order_by("id")
+        .values_list(
+            "group_id", "group__name", "group__max_running_jobs", "group__max_running_gpus", "group__max_queued_jobs"
+        )
+    )
+)
+
+# One user's own caps (`./dct limits USER`), when they have an account row.
+ACCOUNT_CAPS = Compiled(
+    lambda: Account.objects.filter(user_id=0).values_list("max_running_jobs", "max_running_gpus", "max_queued_jobs")
 )
 
 # Each user's groups, first joined first (`first_groups`).

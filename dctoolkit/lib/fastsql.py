@@ -165,6 +165,21 @@ def update_sql(
     return f"UPDATE {quote(meta.db_table)} SET {', '.join(sets)} WHERE {' AND '.join(conditions)}", params  # noqa: S608
 
 
+def insert_row(model: type[models.Model], values: dict[str, object]) -> None:
+    """`model.objects.create(**values)` for a model with no field set at save time, without the instance: one
+    INSERT of `values` (by field name, adapted by their fields); the columns not given take the database's
+    default or NULL, so give every column without one."""
+    meta = model._meta
+    quote = connection.ops.quote_name
+    # Any: as in update_sql.
+    fields: list[Any] = [meta.get_field(name) for name in values]
+    columns = ", ".join(quote(f.column) for f in fields)
+    params = [f.get_db_prep_save(value, connection) for f, value in zip(fields, values.values(), strict=True)]
+    marks = ", ".join(["%s"] * len(fields))
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({marks})", params)  # noqa: S608
+
+
 def insert_select_sql(model: type[models.Model], values: dict[str, object], source: str) -> tuple[str, list]:
     """`INSERT INTO model (columns) SELECT values FROM source`: one row of `values` (adapted by their fields) for
     each row `source` (a table or a CTE's name) has, none when it has none; the SQL and its parameters."""

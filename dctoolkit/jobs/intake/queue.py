@@ -31,8 +31,8 @@ from django.utils import timezone
 from dctoolkit.accounts.granting import folders_of
 from dctoolkit.accounts.grants import granted_folder_for, not_granted_message
 from dctoolkit.accounts.limits import over_queued
-from dctoolkit.accounts.models import Group, Membership
-from dctoolkit.accounts.usage import user_caps
+from dctoolkit.accounts.models import Group
+from dctoolkit.accounts.usage import memberships, user_caps
 from dctoolkit.jobs import eventlog, streams
 from dctoolkit.jobs.intake import batch, depends
 from dctoolkit.jobs.intake.parse import (
@@ -55,6 +55,7 @@ from dctoolkit.jobs.scheduling.classads import arch_name
 from dctoolkit.jobs.scheduling.matching import Wants, gpu_kinds
 from dctoolkit.jobs.scheduling.wake import wake_scheduler
 from dctoolkit.lib.collector import collector_paused
+from dctoolkit.lib.fastsql import Compiled
 from dctoolkit.nodes.models import Node
 from dctoolkit.operations.storage import check_quota
 
@@ -366,18 +367,26 @@ def node_offers() -> list[NodeOffer]:
     """What each known node could ever give a job."""
     return [
         NodeOffer(
-            n.name,
-            n.slots,
-            n.memory_total_mb,
-            len(n.gpus),
-            tuple(n.containers),
-            n.disk_free_mb,
-            labels=frozenset(n.labels),
-            gpu_kinds=gpu_kinds(n.gpus),
-            arch=arch_name(n.arch),
+            name,
+            slots,
+            memory_total_mb,
+            len(gpus),
+            tuple(containers),
+            disk_free_mb,
+            labels=frozenset(labels),
+            gpu_kinds=gpu_kinds(gpus),
+            arch=arch_name(arch),
         )
-        for n in Node.objects.all()
+        for name, slots, memory_total_mb, gpus, containers, disk_free_mb, labels, arch in NODE_OFFERS.values()
     ]
+
+
+# The columns of every node `node_offers` reads (compiled once: every submission checks its requests with them).
+NODE_OFFERS = Compiled(
+    lambda: Node.objects.values_list(
+        "name", "slots", "memory_total_mb", "gpus", "containers", "disk_free_mb", "labels", "arch"
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -451,15 +460,17 @@ def check_files(parsed: ParsedSubmission, source_name: str, files: FileSource) -
     return refs
 
 
-def check_queued_cap(owner: AbstractBaseUser, prepared: Prepared) -> None:
+def check_queued_cap(owner: AbstractBaseUser, prepared: Prepared, groups: list[tuple] | None = None) -> None:
     """Refuse a submission that would take its owner over their cap of waiting, queued and held jobs
-    (DCT_MAX_QUEUED_JOBS, `./dct limits`), at its `queue` line; nothing is queued."""
-    caps = user_caps(owner.pk)
+    (DCT_MAX_QUEUED_JOBS, `./dct limits`), at its `queue` line; nothing is queued.  `groups`: the owner's
+    `usage.memberships`, when read already."""
+    groups = memberships(owner.pk) if groups is None else groups
+    caps = user_caps(owner.pk, groups)
     if caps.queued_jobs is None:
         return
     queued = Job.objects.filter(owner_id=owner.pk, state__in=QUEUED_CAP_STATES).count()
-    first = Membership.objects.filter(user_id=owner.pk).order_by("id").values_list("group__name", flat=True).first()
-    refusal = over_queued(caps, queued, len(prepared.submission.jobs), owner.get_username(), first or "")
+    first = groups[0][1] if groups else ""
+    refusal = over_queued(caps, queued, len(prepared.submission.jobs), owner.get_username(), first)
     if refusal:
         raise SubmissionError(prepared.source_name, prepared.submission.line_of("queue"), refusal)
 
@@ -480,12 +491,15 @@ def queue(prepared: Prepared, owner: AbstractBaseUser, processes: frozenset[int]
         prepared = replace(prepared, submission=_only(prepared.submission, processes))
     if not prepared.submission.jobs:
         return []  # `queue 0`: nothing to queue, which is not an error (HTCondor's meaning)
-    check_queued_cap(owner, prepared)
+    groups = memberships(owner.pk)
+    check_queued_cap(owner, prepared, groups)
     first = prepared.submission.jobs[0]
     parents = depends.parents_of(prepared.submission, owner)  # SubmissionError before anything is made
     check_grants(prepared.submission, owner)
-    charged = check_groups(prepared.submission, owner)
+    charged = check_groups(prepared.submission, owner, groups)
     state = JobState.WAITING if parents else JobState.QUEUED
+    parsed = prepared.submission
+    stored = _storage_names(prepared.refs)
     with transaction.atomic():
         # mypy: the project's user model is auth.User; callers pass request.user or the acting user.
         sub = Submission.objects.create(  # type: ignore[misc]
@@ -494,10 +508,11 @@ def queue(prepared: Prepared, owner: AbstractBaseUser, processes: frozenset[int]
             text=prepared.text,
             email=first.email if first.notification != "never" else "",
             notification=first.notification if first.notification == "error" else "",
-            job_count=len(prepared.submission.jobs),
+            job_count=len(parsed.jobs),
+            # Where each file is stored, and the `dir/` folders it came from: what a resubmit reads back.
+            files=stored_manifest(prepared.refs, stored, parsed.jobs),
         )
         folder = sub.folder()
-        parsed = prepared.submission
         if parsed.uses_cluster:
             # $(Cluster) is the submission's id, known only now: the same text and facts, parsed again.
             facts = submit_facts(prepared.files, prepared.env)
@@ -506,24 +521,25 @@ def queue(prepared: Prepared, owner: AbstractBaseUser, processes: frozenset[int]
             )
             if processes is not None:
                 parsed = _only(parsed, processes)
+            manifest = stored_manifest(prepared.refs, stored, parsed.jobs)  # its `dir/` folders may name it
+            if manifest != sub.files:
+                sub.files = manifest
+                sub.save(update_fields=["files"])
         # container_image may name a root by its folder name: the row keeps the offered path.
         wants_container = any(job.container for job in parsed.jobs)
         offered = sorted({c for n in node_offers() for c in n.containers}) if wants_container else []
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            stored = _storage_names(prepared.refs)
             for ref in prepared.refs:
                 dest = folder / stored[ref]
-                dest.parent.mkdir(exist_ok=True)
+                if "/" in stored[ref]:
+                    dest.parent.mkdir(exist_ok=True)
                 try:
                     prepared.files.copy_to(ref, dest)
                 except LinkOutError:
                     raise SubmissionError(
                         prepared.source_name, ref.line, outside_link_message(ref.source, ref.within)
                     ) from None
-            # Where each file was stored, and the `dir/` folders it came from: what a resubmit reads back.
-            sub.files = stored_manifest(prepared.refs, stored, parsed.jobs)
-            sub.save(update_fields=["files"])
             with collector_paused():
                 jobs = _add_jobs(
                     parsed.jobs,
@@ -561,12 +577,15 @@ def check_grants(parsed: ParsedSubmission, owner: AbstractBaseUser) -> None:
         )
 
 
-def check_groups(parsed: ParsedSubmission, owner: AbstractBaseUser) -> dict[str, int | None]:
+def check_groups(
+    parsed: ParsedSubmission, owner: AbstractBaseUser, groups: list[tuple] | None = None
+) -> dict[str, int | None]:
     """accounting_group name -> the group id its jobs charge ("" -> the owner's first group, or None: in none).
+    `groups`: the owner's `usage.memberships`, when read already.
 
     Raises SubmissionError at the `accounting_group` line when a group named does not exist or `owner` is
     not in it, naming the groups they are in; nothing is queued."""
-    mine = list(Membership.objects.filter(user_id=owner.pk).order_by("id").values_list("group_id", "group__name"))
+    mine = [row[:2] for row in (memberships(owner.pk) if groups is None else groups)]
     by_name = {name: gid for gid, name in mine}
     charged: dict[str, int | None] = {"": mine[0][0] if mine else None}
     for name in sorted({job.accounting_group for job in parsed.jobs if job.accounting_group}):
@@ -690,8 +709,11 @@ def _add_jobs(
         before = spec
         rows.append(row)
         made.append(values)
-    writer.insert(rows)
-    ids = list(Job.objects.filter(submission=sub).order_by("id").values_list("id", flat=True))
+    if len(rows) == 1:
+        ids = [writer.insert_one(rows[0])]
+    else:
+        writer.insert(rows)
+        ids = list(Job.objects.filter(submission=sub).order_by("id").values_list("id", flat=True))
     if len(ids) != len(made):
         raise RuntimeError(f"submission {sub.pk}: {len(ids)} job rows read back, {len(made)} written")
     # Each instance as bulk_create left it (saved, its submission and owner cached): the attributes of one
