@@ -3,7 +3,7 @@
 import pytest
 from django.utils import timezone
 
-from dctoolkit.jobs.models import Job, JobState, Submission
+from dctoolkit.jobs.models import Dependency, DependencyKind, Job, JobState, Submission
 from tests.api.conftest import client_for
 
 
@@ -92,3 +92,19 @@ def test_a_big_batchs_answer_shows_each_job_as_its_own_page_does(users, alice):
     for job in (jobs[0], jobs[3], jobs[5], jobs[-1]):
         page = alice.get(f"/api/jobs/{job.id}/").json()
         assert by_id[job.id] == page, f"job {job.id}: the bulk answer differs from its page"
+
+
+def test_released_jobs_that_wait_on_a_running_parent_are_answered_waiting(users, alice):
+    (parent,) = batch(users["alice"], 1)
+    Job.objects.filter(id=parent.id).update(state=JobState.RUNNING)
+    children = batch(users["alice"], 3)
+    Job.objects.filter(id__in=[j.id for j in children]).update(state=JobState.WAITING)
+    Dependency.objects.bulk_create([Dependency(child=j, parent=parent, kind=DependencyKind.AFTER_OK) for j in children])
+    url = f"/api/submissions/{children[0].submission_id}"
+    assert alice.post(f"{url}/hold/").status_code == 200
+    body = {"jobs": f"{children[0].id}-{children[1].id}"}
+    released = alice.post("/api/jobs/release/", body, format="json")
+    assert released.status_code == 200, released.content[:2000]
+    answered = [(j["id"], j["state"]) for j in released.json()["jobs"]]
+    assert answered == [(children[0].id, "waiting"), (children[1].id, "waiting")]
+    assert Job.objects.get(id=children[2].id).state == JobState.HELD
