@@ -108,3 +108,49 @@ def test_released_jobs_that_wait_on_a_running_parent_are_answered_waiting(users,
     answered = [(j["id"], j["state"]) for j in released.json()["jobs"]]
     assert answered == [(children[0].id, "waiting"), (children[1].id, "waiting")]
     assert Job.objects.get(id=children[2].id).state == JobState.HELD
+
+
+def test_the_plain_rows_answer_every_job_as_the_model_does(users):
+    """jobs.rows.NOT_READ is kept by hand: any column an answer or a reason reads must not be in it.  Jobs in
+    every state, bare and with every column that a reason might read set (held with a code, a retry due,
+    a start deferred, suspended, on a node, of a DAG, waiting on a parent), answered from plain rows
+    (`job_rows`, what a bulk action answers) and from model instances (what a job's page answers): the
+    same dicts, and no JobRow attribute missing (that raises, naming the column)."""
+    from datetime import timedelta
+
+    from dctoolkit.jobs.models import Dag, DagNode
+    from dctoolkit.jobs.rows import job_rows
+    from dctoolkit.jobs.web.serializers import jobs_payload
+    from dctoolkit.nodes.models import Node
+
+    owner = users["alice"]
+    now = timezone.now()
+    node = Node.objects.create(name="node-3", slots=4, memory_total_mb=4096, last_heartbeat=now)
+    dag = Dag.objects.create(owner=owner, source_name="p.dag", text="JOB a a.sub\n")
+    dag_node = DagNode.objects.create(dag=dag, name="a")
+    (parent,) = batch(owner, 1)
+    jobs = batch(owner, 2 * len(JobState))
+    full = {"reason": "why", "kill_requested": "", "acted_at": now, "pinned_node": "node-3", "request_gpus": 1,
+            "max_runtime_seconds": 60.0, "network": "none", "container": "img.sif", "priority": 5,
+            "max_retries": 3, "success_exit_code": 2, "retry_until": 4, "retry_delay_seconds": 30.0, "retries": 1,
+            "retry_at": now + timedelta(minutes=5), "policy": {"periodic_release": "true"}, "periodic_policy": True,
+            "hold_code": 1, "hold_subcode": 7, "held_at": now, "num_holds": 2, "start_after": now + timedelta(hours=1),
+            "max_running": 2, "node": node, "gpu_indices": [0], "cpu_indices": [1, 2], "gpu_util_total": 90.0,
+            "gpu_util_samples": 3, "gpu_util_recent": 30.0, "gpu_idle_since": now, "gpu_util_at": now, "attempts": 2,
+            "exit_code": 1, "dispatched_at": now, "started_at": now - timedelta(seconds=9), "finished_at": now,
+            "run_seconds": 9.0, "suspended_seconds": 1.0, "suspended_at": now, "cpu_seconds": 8.0,
+            "max_rss_mb": 12.5, "sandboxed": True, "notified": True, "email": "a@example.org", "dag": dag,
+            "dag_node": dag_node, "attributes": {"Project": "x"}, "environment": {"A": "1"},
+            "inputs": ["in.txt"], "output": ["out.txt"], "arguments": ["-v"]}  # fmt: skip
+    for i, state in enumerate(JobState):
+        Job.objects.filter(id=jobs[2 * i].id).update(state=state)
+        Job.objects.filter(id=jobs[2 * i + 1].id).update(state=state, **full)
+    Dependency.objects.bulk_create(
+        [Dependency(child=j, parent=parent, kind=DependencyKind.AFTER_OK) for j in jobs[::3]]
+    )
+    chosen = Job.objects.filter(submission_id=jobs[0].submission_id)
+    as_rows = jobs_payload(job_rows(chosen), now)
+    as_models = jobs_payload(list(chosen.order_by("id").select_related("owner", "node", "dag_node")), now)
+    assert len(as_rows) == len(jobs) and {j["state"] for j in as_rows} == {s.value for s in JobState}
+    for row, model in zip(as_rows, as_models, strict=True):
+        assert row == model, f"job {row['id']} ({row['state']}): the plain row's answer differs"
