@@ -182,3 +182,44 @@ def test_a_stored_container_the_node_does_not_offer_stops_the_job():
     assert tasks.container_refusal("/srv/roots/debian", ["/srv/roots/debian"]) == ""
     assert tasks.container_refusal("", []) == ""
     assert tasks.container_refusal("/srv/roots/debian", []).startswith("not started: container /srv/roots/debian is")
+
+
+def _stub_answer(message: bytes) -> tuple[bytes, int]:
+    """A real stub (zygote.serve_as_stub in a forked child, no cgroups) handed `message`: what it said
+    before closing its socket, and its exit status."""
+    import socket
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ours.close()
+            zygote.serve_as_stub(theirs, [])
+        finally:
+            os._exit(127)
+    theirs.close()
+    assert ours.recv(16) == zygote.ENTERED
+    with open(os.devnull, "wb") as null:
+        socket.send_fds(ours, [message], [null.fileno(), null.fileno()])
+    said = ours.recv(4096)
+    ours.close()
+    return said, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def test_a_stub_that_execs_closes_its_socket_saying_nothing():
+    said, status = _stub_answer(zygote.encode_request(["/bin/sh", "-c", "exit 3"], {}, "/"))
+    assert (said, status) == (b"", 3), "the job's own exit status, nothing said"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        b'{"cwd": "/", "argc": 2}\0/bin/true',  # argc beyond the items
+        b'{"argc": 1}\0/bin/true',  # no cwd
+        zygote.encode_request(["/no/such/program"], {}, "/"),
+    ],
+)
+def test_a_stub_that_cannot_exec_says_why_never_passing_its_exit_for_the_jobs(message):
+    said, status = _stub_answer(message)
+    assert said, "a stub that did not exec must say why: silence reads as exec'd"
+    assert status == 127

@@ -250,10 +250,14 @@ def serve_as_stub(sock: socket.socket, cgroups: list) -> None:
     data, fds, _flags, _addr = socket.recv_fds(sock, MAX_REQUEST_BYTES + 1, 3)
     if not data:
         return
-    request = decode_request(data)
-    out, err, *rest = fds
-    step = "it could not be pinned to its cores or enter its cgroup"
+    # Whatever stops it before the exec is said on `sock`: the zygote reads the socket closing with
+    # nothing said (close-on-exec) as "exec'd", so a stub that ended silently would pass its own exit
+    # status (127, os._exit in fork_stub) off as the job's.
+    step = "its request was malformed"
     try:
+        request = decode_request(data)
+        out, err, *rest = fds
+        step = "it could not be pinned to its cores or enter its cgroup"
         os.setsid()
         if request["cpus"]:
             os.sched_setaffinity(0, request["cpus"])
@@ -270,6 +274,8 @@ def serve_as_stub(sock: socket.socket, cgroups: list) -> None:
         os.execvpe(request["argv"][0], request["argv"], request["env"])  # noqa: S606 (what Popen would exec)
     except OSError as exc:
         sock.send((step or exc.strerror or str(exc)).encode())
+    except Exception as exc:  # a malformed request, a bad argv: said, never silent
+        sock.send((step or str(exc) or type(exc).__name__).encode())
 
 
 def start_in_stub(stub: tuple, data: bytes, fds: list) -> str | None:
