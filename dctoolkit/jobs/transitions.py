@@ -103,6 +103,7 @@ def _claim_joined(placements: Mapping[int, int], now: datetime) -> list[tuple[in
     table = connection.ops.quote_name(Job._meta.db_table)
     sets = "state = %s, node_id = p.node, attempts = j.attempts + 1, dispatched_at = %s, reason = ''"
     state, at = JobState.DISPATCHED.value, connection.ops.adapt_datetimefield_value(now)
+    given: list[str | list[int]]
     if connection.vendor == "postgresql":
         source = "unnest(%s::bigint[], %s::bigint[]) AS p(job, node)"
         join, given = "j.id = p.job", [list(placements), list(placements.values())]
