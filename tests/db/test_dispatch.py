@@ -5,10 +5,14 @@ everything else is the real code on the real database.
 """
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from dctoolkit.jobs import transitions
 from dctoolkit.jobs.models import Job, JobState, Submission
 from dctoolkit.jobs.scheduling import dispatch
+from dctoolkit.lib import fastsql
 from dctoolkit.nodes.models import Node, NodeState
 
 
@@ -133,3 +137,34 @@ def test_a_pass_with_every_slot_taken_stops_after_one_read_of_the_nodes_with_the
     with CaptureQueriesContext(connection) as queries:
         assert dispatch.schedule_pass(timezone.now()) == 0
     assert len(queries) == 1, [q["sql"] for q in queries]
+
+
+def test_claim_many_dispatches_only_the_jobs_still_queued_each_to_its_own_node(alice):
+    nodes = [make_node("node-1"), make_node("node-2")]
+    sub = Submission.objects.create(owner=alice, source_name="job.txt", text="", job_count=1)
+    now = timezone.now()
+    jobs = Job.objects.bulk_create(
+        Job(submission=sub, owner=alice, name=f"t{i}", executable="t.sh", submitted_at=now)
+        for i in range(transitions.CLAIM_BATCH + 50)  # more than one batch where the claim goes by batches
+    )
+    ids = [job.id for job in jobs]
+    cancelled, held, taken = ids[3], ids[-2], ids[transitions.CLAIM_BATCH]
+    Job.objects.filter(id=cancelled).update(state=JobState.CANCELLED)
+    Job.objects.filter(id=held).update(state=JobState.HELD)
+    Job.objects.filter(id=taken).update(state=JobState.DISPATCHED, node=nodes[0], attempts=1)
+    placements = {job_id: nodes[i % 2].id for i, job_id in enumerate(ids)}
+    with CaptureQueriesContext(connection) as queries:
+        won = transitions.claim_many(placements, now)
+    assert set(won) == set(ids) - {cancelled, held, taken}
+    assert set(won.values()) == {1}
+    rows = {job_id: (state, node_id, attempts) for job_id, state, node_id, attempts in
+            Job.objects.values_list("id", "state", "node_id", "attempts")}  # fmt: skip
+    for i, job_id in enumerate(ids):
+        if job_id in won:
+            assert rows[job_id] == (JobState.DISPATCHED, nodes[i % 2].id, 1)
+    assert rows[cancelled] == (JobState.CANCELLED, None, 0)
+    assert rows[held] == (JobState.HELD, None, 0)
+    assert rows[taken] == (JobState.DISPATCHED, nodes[0].id, 1), "another pass's claim is left as it was"
+    claims = [q for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    if fastsql.update_returns_rows():  # PostgreSQL, SQLite: one statement however many jobs, and no read-back
+        assert len(queries.captured_queries) == len(claims) == 1

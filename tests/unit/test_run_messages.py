@@ -2,8 +2,9 @@
 
 import base64
 import json
+import uuid
 
-from dctoolkit.jobs.scheduling.runmessages import TEMPLATE_ARGS, Template
+from dctoolkit.jobs.scheduling.runmessages import TEMPLATE_ARGS, Template, fresh_ids
 
 # What kombu's Redis transport pushed for app.send_task("dctoolkit.run_job", args=TEMPLATE_ARGS, queue=...) with
 # Celery 5 (the shape the scheduler sees at run time; the scheduler makes its template the same way).
@@ -53,3 +54,25 @@ def test_a_message_of_another_shape_is_refused_so_that_celery_sends_it():
         message = json.loads(json.dumps(CELERY_MESSAGE))
         change(message)
         assert Template.of(json.dumps(message)) is None
+
+
+def test_fresh_ids_are_distinct_random_uuids_written_as_uuid4_writes_them():
+    ids = fresh_ids(500)
+    assert len(set(ids)) == 500
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (str(parsed), parsed.version, parsed.variant) == (text, 4, uuid.RFC_4122)
+
+
+def test_messages_for_many_jobs_are_each_jobs_own_message_in_the_order_given():
+    template = Template.of(json.dumps(CELERY_MESSAGE))
+    assert template is not None
+    sends = [(41, 3, "node-b", 2), (42, 1, "node-a", 1), (43, 2, "node-b", 4)]
+    made = template.messages(sends)
+    assert [queue for queue, _ in made] == ["node-b", "node-a", "node-b"]
+    for (job_id, attempt, queue, cpus), (_, text) in zip(sends, made, strict=True):
+        message = json.loads(text)
+        assert json.loads(base64.b64decode(message["body"]))[0] == [job_id, attempt, cpus]
+        assert message["headers"]["argsrepr"] == repr([job_id, attempt, cpus])
+        assert message["properties"]["delivery_info"]["routing_key"] == queue
+    assert len({json.loads(text)["headers"]["id"] for _, text in made}) == 3
