@@ -217,7 +217,7 @@ def wait_for(pid: int, sock: socket.socket) -> tuple:
     return status, usage.ru_utime, usage.ru_stime
 
 
-def fork_stub(cgroups: list, sock: socket.socket, cpus: list = ()) -> tuple | str:
+def fork_stub(cgroups: list, sock: socket.socket, cpus: tuple | list = ()) -> tuple | str:
     """A child that enters the cgroups (cgroup.procs descriptors, closed here), pins itself to `cpus` ahead
     (where given), and waits for a job: (its pid, the zygote's socket to it), or why it could not."""
     if not cgroups:
@@ -263,7 +263,7 @@ def reap_stubs(*_signal) -> None:
             WAITING.pop(pid, None)
 
 
-def serve_as_stub(sock: socket.socket, cgroups: list, cpus: list = ()) -> None:
+def serve_as_stub(sock: socket.socket, cgroups: list, cpus: tuple | list = ()) -> None:
     """The stub: into the job's cgroups, on `cpus` ahead (a guess: the job's own are set again as it
     starts), then wait for the job's message and become it (never returns on success; returns after
     saying on `sock` why not)."""
@@ -277,7 +277,7 @@ def serve_as_stub(sock: socket.socket, cgroups: list, cpus: list = ()) -> None:
         if cpus:
             os.sched_setaffinity(0, cpus)
     except OSError:
-        every = ()  # not pinned ahead: nothing to undo
+        every = set()  # not pinned ahead: nothing to undo
     os.closerange(3, sock.fileno())  # the zygote's socket to the node and the cgroup files among them
     os.closerange(sock.fileno() + 1, 1 << 20)
     sock.send(ENTERED)
