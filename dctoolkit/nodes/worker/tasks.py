@@ -169,8 +169,15 @@ def _run_on(job: Job, attempt: int, identity: agent.NodeIdentity) -> str:
     job_id = job.id
     _log_event(job, lambda c, p, now: eventlog.executing(c, p, now, identity.name))
     state = JobState.RUNNING
+    woken: list[bool] = []
+
+    def ended() -> None:  # the scheduler is woken once a job, as soon as its end is recorded
+        if not woken:
+            woken.append(True)
+            wake_scheduler_soon()
+
     try:
-        state = execute(job, attempt, identity)
+        state = execute(job, attempt, identity, ended)
     except DatabaseError as exc:
         # The database went away mid-run: the attempt is the scheduler's to requeue.
         log.warning("job %s attempt %s: database unreachable (%s); left to the scheduler", job_id, attempt, exc)
@@ -180,7 +187,7 @@ def _run_on(job: Job, attempt: int, identity: agent.NodeIdentity) -> str:
         transitions.finish(job_id, attempt, JobState.FAILED, timezone.now(), reason=f"internal error on node: {exc}")
         state = JobState.FAILED
     finally:
-        wake_scheduler_soon()
+        ended()
         if state != JobState.RUNNING:
             _log_end(job, attempt)
     return str(state)
@@ -212,15 +219,18 @@ def _log_end(job: Job, attempt: int) -> None:
         )
 
 
-def execute(job: Job, attempt: int, identity: agent.NodeIdentity) -> JobState:
+def execute(
+    job: Job, attempt: int, identity: agent.NodeIdentity, ended: Callable[[], None] = wake_scheduler_soon
+) -> JobState:
     """Stage, run, collect and record one attempt; returns the state it ended in.
 
     Whatever happens after the job's folder is made, it is removed (a warm
-    sandbox's is emptied) before the attempt is recorded; the job's cgroup is
-    removed and a warm sandbox given back (its next job's stub asked for:
-    mkdir in the cgroup filesystem, about a millisecond) after it, off the
-    job's latency.  Nothing of the job runs by then: runner.run killed what
-    was left in its cgroup, and a warm sandbox's zygote what was left in it.
+    sandbox's is emptied) before the attempt is recorded; `ended()` (the
+    scheduler's wake-up) is called then, and the job's cgroup is removed and
+    a warm sandbox given back (its next job's stub asked for: mkdir in the
+    cgroup filesystem, about a millisecond) after it, off the job's latency.
+    Nothing of the job runs by then: runner.run killed what was left in its
+    cgroup, and a warm sandbox's zygote what was left in it.
     """
     folder = job.folder()
     folder.mkdir(parents=True, exist_ok=True)
@@ -256,6 +266,7 @@ def execute(job: Job, attempt: int, identity: agent.NodeIdentity) -> JobState:
             node=identity.name,
         )  # fmt: skip
     finally:
+        ended()  # its slot is free for the scheduler's next pass now, not after the clean-up
         if cgroup:
             cgroup.remove()  # never raises: what is left is logged
         if warm_sandbox is not None:
