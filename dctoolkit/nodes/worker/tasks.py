@@ -5,15 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from celery.signals import worker_ready, worker_shutting_down
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 
 from dctoolkit.accounts.granting import folders_of, hidden_folders
@@ -126,43 +125,7 @@ def run_job(job_id: int, attempt: int, request_cpus: int | None = None) -> str:
 def _start(job_id: int, attempt: int, node: str, now: datetime, cores: tuple[int, ...]) -> Job | None:
     """The job's row as it started here, or None when its attempt is no longer this node's to start."""
     tries = iter((False, True))  # sent again on a new connection, the start it may have made counts
-
-    def start() -> Job | None:
-        with unflushed_commit():
-            return transitions.start_and_read(job_id, attempt, node, now, cores, again=next(tries))
-
-    return retry_if_gone(start)
-
-
-@contextmanager
-def unflushed_commit() -> Iterator[None]:
-    """On PostgreSQL, the statements inside commit without waiting for their WAL to reach the disk
-    (`synchronous_commit` off for this connection until the end of the block; a commit's flush is 1-4 ms
-    on a virtual disk, most of what PostgreSQL adds to a job's latency over SQLite, whose WAL with
-    synchronous=NORMAL flushes at checkpoints only).  Elsewhere, nothing changes.
-
-    Only for the node's start: a start lost in a crash of the database server (the last
-    3 x wal_writer_delay of commits, 600 ms by default) leaves the job as it was claimed, dispatched to
-    this node, which the scheduler sends again after RESEND_AFTER_SECONDS (the job runs again, as after
-    the loss of a node; its end from the first run could not be recorded anyway, that connection died
-    with the server).  Never around an end: a recorded end stays durable once the node is told it is.
-    Where the setting cannot be put back, the connection is closed, so that the next statement opens a
-    new one with the server's own.
-    """
-    if connection.vendor != "postgresql":
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SET synchronous_commit TO off")
-    try:
-        yield
-    finally:
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("RESET synchronous_commit")
-        except DatabaseError:
-            connection.close()
-            raise
+    return retry_if_gone(lambda: transitions.start_and_read(job_id, attempt, node, now, cores, again=next(tries)))
 
 
 def _run_on(job: Job, attempt: int, identity: agent.NodeIdentity) -> str:
