@@ -10,6 +10,7 @@ never are.  (test_cgroup_limits.py runs the same under real node workers.)
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def fence() -> sandbox.Fence:
     return sandbox.Fence(workdir="", hidden=(str(ROOT),))
 
 
-def run_job(pool, node_cgroups, tmp_path, script: str, job_id: int, memory_mb: int = 200):
+def run_job(pool, node_cgroups, tmp_path, script: str, job_id: int, memory_mb: int = 200, cpus: tuple = ()):
     """One job as tasks.execute runs it; (result, stdout, the job's cgroup, whether it took the stub's)."""
     box = pool.take(ALICE, fence())
     spare = box.take_stub()
@@ -68,6 +69,7 @@ def run_job(pool, node_cgroups, tmp_path, script: str, job_id: int, memory_mb: i
         stdout_path=tmp_path / f"{job_id}.out",
         stderr_path=tmp_path / f"{job_id}.err",
         cgroup=cgroup,
+        cpus=cpus,
     )
     result = runner.run(spec, lambda: "", box.start_job)
     cgroup.remove()
@@ -170,3 +172,38 @@ def test_a_refused_job_leaves_no_stub_and_its_cgroup_is_removed_at_once(pool, no
     pool.give_back(box, node_cgroups)
     after, out, _, took, again = run_job(pool, node_cgroups, tmp_path, "#!/bin/sh\necho fine\n", 3)
     assert (after.exit_code, out, took, again) == (0, "fine\n", True, box)
+
+
+def allowed_cpus(text: str) -> str:
+    """Cpus_allowed_list of /proc/PID/status text."""
+    return next(line.split()[1] for line in text.splitlines() if line.startswith("Cpus_allowed_list:"))
+
+
+def test_the_stub_waits_on_the_last_jobs_cores_and_each_job_runs_on_its_own(pool, node_cgroups, tmp_path):
+    every = sorted(os.sched_getaffinity(0))
+    if len(every) < 2:
+        pytest.skip("one core: nothing to pin apart")
+    core = every[-1]
+    look = "#!/bin/sh\nexec cat /proc/self/status\n"
+    first, out, _, _, box = run_job(pool, node_cgroups, tmp_path, look, 1, cpus=(core,))
+    assert first.exit_code == 0 and allowed_cpus(out) == str(core), out
+    zygote = box.host_pid(box.zygote_pid)
+    wait_until(lambda: children(zygote), 10, "the zygote to fork its stub")
+    (stub,) = children(zygote)
+    wait_until(lambda: allowed_cpus(Path(f"/proc/{stub}/status").read_text()) == str(core), 10, "the stub's pinning")
+    # Unpinned, the job gets every core back; pinned elsewhere, it runs there; each from the stub.
+    for job_id, cpus, wanted in ((2, (), cpus_list(every)), (3, (every[0],), str(every[0])), (4, (core,), str(core))):
+        result, out, _, took, _ = run_job(pool, node_cgroups, tmp_path, look, job_id, cpus=cpus)
+        assert took and result.exit_code == 0, result
+        assert allowed_cpus(out) == wanted, (cpus, out)
+
+
+def cpus_list(cores: list[int]) -> str:
+    """The kernel's list form of a set of cores (0-3, 0,2)."""
+    runs: list[list[int]] = []
+    for core in sorted(cores):
+        if runs and core == runs[-1][-1] + 1:
+            runs[-1].append(core)
+        else:
+            runs.append([core])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)

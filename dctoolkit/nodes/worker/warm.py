@@ -102,6 +102,8 @@ class WarmSandbox:
     jobs: int = 0
     zygote_pid: int | None = None  # inside the sandbox
     clean: bool = True  # the last job left it as it found it
+    _last_cpus: tuple[int, ...] = ()  # the cores the last job was pinned to: its stub's guess for the next
+    _unsettled: bool = False  # the zygote's word on the last job's clean-up ({"clean"}) is not read yet
     _init_and_zygote: tuple[int | None, int | None] | None = None  # their pids on the host
     # The spare cgroup the zygote was asked to fork a stub into (its answer not yet read), and the cgroup
     # handed out for the next job with the stub in it (see prepare_stub).
@@ -155,6 +157,7 @@ class WarmSandbox:
         `cpus`: the cores the job is pinned to (the zygote sets them in the job's process before it execs).
         `stub`: `cgroup` is the one the zygote's stub is in (`take_stub`): the stub becomes the job.
         """
+        self.settle()
         self.jobs += 1
         request = zygote.encode_request(argv, env, cwd or self.inside, stdin=stdin is not None, cpus=cpus, stub=stub)
         if len(request) > zygote.MAX_REQUEST_BYTES:
@@ -172,7 +175,7 @@ class WarmSandbox:
         except SandboxBrokenError as exc:
             raise SandboxEndedError(str(exc)) from None
         if "error" in reply:
-            self._ended(self._receive(START_TIMEOUT_SECONDS))  # the clean-up report that follows
+            self._ended(self._receive(START_TIMEOUT_SECONDS))  # the end report that follows (its "clean" later)
             raise runner.StartError(str(reply["error"]))
         try:
             return int(reply["started"])
@@ -197,11 +200,27 @@ class WarmSandbox:
             code = os.waitstatus_to_exitcode(status) if status is not None else None
             cpu_seconds = float(reply["utime"]) + float(reply["stime"])
             self.zygote_pid = int(reply["me"])
-            clean = reply["clean"] is True
+            gone = reply["gone"] is True
         except (KeyError, TypeError, ValueError):
             raise SandboxBrokenError(f"the sandbox said {reply!r} at the job's end") from None
-        self.clean = clean and self._only_zygote_left()
+        self.clean = gone and self.clean
+        self._unsettled = True
         return Ended(code, cpu_seconds)
+
+    def settle(self) -> None:
+        """Read the zygote's word on the last job's clean-up (it empties /tmp and /dev/shm after telling the
+        job's end), and count the processes left; `clean` is False unless both say the sandbox is as it was.
+        Called before the sandbox serves another job or is kept (give_back)."""
+        if not self._unsettled:
+            return
+        self._unsettled = False
+        try:
+            reply = self._receive(START_TIMEOUT_SECONDS)
+            clean = reply.get("clean") is True
+        except SandboxBrokenError as exc:
+            log.warning("warm sandbox %s: %s after its job; retiring it", self.folder.name, exc)
+            clean = False
+        self.clean = clean and self.clean and self._only_zygote_left()
 
     def _receive(self, timeout: float) -> dict:
         if timeout and not self._readable(timeout):
@@ -228,6 +247,7 @@ class WarmSandbox:
             self._stub_in = None
             unread.remove()
         procs = spec.cgroup.open_procs() if spec.cgroup else []
+        self._last_cpus = spec.cpus
         stdin = runner.open_stdin(spec.stdin_path)
         try:
             pid = self.start(
@@ -256,6 +276,7 @@ class WarmSandbox:
         in its cgroup before it runs anything without waiting for it.  Nothing is asked where
         the spare cannot be made; the answer is read by `take_stub`.
         """
+        self.settle()
         try:
             spare = node.make_spare()
             procs = spare.open_procs()
@@ -263,7 +284,7 @@ class WarmSandbox:
             log.warning("warm sandbox %s: no cgroup ready for its next job (%s)", self.folder.name, exc)
             return
         try:
-            socket.send_fds(self.sock, [zygote.PREPARE], procs)
+            socket.send_fds(self.sock, [zygote.encode_prepare(self._last_cpus)], procs)
             self._spare = spare
         except OSError as exc:
             log.warning("warm sandbox %s: could not reach it (%s); retiring it", self.folder.name, exc)
@@ -434,6 +455,7 @@ class WarmPool:
 
         `node_cgroups`: the node's, where jobs run in cgroups: the zygote is asked for a stub
         in a spare one first (`prepare_stub`), before another job may take the sandbox."""
+        warm.settle()
         now = time.monotonic()
         reusable = warm.clean and warm.alive and warm.jobs < MAX_JOBS and now - warm.made < MAX_AGE_SECONDS
         if reusable and node_cgroups is not None:

@@ -22,18 +22,23 @@ of the job's cgroups, open for writing: the job's process enters them between
 fork and exec, so it runs nothing of its own outside them, while the zygote
 and init stay out.  The zygote
 answers `{"started": pid}` (the pid inside the sandbox), then, once the job has ended, `{"status", "utime",
-"stime", "clean"}`: the wait status and CPU time of the job and every process
-it waited for, and whether the sandbox was put back as it was found: every
-other process in it killed, /tmp (but the job's folder) and /dev/shm emptied.
+"stime", "gone"}`: the wait status and CPU time of the job and every process
+it waited for, and whether every other process in the sandbox was killed and
+is gone; then `{"clean"}`: whether the sandbox was put back as it was found,
+those processes gone and /tmp (but the job's folder) and /dev/shm emptied
+(emptied after the end is told, while the node collects and records the job;
+the node reads "clean" before the sandbox serves another job or makes a stub).
 The node does not take "clean" on trust: it also counts the processes left.
 A message it cannot read ends the zygote, and so the sandbox.
 
 Where the node limits jobs through cgroups, the next job's process is made
 ahead, because entering a cgroup may wait for an RCU grace period (see
-cgroups.py): between jobs the node sends `{"prepare": true}` with the
-`cgroup.procs` files of a spare cgroup; the zygote forks a *stub* (nothing
-of the last job is left by then), which enters those cgroups, closes every
-descriptor but its socket to the zygote, and waits; the zygote answers
+cgroups.py): between jobs the node sends `{"prepare": true}` (with "cpus", the
+last job's cores, where it was pinned) and the `cgroup.procs` files of a
+spare cgroup; the zygote forks a *stub* (nothing of the last job is left by
+then), which enters those cgroups, pins itself to those cores (most often the
+next job's too: a process moved to another core as the job starts waits for
+that core), closes every descriptor but its socket to the zygote, and waits; the zygote answers
 `{"stub": pid}` (or `{"stub": null, "error"}`).  A job's message whose head
 says `"stub": true` (its cgroup being the one the stub is in, whose files
 come with it as usual) goes to the stub with its stdout, stderr and stdin:
@@ -85,9 +90,10 @@ def main() -> None:
             return  # the node closed its end: the sandbox is being retired
         if len(data) > MAX_REQUEST_BYTES or flags & socket.MSG_TRUNC:
             return  # the node never sends such a message: end, and the node retires the sandbox
-        if data == PREPARE:
+        ahead = decode_prepare(data)
+        if ahead is not None:
             drop_stub(stub)
-            made = fork_stub(fds, sock)
+            made = fork_stub(fds, sock, ahead)
             stub = made if isinstance(made, tuple) else None
             sock.send(json.dumps({"stub": made[0]} if stub else {"stub": None, "error": made}).encode())
             continue
@@ -100,11 +106,13 @@ def main() -> None:
             stub = None
         status, utime, stime = run_one(request, fds, sock, data, stub)
         stub = None
-        clean = end_every_other_process()
+        gone = end_every_other_process()  # before the job's end is told: the node collects its outputs then
+        reply = {"status": status, "utime": utime, "stime": stime, "gone": gone, "me": os.getpid()}
+        sock.send(json.dumps(reply).encode())
+        clean = gone  # /tmp and /dev/shm are emptied while the node collects and records the job
         for folder in EMPTIED:
             clean = empty(folder, keep={request["cwd"], *mounts}) and clean
-        reply = {"status": status, "utime": utime, "stime": stime, "clean": clean, "me": os.getpid()}
-        sock.send(json.dumps(reply).encode())
+        sock.send(json.dumps({"clean": clean}).encode())
 
 
 def encode_request(argv: list, env: dict, cwd: str, stdin: bool = False, cpus: tuple = (), stub: bool = False) -> bytes:
@@ -117,6 +125,25 @@ def encode_request(argv: list, env: dict, cwd: str, stdin: bool = False, cpus: t
     head = json.dumps({**fields, **({"cpus": list(cpus)} if cpus else {})}).encode()
     items = [*argv, *(f"{name}={value}" for name, value in env.items())]
     return head + b"".join(b"\0" + item.encode() for item in items)
+
+
+def encode_prepare(cpus: tuple = ()) -> bytes:
+    """The node's request for a stub (see the module docstring); `cpus`: the cores it pins itself to ahead
+    (the last job's: the next one is most often given the same, and then nothing moves as it starts)."""
+    return PREPARE if not cpus else json.dumps({"prepare": True, "cpus": list(cpus)}).encode()
+
+
+def decode_prepare(data: bytes) -> list | None:
+    """The cores of `encode_prepare`'s message ([]: none), or None where `data` is not one."""
+    if not data.startswith(PREPARE[:-1]):
+        return None
+    try:
+        cpus = json.loads(data).get("cpus", [])
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(cpus, list) or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cpus):
+        return None
+    return cpus
 
 
 def decode_request(data: bytes) -> dict:
@@ -190,9 +217,9 @@ def wait_for(pid: int, sock: socket.socket) -> tuple:
     return status, usage.ru_utime, usage.ru_stime
 
 
-def fork_stub(cgroups: list, sock: socket.socket) -> tuple | str:
-    """A child that enters the cgroups (cgroup.procs descriptors, closed here) and waits for a job:
-    (its pid, the zygote's socket to it), or why it could not."""
+def fork_stub(cgroups: list, sock: socket.socket, cpus: tuple | list = ()) -> tuple | str:
+    """A child that enters the cgroups (cgroup.procs descriptors, closed here), pins itself to `cpus` ahead
+    (where given), and waits for a job: (its pid, the zygote's socket to it), or why it could not."""
     if not cgroups:
         return "no cgroup"
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -205,7 +232,7 @@ def fork_stub(cgroups: list, sock: socket.socket) -> tuple | str:
         try:  # never back into the zygote's loop, whatever happens
             ours.close()
             sock.close()
-            serve_as_stub(theirs, cgroups)
+            serve_as_stub(theirs, cgroups, cpus)
         finally:
             os._exit(127)
     theirs.close()
@@ -236,14 +263,21 @@ def reap_stubs(*_signal) -> None:
             WAITING.pop(pid, None)
 
 
-def serve_as_stub(sock: socket.socket, cgroups: list) -> None:
-    """The stub: into the job's cgroups, then wait for the job's message and become it (never returns
-    on success; returns after saying on `sock` why not)."""
+def serve_as_stub(sock: socket.socket, cgroups: list, cpus: tuple | list = ()) -> None:
+    """The stub: into the job's cgroups, on `cpus` ahead (a guess: the job's own are set again as it
+    starts), then wait for the job's message and become it (never returns on success; returns after
+    saying on `sock` why not)."""
     try:
         enter(cgroups)
     except OSError as exc:
         sock.send(f"it could not enter its cgroup: {exc.strerror}".encode())
         return
+    every = os.sched_getaffinity(0)  # an unpinned job gets these back
+    try:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+    except OSError:
+        every = set()  # not pinned ahead: nothing to undo
     os.closerange(3, sock.fileno())  # the zygote's socket to the node and the cgroup files among them
     os.closerange(sock.fileno() + 1, 1 << 20)
     sock.send(ENTERED)
@@ -259,8 +293,8 @@ def serve_as_stub(sock: socket.socket, cgroups: list) -> None:
         out, err, *rest = fds
         step = "it could not be pinned to its cores or enter its cgroup"
         os.setsid()
-        if request["cpus"]:
-            os.sched_setaffinity(0, request["cpus"])
+        if request["cpus"] or (cpus and every):  # the same cores as ahead: the kernel moves nothing
+            os.sched_setaffinity(0, request["cpus"] or every)
         step = ""
         stdin = rest[0] if rest else os.open(os.devnull, os.O_RDONLY)
         os.dup2(stdin, 0)
