@@ -79,12 +79,16 @@ class Command(DctCommand):
             due = time.monotonic() - last_housekeeping >= IDLE_SECONDS
             if due:
                 last_housekeeping = time.monotonic()
+            emptied = dispatch.OUTCOMES["empty"]
             busy = self.round(chores=due or options["once"])
             if options["once"]:
                 break
             ended = time.monotonic()
-            if not busy and wake.wait_for_wake(IDLE_SECONDS) and gather_seconds:
-                gather_wakes(ended, gather_seconds)
+            # Only while jobs wait: after a pass that found the queue empty, a wake-up is most likely a
+            # submit, whose one job should not wait.
+            gather = gather_seconds if dispatch.OUTCOMES["empty"] == emptied else 0
+            if not busy and wake.wait_for_wake(IDLE_SECONDS) and gather:
+                gather_wakes(ended, gather)
         outcomes = ", ".join(f"{name} {count}" for name, count in sorted(dispatch.OUTCOMES.items()))
         log.info("scheduler stopped; its passes: %s", outcomes or "none")
 
