@@ -7,6 +7,7 @@ revoked grant no longer applies to a job that has not started.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -38,7 +39,22 @@ def _resolved(paths: tuple[str, ...]) -> tuple[str, ...]:
 
 def folders_of(user_id: int) -> tuple[GrantedFolder, ...]:
     """The folders granted to user `user_id` now, each once (writable wins over read-only), by path."""
+    return folders_from(GRANT_ROWS.values(user_id))
+
+
+def folders_from(rows: Iterable[Sequence]) -> tuple[GrantedFolder, ...]:
+    """`folders_of` from a user's grant rows, each (path, writable) as read."""
     found: dict[str, bool] = {}
-    for path, writable in GRANT_ROWS.values(user_id):
+    for path, writable in rows:
         found[path] = found.get(path, False) or bool(writable)
     return tuple(GrantedFolder(path, writable) for path, writable in sorted(found.items()))
+
+
+def owner_grants_column(table: str) -> str:
+    """A PostgreSQL column of a statement on `table` (one with `owner_id`): that owner's grant rows, a JSON
+    array of [path, writable], read with the statement (the node's start: `transitions.start_and_read`)."""
+    grants = Grant._meta.db_table
+    return (
+        f"(SELECT COALESCE(json_agg(json_build_array(g.path, g.writable)), '[]'::json) FROM {grants} g"  # noqa: S608
+        f" WHERE g.user_id = {table}.owner_id)"
+    )

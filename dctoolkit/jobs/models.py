@@ -196,6 +196,9 @@ class Job(models.Model):
     dag_node = models.ForeignKey("DagNode", null=True, blank=True, on_delete=models.CASCADE, related_name="jobs")
 
     objects = JobQuerySet.as_manager()
+    # Not a column: the owner's granted folders (accounts.grants.GrantedFolder) as the node's start read them
+    # in its own statement (PostgreSQL: `transitions.start_and_read`); None where they were not read with it.
+    granted_at_start: tuple | None = None
 
     class Meta:
         ordering = ["-id"]

@@ -19,6 +19,7 @@ from django.db import connection
 from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
+from dctoolkit.accounts.granting import folders_from, owner_grants_column
 from dctoolkit.jobs import eventlog, streams
 from dctoolkit.jobs.jobpolicy import HOLD_BY_POLICY, HOLD_BY_USER
 from dctoolkit.jobs.models import (
@@ -170,7 +171,8 @@ def start_and_read(
     later), the UPDATE then a read elsewhere.  `again`: this very call was
     sent before and its answer lost with the connection (`retry_if_gone`):
     the start it may have written already (running, started at `now`,
-    which no other start has) counts as won.
+    which no other start has) counts as won.  On PostgreSQL the job's
+    `granted_at_start` is its owner's grants, read by the same statement.
     """
     model, where, values, (extra, params) = _start_statement(job_id, attempt, node_name, now, cpu_indices, not again)
     if again:  # the state and the kill request are checked in `extra` instead
@@ -183,9 +185,18 @@ def start_and_read(
             return None
         return next(iter(JOB_ROW.objects(job_id)), None)
     sql, all_params = update_sql(model, where, values, (extra, params))
+    # PostgreSQL: the owner's grants in the same statement, as the job starts (as their own read did).
+    grants = connection.vendor == "postgresql"
+    returned = JOB_ROW.returning() + f", {owner_grants_column(Job._meta.db_table)}" * grants
     with fastsql.cursor() as cursor:
-        cursor.execute(f"{sql} RETURNING {JOB_ROW.returning()}", all_params)
-        return next(iter(JOB_ROW.objects_from(cursor.fetchall())), None)
+        cursor.execute(f"{sql} RETURNING {returned}", all_params)
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    job = JOB_ROW.objects_from([rows[0][: len(rows[0]) - grants]])[0]
+    if grants:
+        job.granted_at_start = folders_from(rows[0][-1])
+    return job
 
 
 def _start_statement(

@@ -2,6 +2,7 @@
 the attempt and charges it (on PostgreSQL in one statement) exactly as the step-by-step path does."""
 
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -9,7 +10,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from dctoolkit.accounts.models import Account, DailyUsage
+from dctoolkit.accounts.granting import folders_of
+from dctoolkit.accounts.grants import GrantedFolder
+from dctoolkit.accounts.models import Account, DailyUsage, Grant
 from dctoolkit.accounts.usage import charge_job
 from dctoolkit.jobs import transitions
 from dctoolkit.jobs.models import Attempt, Job, JobState, Submission
@@ -52,6 +55,27 @@ def test_the_start_returns_the_row_it_started_once_and_a_resent_start_finds_its_
     later = now + timedelta(seconds=1)
     assert transitions.start_and_read(job.id, attempt, node.name, later, (1, 3), again=True) is None, "another's"
     assert transitions.start_and_read(job.id, attempt + 1, node.name, later, (1,)) is None
+
+
+def test_the_start_reads_the_owners_grants_as_it_starts_the_job_on_postgresql(node, tmp_path):
+    alice, bob = (get_user_model().objects.create_user(name) for name in ("alice", "bob"))
+    for path, writable in (("b", False), ("a", False), ("a", True)):  # a twice: writable wins, as folders_of
+        Grant.objects.create(user=alice, path=str(tmp_path / path), writable=writable)
+    Grant.objects.create(user=bob, path=str(tmp_path / "bob"))
+    (tmp_path / "b").mkdir()
+    first, _ = started(make(alice), node)
+    Grant.objects.filter(user=alice, path=str(tmp_path / "a")).delete()  # revoked: the next start has it no more
+    second, _ = started(make(alice), node)
+    if connection.vendor != "postgresql":
+        assert first.granted_at_start is None and second.granted_at_start is None  # the node reads them
+        return
+    assert first.granted_at_start == (GrantedFolder(str(tmp_path / "a"), True), GrantedFolder(str(tmp_path / "b")))
+    assert second.granted_at_start == folders_of(alice.pk) == (GrantedFolder(str(tmp_path / "b")),)
+    assert started(make(get_user_model().objects.create_user("carol")), node)[0].granted_at_start == ()
+    with CaptureQueriesContext(connection) as statements:
+        fence = tasks.job_fence(second, SimpleNamespace(sandbox=True))  # type: ignore[arg-type]
+    assert fence is not None and [g.path for g in fence.granted] == [str(tmp_path / "b")]
+    assert len(statements) == 0, "the grants as the start read them: no read of their own"
 
 
 def test_a_start_loses_to_a_cancel_and_to_another_node(node):

@@ -358,15 +358,18 @@ def job_fence(job: Job, identity: agent.NodeIdentity) -> sandbox.Fence | None:
         # Part of the fence, so that a warm sandbox only ever serves jobs on the same GPUs.
         gpu_indices=tuple(i for i in job.gpu_indices if isinstance(i, int)) if job.request_gpus > 0 else (),
         hidden=hidden,
-        granted=granted_paths(job.owner_id, hidden),
+        granted=granted_paths(job.owner_id, hidden, job.granted_at_start),
     )
 
 
-def granted_paths(owner_id: int, hidden: tuple[str, ...]) -> tuple[sandbox.ExtraPath, ...]:
-    """The folders granted to the job's owner as the job starts (a revoked grant is gone here), less any
-    that may not be bound (a row written past the checks, a folder gone or now reached through a link)."""
+def granted_paths(
+    owner_id: int, hidden: tuple[str, ...], read: tuple[GrantedFolder, ...] | None = None
+) -> tuple[sandbox.ExtraPath, ...]:
+    """The folders granted to the job's owner as the job starts (a revoked grant is gone here; `read`: as the
+    start's statement read them), less any that may not be bound (a row written past the checks, a folder
+    gone or now reached through a link)."""
     usable = []
-    for folder in folders_of(owner_id):
+    for folder in folders_of(owner_id) if read is None else read:
         try:
             check_grantable(folder.path, hidden)
             problem = sandbox.granted_problem(folder.path)
