@@ -5,7 +5,7 @@ jobs of 50 columns here); a million-job queue made that way takes minutes.
 Here Python sends one statement per chunk: every column a constant (the
 model's default, as the ORM would adapt it) except the few that vary with
 the row's number `n` (its owner, submission, process number, name, times).
-SQLite counts `n` with a recursive CTE, PostgreSQL with `generate_series`.
+SQLite and MariaDB/MySQL count `n` with a recursive CTE, PostgreSQL with `generate_series`.
 """
 
 from __future__ import annotations
@@ -71,5 +71,8 @@ def insert_jobs(
             "ORDER BY seq.n"
         )
         with transaction.atomic(), connection.cursor() as cursor:
+            if connection.vendor == "mysql":  # its recursive CTEs stop at 1,000 rows unless told
+                limit = "max_recursive_iterations" if connection.mysql_is_mariadb else "cte_max_recursion_depth"
+                cursor.execute(f"SET SESSION {limit} = %s", [size + 1])
             cursor.execute(sql, [*params, done, *source_params])
         done += size
