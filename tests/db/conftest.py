@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from dctoolkit.dev.stack import RedisServer
 from dctoolkit.jobs.intake.queue import FolderFiles, submit
 from dctoolkit.jobs.models import Job
 from dctoolkit.jobs.scheduling import dispatch, wake
@@ -21,6 +22,15 @@ def no_scheduler(settings, monkeypatch, tmp_path):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     settings.DCT_STORAGE = tmp_path / "storage"
     monkeypatch.setattr(wake, "_redis", None)
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    """A real Redis of the module's own, on a free port (the metrics scrape, the scheduler's wake-ups)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -16,21 +16,11 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from dctoolkit.dev.stack import RedisServer
 from dctoolkit.jobs.models import Job, JobState, Submission
 from dctoolkit.nodes.models import Node, NodeState
 from dctoolkit.operations import metrics, passes
 
 TOKEN = "scrape-token-0123456789"
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.proc.terminate()
-    server.proc.wait(10)
 
 
 @pytest.fixture

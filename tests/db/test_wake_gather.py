@@ -9,18 +9,8 @@ import time
 import pytest
 import redis
 
-from dctoolkit.dev.stack import RedisServer
 from dctoolkit.jobs.management.commands import scheduler
 from dctoolkit.jobs.scheduling import wake
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.proc.terminate()
-    server.proc.wait(10)
 
 
 @pytest.fixture
