@@ -141,9 +141,14 @@ def decode_prepare(data: bytes) -> list | None:
         cpus = json.loads(data).get("cpus", [])
     except (ValueError, AttributeError):
         return None
-    if not isinstance(cpus, list) or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cpus):
+    return cores(cpus)
+
+
+def cores(value: object) -> list | None:
+    """`value` where it is a list of core numbers (ints >= 0, no bools), else None."""
+    if not isinstance(value, list) or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in value):
         return None
-    return cpus
+    return value
 
 
 def decode_request(data: bytes) -> dict:
@@ -153,8 +158,8 @@ def decode_request(data: bytes) -> dict:
     argc = request["argc"]
     if not isinstance(argc, int) or not 1 <= argc <= len(items) or not isinstance(request["cwd"], str):
         raise ValueError("malformed request head")
-    cpus = request.get("cpus", [])
-    if not isinstance(cpus, list) or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cpus):
+    cpus = cores(request.get("cpus", []))
+    if cpus is None:
         raise ValueError("malformed request head: cpus")
     request["cpus"] = cpus
     request["argv"] = items[:argc]
