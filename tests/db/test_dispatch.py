@@ -5,6 +5,7 @@ everything else is the real code on the real database.
 """
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -168,3 +169,47 @@ def test_claim_many_dispatches_only_the_jobs_still_queued_each_to_its_own_node(a
     claims = [q for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
     if fastsql.update_returns_rows():  # PostgreSQL, SQLite: one statement however many jobs, and no read-back
         assert len(queries.captured_queries) == len(claims) == 1
+
+
+def _sync_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_only_the_claims_own_transaction_commits_unflushed(sent):
+    """The claim's commit need not wait for its WAL flush (a lost claim leaves the job queued: see
+    `dispatch.commit_unflushed`), but the setting must not outlive the pass's transaction: the scheduler's
+    connection goes on to write other things (requeues, charges) that must be flushed."""
+    if connection.vendor != "postgresql":
+        pytest.skip("synchronous_commit is PostgreSQL's")
+    owner = get_user_model().objects.create_user("carol")
+    make_node("node-1")
+    job = queue_job(owner)
+    assert _sync_commit() == "on"
+    seen: list[tuple[str, str]] = []
+
+    def note(execute, sql, params, many, context):
+        if sql.lstrip().startswith("UPDATE") and "dispatched_at" in sql:
+            with context["connection"].connection.cursor() as raw:  # the driver's own: not wrapped again
+                raw.execute("SHOW synchronous_commit")
+                seen.append(("claim", raw.fetchone()[0]))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(note):
+        assert dispatch.schedule_pass(timezone.now()) == 1
+    assert seen == [("claim", "off")]
+    assert _sync_commit() == "on", "SET LOCAL ends with the pass's transaction"
+    job.refresh_from_db()
+    assert job.state == JobState.DISPATCHED and sent == [(job.id, 1, "node-1", 1)]
+
+
+def test_a_pass_inside_a_callers_transaction_leaves_its_commit_flushed(alice, sent):
+    """The setting covers a whole transaction: a pass run inside someone else's (the tests' own here) must
+    not make that transaction's other writes unflushed."""
+    make_node("node-1")
+    queue_job(alice)
+    assert dispatch.schedule_pass(timezone.now()) == 1
+    if connection.vendor == "postgresql":
+        assert _sync_commit() == "on"
