@@ -201,7 +201,7 @@ def live_scenarios(workdir: Path, sizes: Sizes, broker, only: Only, redis_pid: i
             Node.objects.filter(name=OPEN_NODE).update(drained=True)
         if only("throughput", "server_cpu_per_job"):
             say(f"throughput: {sizes.throughput} jobs on {len(NODES)} nodes x {SLOTS} slots, then the baseline")
-            results[:0] = live.throughput(ctx, sizes.throughput)
+            results[:0] = live.throughput(ctx, sizes.throughput, NODES)
         if only("metrics_scrape_throughput"):
             say(f"metrics_scrape_throughput: {sizes.throughput} jobs three times, the second scraped every second")
             results.append(live.metrics_scrape_throughput(ctx, sizes.throughput))

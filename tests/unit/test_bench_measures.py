@@ -1,6 +1,8 @@
 """The bench's pure parts: reading CPU time from /proc, and naming and choosing the PostgreSQL run."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -94,3 +96,18 @@ def test_statements_tally_counts_one_databases_statements_by_shape():
     update = 'UPDATE "jobs_job" SET "state" = ? WHERE "id" IN (?, ...)'
     assert counts == {"BEGIN": 1, update: 2}
     assert millis[update] == pytest.approx(0.5)
+
+
+def test_stat_ticks_with_children_adds_the_reaped_childrens_cutime_and_cstime():
+    assert cpu.stat_ticks_with_children(STAT.replace(" 731 96 0 0 ", " 731 96 40 2 ")) == 731 + 96 + 40 + 2
+
+
+def test_tree_seconds_counts_a_child_that_has_ended_and_been_waited_for():
+    """A job's CPU is in its node's tree after the job is gone: its parent's cutime holds it once reaped."""
+    before = cpu.tree_seconds(os.getpid())
+    own = sum(os.times()[:2])
+    child = subprocess.run([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"], check=True)
+    assert child.returncode == 0
+    spent_by_child = cpu.tree_seconds(os.getpid()) - before - (sum(os.times()[:2]) - own)
+    assert spent_by_child > 0.05, "the child's CPU (cutime) is counted after it was reaped"
+    assert cpu.tree_seconds(2**22 + 12345) == 0.0
