@@ -31,6 +31,7 @@ from django.db import connection
 from bench import live
 from bench.report import Result, median
 from bench.stack import PYTHON, Stack
+from dctoolkit.operations.passes import read_stats
 
 FEW = 5  # the nodes up during the first idle window, the baseline of the heartbeat cost
 FLEET_START_TIMEOUT_SECONDS = 600  # fifty Django workers importing at once on two cores
@@ -56,8 +57,11 @@ def many_nodes(workdir: Path, user: User, broker: redis.Redis, redis_pid: int, c
         time.sleep(window / 2)  # the start-up's last writes and passes out of the window
         many = idle_cost(ctx, window)
         stack.start_baseline(count)
+        server_before, passes_before = live.server_cpu(ctx), read_stats(broker) or {}
         ours = live.run_batch(ctx, jobs)
+        server_ms = live.server_cpu_total_ms(server_before, live.server_cpu(ctx)) / jobs
         theirs = live.baseline_throughput(ctx, jobs)
+        passes = live.passes_per_job(passes_before, read_stats(broker) or {}, jobs)
         time.sleep(2)  # the last job's clean-up
         rss = median([stack.rss_mb(name) for name in names])
         baseline_rss = stack.rss_mb("baseline")
@@ -74,7 +78,8 @@ def many_nodes(workdir: Path, user: User, broker: redis.Redis, redis_pid: int, c
                + (f"; {count} nodes, not {wanted}: the server's max_connections leaves room for no more "
                   f"({CONNECTIONS_PER_NODE} connections a node)" if count < wanted else "")),
         Result("many_nodes_throughput", ours, "jobs/s", f"plain Celery worker, {count} at once", theirs, jobs,
-               "report", f"{jobs} trivial jobs over {count} one-slot nodes"),
+               "report",
+               f"{jobs} trivial jobs over {count} one-slot nodes; server CPU {server_ms:.3g} ms a job; {passes}"),
         Result("many_nodes_node_rss_mb", rss, "MB", "plain Celery worker, idle", baseline_rss, count,
                "<= 120 MB", "median node worker and its children, idle after the batch, DCT_WARM_SANDBOXES=0"),
     ]  # fmt: skip
