@@ -322,10 +322,6 @@ DCT_SCRATCH = Path(os.environ.get("DCT_SCRATCH") or VAR_DIR / "scratch").resolve
 DCT_HEARTBEAT_SECONDS = _env_int("DCT_HEARTBEAT_SECONDS", 5, minimum=1)
 DCT_NODE_TIMEOUT_SECONDS = _env_int("DCT_NODE_TIMEOUT_SECONDS", 15, minimum=2)
 DCT_MAX_ATTEMPTS = _env_int("DCT_MAX_ATTEMPTS", 3, minimum=1)
-# A pass woken less than this many milliseconds after the last one ended waits out the rest, so that it
-# serves the job ends that come meanwhile in one pass (0: every wake-up passes at once).  bench/README.md,
-# "Coalesced wake-ups", has what it cost and saved.
-DCT_PASS_GATHER_MS = _env_int("DCT_PASS_GATHER_MS", 0, minimum=0, maximum=1000)
 DCT_FAIRSHARE_HALFLIFE_SECONDS = _env_duration("DCT_FAIRSHARE_HALFLIFE", "1d")
 # What a job costs a second in fair share, as Slurm's TRESBillingWeights: cpu=1,gpu=8,mem_gb=0.25 (checks.py).
 DCT_BILLING = os.environ.get("DCT_BILLING", "").strip() or "cpu=1"

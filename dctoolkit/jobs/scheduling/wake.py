@@ -72,19 +72,3 @@ def wait_for_wake(timeout_seconds: float) -> bool:
         log.warning("Redis is not answering (%s); retrying", exc)
         time.sleep(min(timeout_seconds, 1.0))
         return False
-
-
-def drop_wakes() -> None:
-    """Forget the wake-ups sent so far; harmless when Redis is away.
-
-    Called just before a pass reads the nodes and the queue: a wake-up sent
-    before then is for a change (a job's end, a submit) already committed,
-    which that pass sees.  One sent later stays, and wakes the next pass.
-    One sent before its change commits (a node's return from its owner is
-    woken for before its heartbeat is written) may lose its pass: the next
-    chores round, at most a second later, makes it.
-    """
-    try:
-        _redis_client().delete(WAKE_KEY)
-    except redis.RedisError as exc:
-        log.debug("could not drop the scheduler's wake-ups: %s", exc)

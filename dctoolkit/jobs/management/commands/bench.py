@@ -28,7 +28,8 @@ from dctoolkit.dev.stack import free_port, redis_url
 # A full run takes about half an hour on a loaded two-core machine (it makes a million-job queue and a
 # million-job history, and submits 100,000 jobs six times); --quick a few minutes.
 TIMEOUT_SECONDS = 3600
-# Settings of yours the bench's processes keep (every other DCT_ one is left out).
+# Settings of yours the bench's processes keep (every other DCT_ one is left out): DCT_CGROUPS=off measures
+# the path without the jobs' cgroups.
 PASSED_SETTINGS = ("DCT_CGROUPS",)
 
 
@@ -86,7 +87,6 @@ def private_env(workdir: Path) -> dict[str, str]:
     """Our environment without any dctoolkit setting, pointed at `workdir`'s own services."""
     port, password = free_port(), secrets.token_urlsafe(24)  # its Redis is configured as ./dct up's
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("DCT_", "DATABASE_URL", "REDIS_URL", "EMAIL_"))}
-    # The one setting a run may choose: DCT_CGROUPS=off measures the path without the jobs' cgroups.
     keep.update({k: os.environ[k] for k in PASSED_SETTINGS if k in os.environ})
     return {
         **keep,

@@ -10,7 +10,6 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
-from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
@@ -74,21 +73,15 @@ class Command(DctCommand):
             signal.signal(sig, lambda *_: stop.set())
         log.info("scheduler started")
         last_housekeeping = -IDLE_SECONDS
-        gather_seconds = settings.DCT_PASS_GATHER_MS / 1000
         while not stop.is_set():
             due = time.monotonic() - last_housekeeping >= IDLE_SECONDS
             if due:
                 last_housekeeping = time.monotonic()
-            emptied = dispatch.OUTCOMES["empty"]
             busy = self.round(chores=due or options["once"])
             if options["once"]:
                 break
-            ended = time.monotonic()
-            # Only while jobs wait: after a pass that found the queue empty, a wake-up is most likely a
-            # submit, whose one job should not wait.
-            gather = gather_seconds if dispatch.OUTCOMES["empty"] == emptied else 0
-            if not busy and wake.wait_for_wake(IDLE_SECONDS) and gather:
-                gather_wakes(ended, gather)
+            if not busy:
+                wake.wait_for_wake(IDLE_SECONDS)
         outcomes = ", ".join(f"{name} {count}" for name, count in sorted(dispatch.OUTCOMES.items()))
         log.info("scheduler stopped; its passes: %s", outcomes or "none")
 
@@ -126,24 +119,6 @@ class Command(DctCommand):
             self.outcomes_recorded = dispatch.OUTCOMES.copy()
             self.pass_stats.flush(stats_client())
         return again
-
-
-def gather_wakes(last_round_ended: float, gather_seconds: float) -> bool:
-    """After a wake-up less than `gather_seconds` after the last round ended, wait out the rest and drop the
-    wake-ups sent meanwhile, so that the next pass serves every job end of that time at once; True when it
-    waited.
-
-    A busy queue's job ends each wake a pass, and each pass reads the nodes,
-    the queue and the standings whether it places one job or four: a pass
-    that waits a few milliseconds after the one before costs each freed slot
-    that wait, and saves the passes the ends of the wait would have made.
-    """
-    rest = gather_seconds - (time.monotonic() - last_round_ended)
-    if rest <= 0:
-        return False
-    time.sleep(rest)
-    wake.drop_wakes()
-    return True
 
 
 def notify_step(now) -> int:
