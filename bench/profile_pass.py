@@ -1,6 +1,7 @@
 """One scheduling pass profiled at a given queue size: wall, CPU, and each statement's time, CPU and pages.
 
-    python -m bench.profile_pass --db /tmp/q1m.sqlite3 --size 1000000 --redis-port 6399 [--pragma SQL] [--profile]
+    python -m bench.profile_pass --db /tmp/q1m.sqlite3 --size 1000000 --redis-port 6399 [--pragma SQL]
+        [--profile [--sort tottime]]
 
 The bench's synthetic scenario (1,000 nodes x 2 slots, 1,000 users, rows made
 by the database), on a database file of your choosing that is kept between
@@ -36,6 +37,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--size", type=int, required=True, help="queued jobs (made once, kept in --db)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--profile", action="store_true", help="cProfile of the passes, by cumulative time")
+    p.add_argument("--sort", default="cumulative", help="the profile's order (pstats: cumulative, tottime, ...)")
     p.add_argument("--pragma", default="", help="SQL run on the connection first (PRAGMA cache_size=-65536; ...)")
     p.add_argument("--no-migrate", action="store_true")
     p.add_argument("--redis-port", type=int, required=True)
@@ -137,7 +139,7 @@ def main() -> None:
     print(f"  pages read, written per pass: {pages}")
     statements.print(a.repeats)
     if prof:
-        pstats.Stats(prof).sort_stats("cumulative").print_stats(35)
+        pstats.Stats(prof).sort_stats(a.sort).print_stats(35)
 
 
 if __name__ == "__main__":
