@@ -21,6 +21,7 @@ from django.db.utils import OperationalError, ProgrammingError
 
 from dctoolkit.accounts.identity import IdentityError, acting_user_name
 from dctoolkit.client.remote import Client, RemoteError
+from dctoolkit.commandline import database_trouble
 from dctoolkit.jobs.models import Job
 from dctoolkit.lib.ids import MAX_ID, bounded_int
 
@@ -74,10 +75,7 @@ class DctCommand(BaseCommand):
             raise CommandError(str(exc)) from None
         except (OperationalError, ProgrammingError) as exc:
             # Expected trouble a person can fix; never a traceback.
-            raise CommandError(
-                f"the database is not reachable or not set up ({str(exc).strip().splitlines()[0]}); "
-                "run './dct migrate', and check DATABASE_URL"
-            ) from None
+            raise CommandError(database_trouble(str(exc).strip().splitlines()[0])) from None
 
     def acting_user(self) -> AbstractBaseUser:
         """The user the command acts for: --user NAME (operators only), else the caller's own account."""

@@ -45,6 +45,20 @@ IDS_PER_QUERY = 500
 # Seconds SQLite waits for a writer's lock before giving up (settings' OPTIONS may say otherwise).
 SQLITE_TIMEOUT_SECONDS = 30
 DATABASE_TROUBLE = "the database is not reachable or not set up ({}); run './dct migrate', and check DATABASE_URL"
+# What PostgreSQL says behind a pooler that hands each transaction to another server connection (PgBouncer before
+# 1.21 in transaction mode) to a client that prepared a statement on the last one.
+LOST_PREPARED = (
+    "the database server has lost a statement this process prepared ({}): a connection pooler in transaction "
+    "mode that keeps no prepared statement across transactions (PgBouncer before 1.21) stands between; set "
+    'DCT_DB_PREPARE=0 for every dctoolkit process (README, Deployment, "Database connections")'
+)
+
+
+def database_trouble(first_line: str) -> str:
+    """What a person is told when the database cannot be used, from the first line of the error."""
+    if "prepared statement" in first_line and "does not exist" in first_line:
+        return LOST_PREPARED.format(first_line)
+    return DATABASE_TROUBLE.format(first_line)
 
 
 class SetupError(Exception):
@@ -211,7 +225,7 @@ def _cursor(database: dict[str, Any]) -> Iterator[tuple[Execute, str]]:
     try:
         yield execute, "%s"
     except (OperationalError, ProgrammingError) as exc:
-        raise SetupError(DATABASE_TROUBLE.format(_first_line(exc))) from None
+        raise SetupError(database_trouble(_first_line(exc))) from None
     finally:
         connections["default"].close()
 
@@ -226,11 +240,11 @@ def _sqlite(database: dict[str, Any]) -> Iterator[Execute]:
         uri = name if name.startswith("file:") else f"{Path(name).absolute().as_uri()}?mode=rw"
         connection = sqlite3.connect(uri, uri=True, timeout=timeout)
     except sqlite3.Error as exc:
-        raise SetupError(DATABASE_TROUBLE.format(f"{exc}: {name}")) from None
+        raise SetupError(database_trouble(f"{exc}: {name}")) from None
     try:
         yield lambda sql, params: connection.execute(sql, params).fetchall()
     except sqlite3.Error as exc:
-        raise SetupError(DATABASE_TROUBLE.format(_first_line(exc))) from None
+        raise SetupError(database_trouble(_first_line(exc))) from None
     finally:
         connection.close()
 

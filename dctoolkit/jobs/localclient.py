@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dctoolkit.client.api import ClientError, SubmissionRefusedError
+from dctoolkit.commandline import database_trouble
 
 SETTINGS_MODULE = "dctoolkit.settings"
 
@@ -118,6 +119,5 @@ def database_errors() -> Iterator[None]:
     except (OperationalError, ProgrammingError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ClientError(
-            f"the database is not reachable or not set up ({first}); run './dct migrate', and check "
-            "DATABASE_URL (or give Client(server=..., token=...) to use a server)"
+            f"{database_trouble(first)} (or give Client(server=..., token=...) to use a server)"
         ) from None

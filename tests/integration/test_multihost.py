@@ -1,37 +1,13 @@
 """Several hosts for real: node workers in their own network namespaces reach Redis and
 PostgreSQL over their own links; cutting one link moves its job to another host, once."""
 
-import os
-import socket
-from urllib.parse import urlsplit, urlunsplit
-
 import pytest
 
 from dctoolkit.dev.stack import redis_url
-from tests.support.cluster import Cluster, free_port, wait_until
+from tests.support.cluster import Cluster, free_port, postgres_url, via, wait_until
 from tests.support.netns import Host, namespaces_available, start_forwarder
 
 pytestmark = [pytest.mark.integration, pytest.mark.engine]
-
-PG_BASE = "postgres://postgres@127.0.0.1:5432/postgres"
-
-
-def postgres_url() -> str:
-    base = os.environ.get("DCT_TEST_DATABASE_URL", "")
-    if base.startswith("postgres"):
-        return base
-    try:
-        socket.create_connection(("127.0.0.1", 5432), 2).close()
-    except OSError:
-        return ""
-    return PG_BASE
-
-
-def via(url: str, host: str, port: int) -> str:
-    """`url` with its host and port replaced (what a node on another host connects to)."""
-    parts = urlsplit(url)
-    auth = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
-    return urlunsplit(parts._replace(netloc=f"{auth}{host}:{port}"))
 
 
 @pytest.fixture

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from dctoolkit.dev.stack import (
     RedisServer,
@@ -30,8 +32,31 @@ PYTHON = sys.executable
 
 
 # Re-exported: the tests import these from here.
-__all__ = ["Cluster", "Database", "Redis", "free_port", "redis_server_binary", "wait_until"]
+__all__ = ["Cluster", "Database", "Redis", "free_port", "postgres_url", "redis_server_binary", "via", "wait_until"]
 Redis = RedisServer
+
+
+PG_BASE = "postgres://postgres@127.0.0.1:5432/postgres"
+
+
+def postgres_url() -> str:
+    """DCT_TEST_DATABASE_URL where it names PostgreSQL, else the server on 127.0.0.1:5432 where one answers,
+    else "" (the tests that need PostgreSQL whatever the tier's engine)."""
+    base = os.environ.get("DCT_TEST_DATABASE_URL", "")
+    if base.startswith("postgres"):
+        return base
+    try:
+        socket.create_connection(("127.0.0.1", 5432), 2).close()
+    except OSError:
+        return ""
+    return PG_BASE
+
+
+def via(url: str, host: str, port: int) -> str:
+    """`url` with its host and port replaced (what a client on another host, or behind a proxy, connects to)."""
+    parts = urlsplit(url)
+    auth = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+    return urlunsplit(parts._replace(netloc=f"{auth}{host}:{port}"))
 
 
 class Database:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from dctoolkit.accounts.identity import IdentityError, acting_user_name
-from dctoolkit.commandline import JOB_TABLE, USER_TABLE, Account, SetupError, read_jobs
+from dctoolkit.commandline import JOB_TABLE, USER_TABLE, Account, SetupError, database_trouble, read_jobs
 from dctoolkit.jobs.status import SNAKEMAKE_WORDS, JobRow, StatusError, parse_job_ids, status_word, status_words
 
 ALICE, BOB, STAFF = Account(1, False), Account(2, False), Account(3, True)
@@ -114,6 +114,17 @@ def test_a_missing_database_is_a_message_and_no_new_file(tmp_path):
     sqlite3.connect(empty).close()
     with pytest.raises(SetupError, match="no such table"):
         read_jobs({"ENGINE": "django.db.backends.sqlite3", "NAME": str(empty)}, "alice", [1])
+
+
+def test_a_statement_lost_by_a_pooler_names_the_setting_that_fixes_it():
+    # What psycopg raises behind PgBouncer 1.18 in transaction mode with prepared statements on (seen in
+    # tests/integration/test_pgbouncer.py with DCT_DB_PREPARE=1).
+    said = database_trouble('prepared statement "_pg3_0" does not exist')
+    assert said.startswith(
+        'the database server has lost a statement this process prepared (prepared statement "_pg3_0"'
+    )
+    assert "set DCT_DB_PREPARE=0 for every dctoolkit process" in said
+    assert "migrate" in database_trouble("connection refused")
 
 
 @pytest.fixture
