@@ -90,7 +90,8 @@ class JobQuerySet(models.QuerySet["Job"]):
 
 class Job(models.Model):
     submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="jobs")
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    # No index of its own: job_owner_newest (owner, -id) serves every lookup by owner (migration 0021).
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs", db_index=False)
     name = models.CharField(max_length=200)
     process = models.PositiveIntegerField(default=0, help_text="$(Process): 0..N-1 within its submission.")
     state = models.CharField(max_length=16, choices=JobState.choices, default=JobState.QUEUED)
@@ -135,6 +136,7 @@ class Job(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="jobs",
+        db_index=False,  # job_accounting_group, partial
         help_text="The group it charges: accounting_group = NAME, else its owner's first group (none: no group).",
     )
     placement = models.JSONField(
@@ -192,8 +194,11 @@ class Job(models.Model):
     sandboxed = models.BooleanField(null=True, blank=True)
     notified = models.BooleanField(default=False)
     # A DAG's node runs as jobs (its PRE and POST scripts too): `dag_node` says which node.
-    dag = models.ForeignKey("Dag", null=True, blank=True, on_delete=models.CASCADE, related_name="jobs")
-    dag_node = models.ForeignKey("DagNode", null=True, blank=True, on_delete=models.CASCADE, related_name="jobs")
+    # Indexed by job_dag and job_dag_node, partial (most jobs belong to no DAG).
+    dag = models.ForeignKey("Dag", null=True, blank=True, on_delete=models.CASCADE, related_name="jobs", db_index=False)
+    dag_node = models.ForeignKey(
+        "DagNode", null=True, blank=True, on_delete=models.CASCADE, related_name="jobs", db_index=False
+    )
 
     objects = JobQuerySet.as_manager()
     # Not a column: the owner's granted folders (accounts.grants.GrantedFolder) as the node's start read them
@@ -213,10 +218,17 @@ class Job(models.Model):
             models.Index(fields=["state", "node"], name="job_state_node"),
             # History pages: one user's jobs, newest first.
             models.Index(fields=["owner", "-id"], name="job_owner_newest"),
+            # The indexes below are partial on SQLite and PostgreSQL: a job that has no retry time, start
+            # time, periodic policy, DAG or accounting group (most jobs) is in none of them, so its claim,
+            # start and end write none of their entries (PostgreSQL writes an entry in every index that holds
+            # a row for each version of it: an update of `state` is never HOT).  MySQL and MariaDB have no
+            # partial indexes: there migration 0021 keeps their full forms.
             # The housekeeping: waiting retries whose delay is over.
-            models.Index(fields=["state", "retry_at"], name="job_state_retry_at"),
-            # The housekeeping: waiting jobs whose start time is due; throttled submissions.
-            models.Index(fields=["state", "start_after"], name="job_state_start_after"),
+            models.Index(fields=["state", "retry_at"], name="job_retry_at", condition=models.Q(retry_at__isnull=False)),
+            # The housekeeping: waiting jobs whose start time is due.
+            models.Index(
+                fields=["state", "start_after"], name="job_start_after", condition=models.Q(start_after__isnull=False)
+            ),
             # Throttled jobs only (partial: the rest, a whole queue, are not in it, so a pass's claim leaves it
             # alone).  MySQL and MariaDB have no partial index: there migration 0018 keeps the full
             # (max_running, state, submission) index instead.
@@ -226,7 +238,14 @@ class Job(models.Model):
                 condition=models.Q(max_running__isnull=False),
             ),
             # The housekeeping: jobs with a periodic policy expression (periodic_release, ...).
-            models.Index(fields=["periodic_policy", "state"], name="job_periodic_policy"),
+            models.Index(fields=["state"], name="job_has_periodic_policy", condition=models.Q(periodic_policy=True)),
+            models.Index(fields=["dag"], name="job_dag", condition=models.Q(dag__isnull=False)),
+            models.Index(fields=["dag_node"], name="job_dag_node", condition=models.Q(dag_node__isnull=False)),
+            models.Index(
+                fields=["accounting_group"],
+                name="job_accounting_group",
+                condition=models.Q(accounting_group__isnull=False),
+            ),
             # Capacity in use: the jobs whose kill is still under way keep their slot.
             models.Index(fields=["kill_requested", "node"], name="job_killing_node"),
             # The mail step: jobs that may owe a mail (partial: a job without an address is never in it, so a
