@@ -29,8 +29,9 @@ from dctoolkit.dev.stack import free_port, redis_url
 # million-job history, and submits 100,000 jobs six times); --quick a few minutes.
 TIMEOUT_SECONDS = 3600
 # Settings of yours the bench's processes keep (every other DCT_ one is left out): DCT_CGROUPS=off measures
-# the path without the jobs' cgroups.
-PASSED_SETTINGS = ("DCT_CGROUPS",)
+# the path without the jobs' cgroups, DCT_DB_PREPARE=0 PostgreSQL without prepared statements (as behind
+# PgBouncer before 1.21).
+PASSED_SETTINGS = ("DCT_CGROUPS", "DCT_DB_PREPARE")
 
 
 class Command(DctCommand):
