@@ -5,7 +5,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.support.cluster import wait_until
+from tests.support.cluster import DONE_SECONDS, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.engine]
 
@@ -14,14 +14,18 @@ def started(job):
     return datetime.fromisoformat(job["started_at"])
 
 
-def test_a_newcomer_waits_for_at_most_one_of_a_heavy_users_jobs(fresh_cluster, tmp_path):
+def test_a_newcomer_waits_for_at_most_one_of_a_heavy_users_jobs(fresh_cluster, tmp_path, gate):
     c = fresh_cluster
     c.start_node("node-1", slots=1)
-    alice = c.submit(tmp_path / "a", "executable = one.sh\nqueue = 8\n", {"one.sh": "#!/bin/sh\nsleep 1\n"})
-    c.wait_job(alice[0]["id"], states=("running", "succeeded"))
+    # alice's first job holds the node until bob has submitted: under load his CLI alone took about as
+    # long as her eight 1 s jobs, so that none of hers might be left to wait behind.
+    one = f'#!/bin/sh\n[ "$DCT_PROCESS" != 0 ] || {gate.command}\nsleep 1\n'
+    alice = c.submit(tmp_path / "a", "executable = one.sh\nqueue = 8\n", {"one.sh": one})
+    c.wait_job(alice[0]["id"], states=("running",))
     (bob,) = c.submit(tmp_path / "b", "executable = one.sh\n", {"one.sh": "#!/bin/sh\nsleep 1\n"}, user="bob")
-    bob_done = c.wait_job(bob["id"], user="bob", timeout=60)
-    alice_jobs = [c.wait_job(j["id"], timeout=60) for j in alice]
+    gate.open()
+    bob_done = c.wait_job(bob["id"], user="bob", timeout=DONE_SECONDS)
+    alice_jobs = [c.wait_job(j["id"], timeout=DONE_SECONDS) for j in alice]
     # From the moment bob submits, alice's running job may finish and at most
     # one more of hers may start (a pass already under way) before bob's.
     submitted = datetime.fromisoformat(bob_done["submitted_at"])
