@@ -2,6 +2,7 @@
 (gunicorn), with the same output and exit codes, and never opens a database."""
 
 import json
+import select
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -151,6 +152,8 @@ def test_logs_follow_prints_lines_while_the_job_runs(cluster, remote, tmp_path, 
         text=True,
     )
     try:
+        # The job waits at the gate, so a follower that printed nothing until the job ended would wait forever.
+        assert select.select([follower.stdout], [], [], 120)[0], "no line in 120 s while the job ran"
         assert follower.stdout.readline() == "first\n"
         # Asked straight from the API (a CLI run would take too long on a slow machine).
         request = urllib.request.Request(
