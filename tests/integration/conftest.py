@@ -3,6 +3,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.cluster import Cluster
+from tests.support.gate import Gate
 from tests.support.mail import SmtpServer
 
 
@@ -28,3 +29,11 @@ def smtp() -> Iterator[SmtpServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def gate() -> Iterator[Gate]:
+    """A gate a job waits at until the test opens it (tests/support/gate.py); closed, it lets the job go."""
+    opened = Gate()
+    yield opened
+    opened.close()

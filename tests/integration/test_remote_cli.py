@@ -2,6 +2,7 @@
 (gunicorn), with the same output and exit codes, and never opens a database."""
 
 import json
+import select
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -137,9 +138,9 @@ def test_results_remotely_download_stdout_stderr_and_outputs(cluster, remote, tm
 
 
 @pytest.mark.parametrize("where", ["remote", "local"])
-def test_logs_follow_prints_lines_while_the_job_runs(cluster, remote, tmp_path, where):
-    # Long enough for the follower to start on a loaded machine before the job ends.
-    script = "#!/bin/sh\necho first\nsleep 15\necho second\n"
+def test_logs_follow_prints_lines_while_the_job_runs(cluster, remote, tmp_path, where, gate):
+    # The second line waits for the test: on a loaded machine a `sleep 15` had ended before the follower started.
+    script = f"#!/bin/sh\necho first\n{gate.command}\necho second\n"
     (job,) = cluster.submit(tmp_path, "executable = slow.sh\n", {"slow.sh": script})
     env = {**cluster.env, "DCT_TOKEN": cluster.cli("token", user="alice").stdout.strip()}
     if where == "remote":
@@ -151,6 +152,8 @@ def test_logs_follow_prints_lines_while_the_job_runs(cluster, remote, tmp_path, 
         text=True,
     )
     try:
+        # The job waits at the gate, so a follower that printed nothing until the job ended would wait forever.
+        assert select.select([follower.stdout], [], [], 120)[0], "no line in 120 s while the job ran"
         assert follower.stdout.readline() == "first\n"
         # Asked straight from the API (a CLI run would take too long on a slow machine).
         request = urllib.request.Request(
@@ -158,6 +161,7 @@ def test_logs_follow_prints_lines_while_the_job_runs(cluster, remote, tmp_path, 
         )
         state = json.load(urllib.request.urlopen(request, timeout=10))["state"]
         assert state == "running", "the first line came while the job ran"
+        gate.open()
         assert follower.stdout.read() == "second\n"
         assert follower.wait(timeout=60) == 0
     finally:

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.support.cluster import Cluster
+from tests.support.cluster import DONE_SECONDS, Cluster
 
 pytestmark = pytest.mark.integration
 
@@ -89,11 +89,15 @@ def test_requirements_and_rank_choose_the_node_and_a_request_no_node_meets_is_re
     assert {j["id"] for j in c.json("jobs", "--all")["jobs"]} - before == {fastnet["id"], ranked["id"]}
 
 
-def test_a_cap_on_running_jobs_starts_one_at_a_time_and_the_waiting_ones_name_it(two_kinds, tmp_path):
+def test_a_cap_on_running_jobs_starts_one_at_a_time_and_the_waiting_ones_name_it(two_kinds, tmp_path, gate):
     c = two_kinds
+    c.cli("token", user="alice")  # makes the account, should this test run alone
     c.cli("limits", "alice", "--max-running-jobs", "1")
     try:
-        jobs = c.submit(tmp_path / "cap", "executable = s.sh\nqueue 3\n", {"s.sh": "#!/bin/sh\nsleep 2\n"})
+        # The first runs until the test has read the others: under load a `sleep 2` can end before the
+        # submit command has returned, and a wait to see it running then runs out.
+        script = f'#!/bin/sh\n[ "$DCT_PROCESS" != 0 ] || {gate.command}\nsleep 2\n'
+        jobs = c.submit(tmp_path / "cap", "executable = s.sh\nqueue 3\n", {"s.sh": script})
         # Four free slots, but alice may run one job at a time: while the first runs, the others say why.
         first = c.wait_job(jobs[0]["id"], states=("running",))
         waiting = [c.job(j["id"]) for j in jobs[1:]]
@@ -101,7 +105,8 @@ def test_a_cap_on_running_jobs_starts_one_at_a_time_and_the_waiting_ones_name_it
         assert waiting[0]["reason"] == (
             "held back by a cap: alice may run 1 jobs at once and runs 1 (DCT_MAX_RUNNING_JOBS or ./dct limits alice)"
         )
-        done = [c.wait_job(j["id"]) for j in jobs]
+        gate.open()
+        done = [c.wait_job(j["id"], timeout=DONE_SECONDS) for j in jobs]
         assert all(j["state"] == "succeeded" for j in done), done
         runs = sorted((datetime.fromisoformat(j["started_at"]), datetime.fromisoformat(j["finished_at"])) for j in done)
         assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(runs)), runs

@@ -5,7 +5,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.support.cluster import wait_until
+from tests.support.cluster import DONE_SECONDS, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.engine]
 
@@ -14,14 +14,18 @@ def started(job):
     return datetime.fromisoformat(job["started_at"])
 
 
-def test_a_newcomer_waits_for_at_most_one_of_a_heavy_users_jobs(fresh_cluster, tmp_path):
+def test_a_newcomer_waits_for_at_most_one_of_a_heavy_users_jobs(fresh_cluster, tmp_path, gate):
     c = fresh_cluster
     c.start_node("node-1", slots=1)
-    alice = c.submit(tmp_path / "a", "executable = one.sh\nqueue = 8\n", {"one.sh": "#!/bin/sh\nsleep 1\n"})
-    c.wait_job(alice[0]["id"], states=("running", "succeeded"))
+    # alice's first job holds the node until bob has submitted: under load his CLI alone took about as
+    # long as her eight 1 s jobs, so that none of hers might be left to wait behind.
+    one = f'#!/bin/sh\n[ "$DCT_PROCESS" != 0 ] || {gate.command}\nsleep 1\n'
+    alice = c.submit(tmp_path / "a", "executable = one.sh\nqueue = 8\n", {"one.sh": one})
+    c.wait_job(alice[0]["id"], states=("running",))
     (bob,) = c.submit(tmp_path / "b", "executable = one.sh\n", {"one.sh": "#!/bin/sh\nsleep 1\n"}, user="bob")
-    bob_done = c.wait_job(bob["id"], user="bob", timeout=60)
-    alice_jobs = [c.wait_job(j["id"], timeout=60) for j in alice]
+    gate.open()
+    bob_done = c.wait_job(bob["id"], user="bob", timeout=DONE_SECONDS)
+    alice_jobs = [c.wait_job(j["id"], timeout=DONE_SECONDS) for j in alice]
     # From the moment bob submits, alice's running job may finish and at most
     # one more of hers may start (a pass already under way) before bob's.
     submitted = datetime.fromisoformat(bob_done["submitted_at"])
@@ -115,19 +119,24 @@ def test_scheduler_restart_loses_no_job_and_runs_none_twice(fresh_cluster, tmp_p
     assert [c.cli("logs", str(j["id"])).stdout for j in jobs] == [f"once {i}\n" for i in range(6)]
 
 
-def test_a_scheduler_killed_while_a_child_waits_for_its_parent_and_a_retry_waits_loses_nothing(fresh_cluster, tmp_path):
+def test_a_scheduler_killed_while_a_child_waits_for_its_parent_and_a_retry_waits_loses_nothing(
+    fresh_cluster, tmp_path, gate
+):
     # kill -9 of every scheduler while a parent ends (its child not yet released) and while a failed job
     # waits out its retry delay: a fresh scheduler releases both, each runs exactly once more.
     c = fresh_cluster
     c.start_node("node-1", slots=2)
+    # The parent runs until the schedulers are dead (a `sleep 12` had ended, under load, before the
+    # test had submitted the other two). The retry delay is the time the test has to see the failed
+    # job waiting and kill the schedulers: 4 s was not always enough under load.
     files = {
-        "p.sh": "#!/bin/sh\nsleep 12\necho parent\n",
+        "p.sh": f"#!/bin/sh\n{gate.command}\necho parent\n",
         "c.sh": "#!/bin/sh\necho child $DCT_ATTEMPT\n",
         "f.sh": '#!/bin/sh\necho run $DCT_ATTEMPT\n[ "$DCT_ATTEMPT" = 2 ]\n',
     }
     (parent,) = c.submit(tmp_path / "p", "executable = p.sh\n", files)
     (child,) = c.submit(tmp_path / "c", f"executable = c.sh\nafter_ok = {parent['id']}\n", files)
-    (flaky,) = c.submit(tmp_path / "f", "executable = f.sh\nmax_retries = 1\nretry_delay = 4s\n", files)
+    (flaky,) = c.submit(tmp_path / "f", "executable = f.sh\nmax_retries = 1\nretry_delay = 20s\n", files)
     c.wait_job(parent["id"], states=("running",), timeout=90)
     wait_until(lambda: c.job(flaky["id"])["attempts"] == 1 and c.job(flaky["id"])["state"] == "waiting", 60,
                "the flaky job's first run to fail and wait for its retry")  # fmt: skip
@@ -135,10 +144,13 @@ def test_a_scheduler_killed_while_a_child_waits_for_its_parent_and_a_retry_waits
         proc.kill()
         proc.wait()
     c.others.clear()
-    wait_until(lambda: c.job(parent["id"])["state"] == "succeeded", 60, "the parent to end, no scheduler running")
+    waited = c.job(flaky["id"])
+    assert (waited["state"], waited["attempts"]) == ("waiting", 1), "killed while the retry waited"
+    gate.open()
+    c.wait_job(parent["id"], states=("succeeded",), timeout=DONE_SECONDS)  # no scheduler running
     assert c.job(child["id"])["state"] == "waiting", "nothing but a scheduler releases the child"
     c.start_scheduler()
-    done = {j["id"]: c.wait_job(j["id"], timeout=90) for j in (child, flaky)}
+    done = {j["id"]: c.wait_job(j["id"], timeout=DONE_SECONDS) for j in (child, flaky)}
     assert done[child["id"]]["state"] == "succeeded" and done[child["id"]]["attempts"] == 1
     assert done[child["id"]]["started_at"] >= c.job(parent["id"])["finished_at"]
     assert (done[flaky["id"]]["state"], done[flaky["id"]]["attempts"]) == ("succeeded", 2)

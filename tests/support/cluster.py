@@ -30,9 +30,23 @@ from dctoolkit.dev.stack import (
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
+# How long a test waits for jobs to end where it asserts nothing of how long they took, only their order
+# or outcome: 60 s (wait_job's default) ran out at load 10 on 2 cores.
+DONE_SECONDS = 180
+
 
 # Re-exported: the tests import these from here.
-__all__ = ["Cluster", "Database", "Redis", "free_port", "postgres_url", "redis_server_binary", "via", "wait_until"]
+__all__ = [
+    "DONE_SECONDS",
+    "Cluster",
+    "Database",
+    "Redis",
+    "free_port",
+    "postgres_url",
+    "redis_server_binary",
+    "via",
+    "wait_until",
+]
 Redis = RedisServer
 
 
