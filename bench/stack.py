@@ -73,6 +73,12 @@ class Stack:
         root = psutil.Process(self.procs[name].pid)
         return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
 
+    def pss_mb(self, name: str) -> float:
+        """The process and its children's proportional share of memory, in MB: a page shared by n of them
+        (a forked stub's and its zygote's) counts 1/n in each, where the sum of RSS counts it n times."""
+        root = psutil.Process(self.procs[name].pid)
+        return sum(p.memory_full_info().pss for p in [root, *root.children(recursive=True)]) / 2**20
+
     def stop(self, *names: str) -> None:
         """Stop the named processes (all of them when none are named)."""
         chosen = names or tuple(self.procs)
