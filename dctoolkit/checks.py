@@ -11,7 +11,8 @@ laptop values (links to localhost, mail printed on a console).
 
 Ids: E001 broker password, E002 database password, E003 storage, E004 node
 timeout, E005 DEBUG, E006 DCT_BILLING; W001 bubblewrap, W002 SQLite, W003 scratch (node),
-W004 DCT_BASE_URL, W005 ALLOWED_HOSTS, W006 mail.
+W004 DCT_BASE_URL, W005 ALLOWED_HOSTS, W006 mail, W007 a DCT_ variable nothing reads (a misspelt or
+removed setting, which would otherwise do nothing without a word).
 
 Each check reads django.conf.settings when called, so tests call them
 with settings overridden.
@@ -19,6 +20,7 @@ with settings overridden.
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -191,6 +193,47 @@ def check_production_mail(app_configs=None, **kwargs) -> list[CheckMessage]:
         "DEFAULT_FROM_EMAIL as your SMTP server needs) in the server's environment.",
         code="W006",
     )
+
+
+# Every DCT_ variable dctoolkit reads from its environment (a setting, or what a node gives a job, which may run
+# dct commands itself), and those of its CI and test suite; tests/unit/test_checks.py holds it to the source.
+KNOWN_VARIABLES = frozenset({
+    "DCT_ALLOW_SIGNUP", "DCT_ATTEMPT", "DCT_BASE_URL", "DCT_BILLING", "DCT_BWRAP", "DCT_CALLER_DIR", "DCT_CGROUPS",
+    "DCT_CI_COMPOSE", "DCT_CI_NO_MARIADB", "DCT_CI_NO_POSTGRES", "DCT_CI_WORKERS", "DCT_CONTAINERS",
+    "DCT_DB_PREPARE", "DCT_DEFAULT_NETWORK", "DCT_DESKTOP", "DCT_FAIRSHARE_HALFLIFE", "DCT_FLOWER_PORT",
+    "DCT_FLOWER_URL", "DCT_GLOBALID", "DCT_GPUS", "DCT_GPU_IDLE_AFTER", "DCT_GPU_IDLE_PERCENT",
+    "DCT_GPU_UTILIZATION_SOURCE", "DCT_HEARTBEAT_SECONDS", "DCT_HTTPS", "DCT_IDLE_MINUTES", "DCT_IDLE_SOURCE",
+    "DCT_JOB_ID", "DCT_JOB_MAX_PIDS", "DCT_LDAP_BIND_DN", "DCT_LDAP_BIND_PASSWORD", "DCT_LDAP_BIND_PASSWORD_FILE",
+    "DCT_LDAP_GROUP_SEARCH", "DCT_LDAP_STAFF_GROUP", "DCT_LDAP_URI", "DCT_LDAP_USER_FILTER", "DCT_LDAP_USER_SEARCH",
+    "DCT_LOCALID", "DCT_LOGIN_COOLOFF_MINUTES", "DCT_LOGIN_FAILURE_LIMIT", "DCT_LOG_LEVEL", "DCT_MAX_ATTEMPTS",
+    "DCT_MAX_OUTPUT_MB", "DCT_MAX_QUEUE", "DCT_MAX_QUEUED_JOBS", "DCT_MAX_RUNNING_GPUS", "DCT_MAX_RUNNING_JOBS",
+    "DCT_MAX_UPLOAD_MB", "DCT_METRICS_ALLOW", "DCT_METRICS_TOKEN", "DCT_NNODES", "DCT_NODEID", "DCT_NODES",
+    "DCT_NODE_LABELS", "DCT_NODE_OWNER", "DCT_NODE_POLICY", "DCT_NODE_SLOTS", "DCT_NODE_TIMEOUT_SECONDS",
+    "DCT_NTASKS", "DCT_OIDC_CLIENT_ID", "DCT_OIDC_CLIENT_SECRET", "DCT_OIDC_CLIENT_SECRET_FILE", "DCT_OIDC_ISSUER",
+    "DCT_OIDC_SCOPES", "DCT_OIDC_SIGN_ALGO", "DCT_OIDC_STAFF_CLAIM", "DCT_OIDC_STAFF_GROUP", "DCT_PROCESS",
+    "DCT_PRODUCTION", "DCT_REQUIRE_SANDBOX", "DCT_RETENTION", "DCT_SANDBOX_PATHS", "DCT_SCRATCH", "DCT_SERVER",
+    "DCT_STORAGE", "DCT_SUSPEND_MAX", "DCT_TEST_DATABASE_URL", "DCT_TEST_MYSQL_URL", "DCT_TOKEN", "DCT_TOOLS_VENV",
+    "DCT_UP_DEMO_PASSWORD", "DCT_USER_QUOTA", "DCT_VAR", "DCT_WARM_SANDBOXES", "DCT_WEB_PORT"
+})  # fmt: skip
+# Settings that were, and why they went.
+REMOVED_VARIABLES = {
+    "DCT_PASS_GATHER_MS": "removed on 2026-12-07: it made no measured difference, at 2 nodes or at 50 "
+    '(bench/README.md, "Coalesced wake-ups at fifty nodes"); unset it',
+}
+
+
+@register(TAG)
+def check_unknown_variables(app_configs=None, **kwargs) -> list[CheckMessage]:
+    """A DCT_ variable in the environment that dctoolkit does not read: most likely a misspelt setting, which
+    would do nothing without a word."""
+    found: list[CheckMessage] = []
+    for name in sorted(n for n in os.environ if n.startswith("DCT_") and n not in KNOWN_VARIABLES):
+        close = difflib.get_close_matches(name, KNOWN_VARIABLES, n=1)
+        hint = REMOVED_VARIABLES.get(name) or (
+            f"did you mean {close[0]}?" if close else "README, Settings, lists every DCT_ setting"
+        )
+        found.append(Warning(f"{name} is set, but dctoolkit reads no such setting", hint=hint, id=f"{TAG}.W007"))
+    return found
 
 
 def refuse_to_start(what: str) -> None:

@@ -5,6 +5,7 @@ and a node worker's start, as an operator meets them.
 """
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -253,6 +254,7 @@ ALL = [
     checks.check_production_debug,
     checks.check_production_addresses,
     checks.check_production_mail,
+    checks.check_unknown_variables,
 ]
 
 
@@ -298,3 +300,43 @@ def test_check_names_a_node_timeout_too_short_with_its_hint(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "(dctoolkit.E004) DCT_NODE_TIMEOUT_SECONDS=6 is less than two heartbeats" in done.stderr
     assert "HINT: Set DCT_NODE_TIMEOUT_SECONDS to at least 10" in done.stderr
+
+
+# --- W007: a DCT_ variable nothing reads ------------------------------------------------------------------------
+
+SOURCES = [*sorted((ROOT / "dctoolkit").rglob("*.py")), *sorted((ROOT / "integrations").rglob("*.py")),
+           ROOT / "worker_entry.py", ROOT / "manage.py"]  # fmt: skip
+SCRIPTS = [ROOT / "dct", ROOT / ".ci" / "run"]
+
+
+def read_names() -> set[str]:
+    """The DCT_ variables the code reads: quoted names in Python (os.environ, the settings' _env_* calls, what a
+    node puts in a job's environment), any name in the shell scripts."""
+    quoted = {m for path in SOURCES for m in re.findall(r"[\"'](DCT_[A-Z0-9_]+)[\"']", path.read_text())}
+    # A secret's NAME_FILE (settings._env_secret) is read too.
+    secrets = re.findall(r"_env_secret\(\"(DCT_[A-Z0-9_]+)\"\)", (ROOT / "dctoolkit" / "settings.py").read_text())
+    shell = {m for path in SCRIPTS for m in re.findall(r"\bDCT_[A-Z0-9_]*[A-Z0-9]\b", path.read_text())}
+    return quoted | shell | {f"{name}_FILE" for name in secrets}
+
+
+def test_every_variable_the_code_reads_is_known_and_every_known_one_is_read():
+    read = read_names() - set(checks.REMOVED_VARIABLES)
+    assert read - checks.KNOWN_VARIABLES == set(), "read but not in checks.KNOWN_VARIABLES"
+    assert checks.KNOWN_VARIABLES - read == set(), "in checks.KNOWN_VARIABLES but read nowhere"
+
+
+def test_a_misspelt_or_removed_variable_is_named_with_what_to_do(monkeypatch):
+    for name in [n for n in os.environ if n.startswith("DCT_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DCT_HEARTBEAT_SECOND", "3")
+    monkeypatch.setenv("DCT_PASS_GATHER_MS", "5")
+    monkeypatch.setenv("DCT_JOB_ID", "7")  # a job's own: known
+    found = checks.check_unknown_variables()
+    assert [(m.id, m.msg, m.hint) for m in found] == [
+        ("dctoolkit.W007", "DCT_HEARTBEAT_SECOND is set, but dctoolkit reads no such setting",
+         "did you mean DCT_HEARTBEAT_SECONDS?"),
+        ("dctoolkit.W007", "DCT_PASS_GATHER_MS is set, but dctoolkit reads no such setting",
+         checks.REMOVED_VARIABLES["DCT_PASS_GATHER_MS"]),
+    ]  # fmt: skip
+    monkeypatch.setenv("DCT_ZZZ_NOTHING_LIKE_IT", "1")
+    assert checks.check_unknown_variables()[-1].hint == "README, Settings, lists every DCT_ setting"
