@@ -340,3 +340,15 @@ def test_a_misspelt_or_removed_variable_is_named_with_what_to_do(monkeypatch):
     ]  # fmt: skip
     monkeypatch.setenv("DCT_ZZZ_NOTHING_LIKE_IT", "1")
     assert checks.check_unknown_variables()[-1].hint == "README, Settings, lists every DCT_ setting"
+
+
+def test_a_warning_reaches_a_command_with_an_option_named_stderr(tmp_path):
+    # `logs --stderr` once took Django's name for the stream its messages go to: any warning killed it.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DCT_", "DATABASE_URL", "REDIS_URL"))}
+    env.update(DCT_VAR=str(tmp_path / "var"), DATABASE_URL=f"sqlite:///{tmp_path / 'none.sqlite3'}")
+    env["DCT_HEARTBEAT_SECOND"] = "3"
+    argv = [sys.executable, "manage.py", "logs", "1", "--stderr", "--user", "alice"]
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "(dctoolkit.W007) DCT_HEARTBEAT_SECOND is set" in done.stderr
+    assert done.returncode == 1 and "database" in done.stderr  # the command's own answer: no database here

@@ -19,11 +19,15 @@ class Command(DctCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("id", help="job id")
-        parser.add_argument("--stderr", action="store_true", help="the job's stderr instead of its stdout")
+        # dest: Django's execute() takes an option named `stderr` for the stream its own messages go to (a
+        # system check's warning then met a bool and the command died with a traceback).
+        parser.add_argument(
+            "--stderr", action="store_true", dest="job_stderr", help="the job's stderr instead of its stdout"
+        )
         parser.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
 
     def handle(self, *args, **options):
-        stream = "stderr" if options["stderr"] else "stdout"
+        stream = "stderr" if options["job_stderr"] else "stdout"
         read = self.remote_reader(options["id"], stream) if self.remote else self.local_reader(options["id"], stream)
         pause = REMOTE_FOLLOW_POLL_SECONDS if self.remote else FOLLOW_POLL_SECONDS
         try:
