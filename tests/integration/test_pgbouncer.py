@@ -33,8 +33,7 @@ def pooled(tmp_path, monkeypatch):
     monkeypatch.setenv("DCT_TEST_DATABASE_URL", pg)
     pool = bouncer.PgBouncer(pg, POOL_SIZE).start()
     c = Cluster(tmp_path / "c", extra_env={"DCT_DB_PREPARE": "0"})
-    c.env["DATABASE_URL"] = pool.url(c.db.url)
-    c.reader.env = c.env
+    c.env["DATABASE_URL"] = pool.url(c.db.url)  # the reader's too: it holds this very dict
     try:
         c.start()
         yield c, pool

@@ -43,25 +43,22 @@ NEW = [
 UNINDEXED = ["owner_id", "dag_id", "dag_node_id", "accounting_group_id"]
 
 
-def own_indexes(schema_editor, table: str) -> dict[str, str]:
-    """column -> the name of the plain single-column index on it, for the UNINDEXED columns that have one."""
+def own_indexes(schema_editor, table: str) -> list[str]:
+    """The names of the plain single-column indexes on the UNINDEXED columns."""
     with schema_editor.connection.cursor() as cursor:
         found = schema_editor.connection.introspection.get_constraints(cursor, table)
-    return {
-        info["columns"][0]: name
+    return [
+        name
         for name, info in found.items()
-        if info["index"]
-        and not info["primary_key"]
-        and not info["unique"]
-        and info["columns"] in ([c] for c in UNINDEXED)
-    }
+        if info["index"] and not (info["primary_key"] or info["unique"]) and info["columns"] in [[c] for c in UNINDEXED]
+    ]
 
 
 def forwards(apps, schema_editor):
     if not schema_editor.connection.features.supports_partial_indexes:
         return
     job = apps.get_model("jobs", "Job")
-    for name in own_indexes(schema_editor, job._meta.db_table).values():
+    for name in own_indexes(schema_editor, job._meta.db_table):
         schema_editor.execute(schema_editor._delete_index_sql(job, name))
     for index in OLD:
         schema_editor.remove_index(job, index)
